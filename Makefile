@@ -1,0 +1,53 @@
+# greenproof: one entry point. `make demo` and `make test` each set up
+# everything they need on a fresh machine (venv, torch CPU build, project, anvil).
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+# ape writes its data (accounts, compiler cache) here, not into $HOME.
+export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
+# Number of hypothesis examples for the stateful contract fuzz (make fuzz raises it).
+FUZZ_EXAMPLES ?= 1000
+
+.PHONY: setup demo test test-contracts test-python test-integration test-e2e fuzz bench lint clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first: the pinned CPU build. GPU users install their CUDA build instead (README).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	anvil --version >/dev/null
+	touch $@
+
+compile: setup
+	ape compile
+
+demo: setup
+	$(BIN)/greenproof demo
+
+test: setup
+	ape compile >/dev/null
+	$(BIN)/python -m pytest -p no:ape_test tests/python tests/fuzz -q
+	ape test tests/contracts -q
+	$(BIN)/python -m pytest -p no:ape_test tests/integration tests/e2e -q
+
+fuzz: setup
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -p no:ape_test tests/fuzz -q
+
+bench: setup
+	$(BIN)/python bench/gas.py
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .build .cache demo-out

@@ -1,0 +1,119 @@
+"""Commitment formats shared by the worker, the verifier and JobMarket.
+
+DESIGN.md §3:
+
+* leaf ``k`` = ``keccak256(keccak256(abi_encode(job_id uint256, k uint32,
+  state_hash_k bytes32, energy_mj_k uint256)))``; ``energy_mj_k`` is the
+  cumulative energy up to boundary ``k`` (``energy_mj_0 = 0``);
+* the tree has ``num_segments + 1`` leaves in index order; each level pairs
+  neighbours ``(0,1), (2,3), …`` into ``keccak256(min(a,b) ‖ max(a,b))``
+  and an odd last node is carried up unchanged.
+
+Sorted pairs are what snekmate's ``merkle_proof_verification.verify`` expects,
+so a proof is just the list of siblings from the leaf up; levels where the node
+was carried up contribute no sibling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+UINT32_MAX = 2**32 - 1
+UINT256_MAX = 2**256 - 1
+
+
+class CommitmentError(ValueError):
+    """A value that cannot be committed to (wrong width, out of range)."""
+
+
+def leaf(job_id: int, k: int, state_hash: bytes, energy_mj: int) -> bytes:
+    """The Merkle leaf for boundary ``k`` of job ``job_id``."""
+    if not 0 <= job_id <= UINT256_MAX:
+        raise CommitmentError(f"job_id out of uint256 range: {job_id}")
+    if not 0 <= k <= UINT32_MAX:
+        raise CommitmentError(f"boundary index out of uint32 range: {k}")
+    if len(state_hash) != 32:
+        raise CommitmentError(f"state_hash must be 32 bytes, got {len(state_hash)}")
+    if not 0 <= energy_mj <= UINT256_MAX:
+        raise CommitmentError(f"energy_mj out of uint256 range: {energy_mj}")
+    inner = keccak(
+        abi_encode(["uint256", "uint32", "bytes32", "uint256"], [job_id, k, state_hash, energy_mj])
+    )
+    return keccak(inner)
+
+
+def hash_pair(a: bytes, b: bytes) -> bytes:
+    """``keccak256(min(a,b) ‖ max(a,b))``, bytes compared as big-endian integers."""
+    return keccak(a + b) if a <= b else keccak(b + a)
+
+
+@dataclass(frozen=True)
+class MerkleTree:
+    """A sorted-pair Merkle tree over leaves given in index order."""
+
+    levels: tuple[tuple[bytes, ...], ...]
+
+    @classmethod
+    def build(cls, leaves: Sequence[bytes]) -> MerkleTree:
+        if not leaves:
+            raise CommitmentError("a Merkle tree needs at least one leaf")
+        for i, node in enumerate(leaves):
+            if len(node) != 32:
+                raise CommitmentError(f"leaf {i} must be 32 bytes, got {len(node)}")
+        levels = [tuple(leaves)]
+        while len(levels[-1]) > 1:
+            cur = levels[-1]
+            nxt = [hash_pair(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+            if len(cur) % 2:
+                nxt.append(cur[-1])
+            levels.append(tuple(nxt))
+        return cls(tuple(levels))
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0]
+
+    @property
+    def num_leaves(self) -> int:
+        return len(self.levels[0])
+
+    def proof(self, index: int) -> list[bytes]:
+        """Siblings from leaf ``index`` up to the root."""
+        if not 0 <= index < self.num_leaves:
+            raise CommitmentError(f"leaf index {index} outside 0..{self.num_leaves - 1}")
+        out: list[bytes] = []
+        for level in self.levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                out.append(level[sibling])
+            index //= 2
+        return out
+
+
+def verify(proof: Sequence[bytes], root: bytes, node: bytes) -> bool:
+    """Python twin of snekmate's ``merkle_proof_verification.verify``."""
+    for sibling in proof:
+        node = hash_pair(node, sibling)
+    return node == root
+
+
+def commitment_tree(job_id: int, state_hashes: Sequence[bytes], energies_mj: Sequence[int]) -> MerkleTree:
+    """The job's tree: one leaf per boundary ``k = 0 … num_segments``."""
+    if len(state_hashes) != len(energies_mj):
+        raise CommitmentError(
+            f"{len(state_hashes)} state hashes but {len(energies_mj)} energy readings"
+        )
+    if energies_mj and energies_mj[0] != 0:
+        raise CommitmentError(f"energy at boundary 0 must be 0, got {energies_mj[0]}")
+    for k in range(1, len(energies_mj)):
+        if energies_mj[k] < energies_mj[k - 1]:
+            raise CommitmentError(
+                f"cumulative energy decreases at boundary {k}: {energies_mj[k - 1]} -> {energies_mj[k]}"
+            )
+    return MerkleTree.build(
+        [leaf(job_id, k, h, e) for k, (h, e) in enumerate(zip(state_hashes, energies_mj, strict=True))]
+    )
