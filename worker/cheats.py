@@ -1,0 +1,297 @@
+"""Cheating strategies for tests and demos only: NEVER enabled by default.
+
+The honest worker trains every segment with ``greenproof.engine.run_segment``.
+For the adversary suite it can be given one ``Cheat`` object
+(``greenproof worker run … --cheat NAME``), which it consults at three fixed
+points; with no cheat configured the worker never imports this module.
+
+Hooks (the worker calls exactly these):
+
+* ``train_segment(spec, state, k, run_segment) -> SegmentResult`` instead of
+  ``run_segment(spec, state, k)`` for segment ``k``;
+* ``energy(k, energy_mj) -> int``: the cumulative energy (millijoules) measured
+  up to boundary ``k``; the return value is what gets committed;
+* ``serve(job_id, state_hash) -> "withhold" | bytes | None`` when the artifact
+  server is asked for the checkpoint ``state_hash``: ``None`` serves the real
+  file, ``"withhold"`` answers 404, ``bytes`` are served instead of the file.
+
+Every strategy fakes a fraction ``fraction`` of a job's segments (chosen by a
+seeded RNG, at least one when ``fraction > 0``); the others are trained
+honestly. A faked segment ``k`` is detectable exactly when the verifier audits
+``k`` (the next segment starts from the faked state and replays consistently),
+which is what makes the detection probability ``1 - (1 - f)^s``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ServeAnswer = Literal["withhold"] | bytes | None
+RunSegment = Callable[..., Any]
+
+
+class CheatError(ValueError):
+    """An unknown strategy or a bad strategy parameter."""
+
+
+def faked_segments(num_segments: int, fraction: float, seed: int) -> frozenset[int]:
+    """The segments a cheater with this ``fraction`` fakes: ``round(f*N)`` of
+    them (at least one if ``f > 0``), chosen by ``random.Random(seed)``."""
+    if not 0.0 <= fraction <= 1.0:
+        raise CheatError(f"cheat: fraction must be in [0, 1], got {fraction}")
+    if fraction == 0.0:
+        return frozenset()
+    count = min(num_segments, max(1, round(fraction * num_segments)))
+    return frozenset(random.Random(seed).sample(range(num_segments), count))
+
+
+def _is_param(name: str, tensor: torch.Tensor) -> bool:
+    """Floating tensors of the model (not optimizer moments, counters or RNG state)."""
+    return name.startswith("model.") and tensor.is_floating_point()
+
+
+def _replace_state(result: Any, state: dict[str, torch.Tensor]) -> Any:
+    """The engine's SegmentResult with another state (losses kept)."""
+    out = copy.copy(result)
+    object.__setattr__(out, "state", state)
+    return out
+
+
+def _with_spec(spec: Any, path: str, value: Any) -> Any:
+    """A copy of the (pydantic) spec with the dotted field ``path`` set to ``value``."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return spec.model_copy(update={head: value})
+    return spec.model_copy(update={head: _with_spec(getattr(spec, head), rest, value)})
+
+
+class Cheat:
+    """Base class: honest behaviour at every hook. Subclasses override one hook."""
+
+    name: ClassVar[str] = "honest"
+    description: ClassVar[str] = "no cheating"
+    #: True when the verifier's report (not a fraud vote) is the expected outcome.
+    warning_only: ClassVar[bool] = False
+
+    def __init__(self, fraction: float = 1.0, seed: int = 0) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise CheatError(f"cheat: fraction must be in [0, 1], got {fraction}")
+        self.fraction = fraction
+        self.seed = seed
+
+    def faked(self, spec: Any, k: int) -> bool:
+        return k in faked_segments(spec.num_segments, self.fraction, self.seed)
+
+    # --- hooks -----------------------------------------------------------------
+    def train_segment(self, spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment) -> Any:
+        if self.faked(spec, k):
+            log.warning("cheat %s: faking segment %d", self.name, k)
+            return self.fake_segment(spec, state, k, run_segment)
+        return run_segment(spec, state, k)
+
+    def fake_segment(self, spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment) -> Any:
+        return run_segment(spec, state, k)
+
+    def energy(self, k: int, energy_mj: int) -> int:
+        return energy_mj
+
+    def serve(self, job_id: int, state_hash: bytes) -> ServeAnswer:
+        return None
+
+
+class FakeHashes(Cheat):
+    """No training at all on faked segments: the end state is fabricated
+    (random tensors of the right shapes), so its hash commits to nothing real."""
+
+    name = "fake_hashes"
+    description = "fabricated states, no training"
+
+    def fake_segment(self, spec, state, k, run_segment):
+        gen = torch.Generator().manual_seed(self.seed * 7919 + k)
+        fake = {}
+        for name, t in state.items():
+            if t.is_floating_point():
+                fake[name] = torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype)
+            else:
+                fake[name] = t.clone()
+        result = run_segment_placeholder(spec, state, k, run_segment)
+        return _replace_state(result, fake)
+
+
+class FewerSteps(Cheat):
+    """Trains only half of the segment's steps and claims the whole segment."""
+
+    name = "fewer_steps"
+    description = "half the steps of a segment"
+
+    def fake_segment(self, spec, state, k, run_segment):
+        return run_partial(spec, state, k, run_segment, max(1, spec.segment_steps // 2))
+
+
+class NoisyWeights(Cheat):
+    """Trains honestly, then perturbs the parameters (a stand-in for a
+    provider that trains carelessly or in lower precision than specified)."""
+
+    name = "noisy_weights"
+    description = "honest training plus weight noise"
+    relative_noise: ClassVar[float] = 1e-2
+
+    def fake_segment(self, spec, state, k, run_segment):
+        result = run_segment(spec, state, k)
+        gen = torch.Generator().manual_seed(self.seed * 104729 + k)
+        noisy = dict(result.state)
+        for name, t in result.state.items():
+            if _is_param(name, t):
+                scale = self.relative_noise * (t.float().norm() / max(1, t.numel()) ** 0.5)
+                noisy[name] = (t.float() + scale * torch.randn(t.shape, generator=gen)).to(t.dtype)
+        return _replace_state(result, noisy)
+
+
+class InterpolatedWeights(Cheat):
+    """Half the compute: trains half the steps and extrapolates the parameters
+    linearly to the segment end (``end = start + 2 * (half - start)``)."""
+
+    name = "interpolated_weights"
+    description = "half the steps, parameters extrapolated"
+
+    def fake_segment(self, spec, state, k, run_segment):
+        result = run_partial(spec, state, k, run_segment, max(1, spec.segment_steps // 2))
+        out = dict(result.state)
+        for name, t in result.state.items():
+            if _is_param(name, t) and name in state:
+                out[name] = (state[name].float() + 2.0 * (t.float() - state[name].float())).to(t.dtype)
+        return _replace_state(result, out)
+
+
+class DataOrder(Cheat):
+    """Trains on a different data order (another shuffling seed)."""
+
+    name = "data_order"
+    description = "changed data order"
+
+    def fake_segment(self, spec, state, k, run_segment):
+        return run_segment(data_order_variant(spec), state, k)
+
+
+class LearningRate(Cheat):
+    """Trains with a different learning rate than the spec's."""
+
+    name = "learning_rate"
+    description = "changed learning rate"
+    factor: ClassVar[float] = 2.0
+
+    def fake_segment(self, spec, state, k, run_segment):
+        return run_segment(learning_rate_variant(spec, self.factor), state, k)
+
+
+class Withhold(Cheat):
+    """Trains honestly but never serves the end checkpoints of faked segments."""
+
+    name = "withhold"
+    description = "withheld checkpoints"
+
+    def __init__(self, fraction: float = 1.0, seed: int = 0) -> None:
+        super().__init__(fraction, seed)
+        self.withheld: set[bytes] = set()
+
+    def fake_segment(self, spec, state, k, run_segment):
+        from greenproof.statehash import state_hash
+
+        result = run_segment(spec, state, k)
+        self.withheld.add(state_hash(result.state))
+        return result
+
+    def serve(self, job_id, state_hash):
+        return "withhold" if state_hash in self.withheld else None
+
+
+class SwapFinal(Cheat):
+    """Commits the honest run, then delivers another model (the state from
+    before the last segment) under the final state hash."""
+
+    name = "swap_final"
+    description = "final model swapped after commit"
+
+    def __init__(self, fraction: float = 1.0, seed: int = 0) -> None:
+        super().__init__(fraction, seed)
+        self.swapped: dict[bytes, bytes] = {}
+
+    def faked(self, spec, k):
+        return self.fraction > 0 and k == spec.num_segments - 1
+
+    def fake_segment(self, spec, state, k, run_segment):
+        from greenproof.statehash import state_hash
+        from safetensors.torch import save
+
+        result = run_segment(spec, state, k)
+        before = {n: t.detach().cpu().contiguous() for n, t in state.items()}
+        self.swapped[state_hash(result.state)] = save(before)
+        return result
+
+    def serve(self, job_id, state_hash):
+        return self.swapped.get(state_hash)
+
+
+class InflateEnergy(Cheat):
+    """Trains honestly but reports ``factor`` times the measured energy
+    (a reporting lie: flagged as a warning in the verifier's report)."""
+
+    name = "inflate_energy"
+    description = "inflated energy claim"
+    warning_only = True
+    factor: ClassVar[int] = 10
+
+    def energy(self, k, energy_mj):
+        return energy_mj * self.factor if self.fraction > 0 else energy_mj
+
+
+CHEATS: dict[str, type[Cheat]] = {
+    c.name: c
+    for c in (
+        FakeHashes,
+        FewerSteps,
+        NoisyWeights,
+        InterpolatedWeights,
+        DataOrder,
+        LearningRate,
+        Withhold,
+        SwapFinal,
+        InflateEnergy,
+    )
+}
+
+
+def make_cheat(name: str, fraction: float = 1.0, seed: int = 0) -> Cheat:
+    """The strategy ``name`` (see ``CHEATS``); a ``CheatError`` names the choices."""
+    try:
+        cls = CHEATS[name]
+    except KeyError:
+        raise CheatError(f"cheat: unknown strategy {name!r}; choose one of {', '.join(sorted(CHEATS))}") from None
+    return cls(fraction=fraction, seed=seed)
+
+
+# --- engine-shaped helpers (adapted to greenproof.engine) ---------------------------
+
+
+def run_segment_placeholder(spec, state, k, run_segment):
+    raise NotImplementedError
+
+
+def run_partial(spec, state, k, run_segment, steps):
+    raise NotImplementedError
+
+
+def data_order_variant(spec):
+    raise NotImplementedError
+
+
+def learning_rate_variant(spec, factor):
+    raise NotImplementedError
