@@ -1,0 +1,706 @@
+"""The ``Chain`` client every greenproof process talks to the contracts through.
+
+One object per (RPC endpoint, signing account, deployment). It owns what a
+long-running daemon needs and ape's provider does not let us control:
+
+- a local nonce counter that re-syncs from the node on "nonce too low", after a
+  node restart, and whenever a send's fate is unknown;
+- EIP-1559 fees when the node reports a base fee, legacy ``gasPrice`` otherwise;
+- a pre-flight ``eth_call`` so that a revert surfaces as
+  ``TxError("market: job not open (accept job, job=3)")`` before any gas is spent,
+  with the reason decoded from web3's ``ContractLogicError`` or raw revert data;
+- bounded exponential-backoff retries on connection errors, timeouts and
+  dropped connections, logged with the caller's context (job id, segment);
+- receipts (plus optional confirmations); status 0 raises ``TxError``;
+- chunked ``eth_getLogs`` for providers that cap the block range.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
+from web3.middleware import ExtraDataToPOAMiddleware
+from web3.providers import HTTPProvider, LegacyWebSocketProvider
+from web3.types import TxReceipt
+
+from greenproof.chain.network import NetworkError, resolve_rpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+# role name used in code -> contract name in the deployment manifest
+CONTRACT_NAMES: dict[str, str] = {
+    "market": "JobMarket",
+    "stake": "StakeManager",
+    "registry": "GreenRegistry",
+    "token": "Token",
+}
+
+
+class ChainError(Exception):
+    """A chain operation failed in a way the user can act on (not a revert)."""
+
+
+class TxError(ChainError):
+    """A transaction (or call) reverted or failed; ``reason`` is the decoded revert string."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        what: str = "",
+        context: dict[str, Any] | None = None,
+        tx_hash: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.what = what
+        self.context = dict(context or {})
+        self.tx_hash = tx_hash
+        where = ", ".join([what] * bool(what) + [f"{k}={v}" for k, v in self.context.items()])
+        super().__init__(f"{reason} ({where})" if where else reason)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient RPC failures.
+
+    With the defaults a call survives a node that is away for about a minute
+    (0.5 + 1 + 2 + 4 + 8 + 15 × 3 s) before the error reaches the caller.
+    """
+
+    attempts: int = 9
+    base_delay: float = 0.5
+    max_delay: float = 15.0
+
+    def delays(self) -> Iterable[float]:
+        for i in range(self.attempts - 1):
+            yield min(self.max_delay, self.base_delay * 2**i)
+
+
+# ---------------------------------------------------------------------------
+# revert reasons and transient errors
+# ---------------------------------------------------------------------------
+
+
+def decode_revert_data(data: bytes | str | None) -> str:
+    """Decode raw revert data: ``Error(string)``, ``Panic(uint256)`` or empty."""
+    if data is None:
+        return "reverted without a reason"
+    if isinstance(data, str):
+        text = data[2:] if data.startswith("0x") else data
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            return data or "reverted without a reason"
+    if not data:
+        return "reverted without a reason"
+    if data[:4] == ERROR_SELECTOR:
+        try:
+            return str(abi_decode(["string"], data[4:])[0])
+        except Exception:  # noqa: BLE001 - malformed payload
+            return f"reverted with malformed Error(string) 0x{data.hex()}"
+    if data[:4] == PANIC_SELECTOR:
+        try:
+            return f"panic 0x{abi_decode(['uint256'], data[4:])[0]:02x}"
+        except Exception:  # noqa: BLE001
+            pass
+    return f"reverted with data 0x{data.hex()}"
+
+
+def revert_reason(exc: BaseException) -> str | None:
+    """The revert reason carried by a web3 exception, or None when it is not a revert."""
+    if isinstance(exc, ContractLogicError):
+        data = exc.data
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and len(data) > 2:
+            return decode_revert_data(data)
+        message = str(exc.message or exc.args[0] if exc.args else "")
+        return _strip_reverted(message) or "reverted without a reason"
+    if isinstance(exc, Web3RPCError):
+        message = exc.message or ""
+        if "revert" in message.lower():
+            response = exc.rpc_response or {}
+            error = response.get("error", {}) if isinstance(response, dict) else {}
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, str) and len(data) > 2:
+                return decode_revert_data(data)
+            return _strip_reverted(message) or "reverted without a reason"
+    return None
+
+
+def _strip_reverted(message: str) -> str:
+    for prefix in ("execution reverted: ", "execution reverted", "revert: ", "revert"):
+        if message.startswith(prefix):
+            return message[len(prefix):].strip()
+    return message.strip()
+
+
+_TRANSIENT_TEXT = (
+    "connection", "timed out", "timeout", "temporarily", "too many requests", "rate limit",
+    "502", "503", "504", "bad gateway", "service unavailable", "eof", "reset by peer",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: the node is away, slow, overloaded or restarting."""
+    if isinstance(exc, (ContractLogicError, TransactionNotFound)):
+        return False
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError,
+                        TimeoutError, ProviderConnectionError, TimeExhausted)):
+        return True
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status in (408, 425, 429, 500, 502, 503, 504)
+    if isinstance(exc, (OSError,)):
+        return True
+    if isinstance(exc, Web3RPCError):
+        return any(t in (exc.message or "").lower() for t in _TRANSIENT_TEXT[3:])
+    return False
+
+
+def _format_context(context: dict[str, Any] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (context or {}).items())
+
+
+# ---------------------------------------------------------------------------
+# the client
+# ---------------------------------------------------------------------------
+
+
+class Chain:
+    """web3 + a signing account + the deployed greenproof contracts.
+
+    Build one with :func:`connect`. Thread-safe for ``transact`` (one nonce lock).
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        account: LocalAccount | None = None,
+        deployment: Any | None = None,
+        *,
+        confirmations: int = 0,
+        poll: float = 0.25,
+        retry: RetryPolicy | None = None,
+        tx_timeout: float = 300.0,
+        gas_margin: float = 1.25,
+        log_chunk: int = 5000,
+        network: str = "",
+    ) -> None:
+        self.w3 = w3
+        self.account = account
+        self.deployment = deployment
+        self.confirmations = confirmations
+        self.poll = poll
+        self.retry = retry or RetryPolicy()
+        self.tx_timeout = tx_timeout
+        self.gas_margin = gas_margin
+        self.log_chunk = log_chunk
+        self.network = network
+        self._nonce: int | None = None
+        self._nonce_lock = threading.RLock()
+        self._eip1559: bool | None = None
+        self._contracts: dict[str, Contract] = {}
+        self.chain_id: int = self._retrying(lambda: self.w3.eth.chain_id, what="read chain id")
+        if deployment is not None:
+            dep_chain = getattr(deployment, "chain_id", None)
+            if dep_chain is not None and int(dep_chain) != self.chain_id:
+                raise ChainError(
+                    f"chain: deployment is for chain {dep_chain} but the node at "
+                    f"{self.rpc_url} is chain {self.chain_id}; pass the right --deployment"
+                )
+
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def rpc_url(self) -> str:
+        return str(getattr(self.w3.provider, "endpoint_uri", "") or "")
+
+    @property
+    def address(self) -> str:
+        if self.account is None:
+            raise ChainError("chain: this command needs an account (--account or $GREENPROOF_ACCOUNT)")
+        return self.account.address
+
+    # -- contracts ---------------------------------------------------------
+
+    def contract(self, role: str) -> Contract:
+        """The web3 contract for ``role`` (market, stake, registry, token) from the manifest."""
+        if role not in self._contracts:
+            if self.deployment is None:
+                raise ChainError(
+                    f"chain: no deployment manifest for chain {self.chain_id}; run "
+                    "`greenproof deploy` or pass --deployment PATH"
+                )
+            address, abi = _manifest_entry(self.deployment, role)
+            self._contracts[role] = self.w3.eth.contract(address=to_checksum_address(address), abi=abi)
+        return self._contracts[role]
+
+    @property
+    def market(self) -> Contract:
+        return self.contract("market")
+
+    @property
+    def stake(self) -> Contract:
+        return self.contract("stake")
+
+    @property
+    def registry(self) -> Contract:
+        return self.contract("registry")
+
+    @property
+    def token(self) -> Contract:
+        return self.contract("token")
+
+    # -- reads -------------------------------------------------------------
+
+    def _retrying(self, fn: Callable[[], T], *, what: str, context: dict[str, Any] | None = None) -> T:
+        delays = iter(self.retry.delays())
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - filtered by is_transient
+                if not is_transient(exc):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise ChainError(
+                        f"chain: {what} failed after {attempt} attempts, node at "
+                        f"{self.rpc_url} unreachable ({type(exc).__name__}: {exc})"
+                        + (f" [{_format_context(context)}]" if context else "")
+                    ) from exc
+                log.warning("%s: RPC error (%s: %s), retry %d in %.1fs %s", what,
+                            type(exc).__name__, str(exc)[:200], attempt, delay,
+                            _format_context(context))
+                time.sleep(delay)
+                attempt += 1
+
+    def call(self, fn_call: ContractFunction, *, block: int | str = "latest",
+             what: str | None = None, context: dict[str, Any] | None = None) -> Any:
+        """``fn_call.call()`` with retries; a revert raises ``TxError`` with its reason."""
+        label = what or fn_call.fn_name
+        tx = {"from": self.account.address} if self.account is not None else {}
+        try:
+            return self._retrying(lambda: fn_call.call(tx, block_identifier=block),
+                                  what=label, context=context)
+        except (ContractLogicError, Web3RPCError) as exc:
+            reason = revert_reason(exc)
+            if reason is None:
+                raise
+            raise TxError(reason, what=label, context=context) from None
+
+    def block_number(self) -> int:
+        return int(self._retrying(lambda: self.w3.eth.block_number, what="read block number"))
+
+    def timestamp(self, block: int | str = "latest") -> int:
+        """The timestamp of ``block`` (default: the latest block)."""
+        return int(self._retrying(lambda: self.w3.eth.get_block(block)["timestamp"],
+                                  what="read block timestamp"))
+
+    def balance(self, address: str | None = None) -> int:
+        """Native (ETH) balance of ``address`` (default: this account)."""
+        who = to_checksum_address(address or self.address)
+        return int(self._retrying(lambda: self.w3.eth.get_balance(who), what="read balance"))
+
+    def wait_until_block(self, n: int, *, timeout: float | None = None) -> int:
+        """Block until the chain reaches block ``n``; returns the current block number."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (current := self.block_number()) < n:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ChainError(f"chain: block {n} not reached within {timeout}s (at {current})")
+            time.sleep(self.poll)
+        return current
+
+    # -- logs --------------------------------------------------------------
+
+    def logs(self, event_name: str, from_block: int, to_block: int | None = None,
+             contract: str = "market", *, args: dict[str, Any] | None = None) -> list[Any]:
+        """Decoded ``event_name`` logs of ``contract`` in ``[from_block, to_block]``.
+
+        The range is fetched in chunks (``log_chunk`` blocks, halved when the node
+        refuses a range), in block/log order. ``args`` filters on indexed arguments.
+        """
+        event = getattr(self.contract(contract).events, event_name)
+        end = self.block_number() if to_block is None else int(to_block)
+
+        def fetch(lo: int, hi: int) -> list[Any]:
+            return list(event().get_logs(from_block=lo, to_block=hi, argument_filters=args))
+
+        return self._chunked(fetch, int(from_block), end, what=f"get {event_name} logs")
+
+    def events(self, from_block: int, to_block: int | None = None,
+               contract: str = "market") -> list[Any]:
+        """Every decodable event of ``contract`` in the range, in chain order (one query per chunk)."""
+        c = self.contract(contract)
+        end = self.block_number() if to_block is None else int(to_block)
+        by_topic = {}
+        for item in c.abi:
+            if item.get("type") == "event":
+                ev = getattr(c.events, item["name"])()
+                sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                by_topic[Web3.keccak(text=sig)] = ev
+
+        def fetch(lo: int, hi: int) -> list[Any]:
+            raw = self.w3.eth.get_logs({"address": c.address, "fromBlock": lo, "toBlock": hi})
+            out = []
+            for entry in raw:
+                ev = by_topic.get(HexBytes(entry["topics"][0])) if entry["topics"] else None
+                if ev is not None:
+                    out.append(ev.process_log(entry))
+            return out
+
+        return self._chunked(fetch, int(from_block), end, what=f"get {contract} events")
+
+    def _chunked(self, fetch: Callable[[int, int], list[Any]], start: int, end: int,
+                 *, what: str) -> list[Any]:
+        out: list[Any] = []
+        chunk = max(1, self.log_chunk)
+        lo = max(0, start)
+        while lo <= end:
+            hi = min(end, lo + chunk - 1)
+            try:
+                out.extend(self._retrying(lambda lo=lo, hi=hi: fetch(lo, hi), what=what))
+            except Web3RPCError as exc:
+                text = (exc.message or "").lower()
+                if chunk > 1 and any(t in text for t in ("range", "too many", "limit", "exceed")):
+                    chunk = max(1, chunk // 2)
+                    log.info("%s: node refused %d-block range, retrying with %d", what, hi - lo + 1, chunk)
+                    continue
+                raise
+            lo = hi + 1
+        out.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        return out
+
+    # -- transactions ------------------------------------------------------
+
+    def transact(
+        self,
+        fn_call: ContractFunction,
+        *,
+        what: str,
+        context: dict[str, Any] | None = None,
+        gas: int | None = None,
+        value: int = 0,
+    ) -> TxReceipt:
+        """Send ``fn_call`` from this account and wait for its receipt.
+
+        Args:
+            fn_call: a bound web3 call, e.g. ``chain.market.functions.accept_job(3, cls)``.
+            what: a short human label for logs and errors ("accept job").
+            context: ids to log with it, e.g. ``{"job": 3, "segment": 5}``.
+            gas: a fixed gas limit (skips estimation, not the pre-flight call).
+            value: wei to send along.
+
+        Raises:
+            TxError: the call would revert (decoded reason) or the mined tx has status 0.
+            ChainError: the node stayed unreachable beyond the retry policy.
+        """
+        account = self.account
+        if account is None:
+            raise ChainError(f"chain: {what} needs an account (--account or $GREENPROOF_ACCOUNT)")
+        ctx = _format_context(context)
+        base = {"from": account.address, "value": int(value), "chainId": self.chain_id}
+        # Pre-flight: surface reverts with their reason before spending gas.
+        self._preflight(fn_call, base, what, context)
+        if gas is None:
+            try:
+                estimate = self._retrying(lambda: fn_call.estimate_gas(base), what=f"{what}: estimate gas",
+                                          context=context)
+            except (ContractLogicError, Web3RPCError) as exc:
+                reason = revert_reason(exc)
+                if reason is None:
+                    raise
+                raise TxError(reason, what=what, context=context) from None
+            gas = int(estimate * self.gas_margin) + 10_000
+        with self._nonce_lock:
+            tx_hash, signed_raw, nonce = self._send(fn_call, base, gas, what, context)
+        log.info("%s: sent %s nonce=%d gas=%d %s", what, tx_hash, nonce, gas, ctx)
+        receipt = self._wait_receipt(tx_hash, signed_raw, nonce, what, context)
+        if receipt["status"] != 1:
+            reason = self._failed_reason(fn_call, base, receipt)
+            raise TxError(reason, what=what, context=context, tx_hash=tx_hash)
+        log.info("%s: mined in block %d (gas used %d) %s", what, receipt["blockNumber"],
+                 receipt["gasUsed"], ctx)
+        if self.confirmations > 0:
+            self.wait_until_block(receipt["blockNumber"] + self.confirmations)
+        return receipt
+
+    def _preflight(self, fn_call: ContractFunction, base: dict[str, Any], what: str,
+                         context: dict[str, Any] | None) -> None:
+        try:
+            self._retrying(lambda: fn_call.call({"from": base["from"], "value": base["value"]}),
+                           what=what, context=context)
+        except (ContractLogicError, Web3RPCError) as exc:
+            reason = revert_reason(exc)
+            if reason is None:
+                raise
+            raise TxError(reason, what=what, context=context) from None
+
+    def _fees(self) -> dict[str, int]:
+        if self._eip1559 is not False:
+            block = self._retrying(lambda: self.w3.eth.get_block("latest"), what="read fees")
+            base_fee = block.get("baseFeePerGas")
+            if base_fee is not None:
+                self._eip1559 = True
+                try:
+                    tip = int(self._retrying(lambda: self.w3.eth.max_priority_fee, what="read tip"))
+                except Web3RPCError:
+                    tip = 10**9
+                return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base_fee) + tip}
+            self._eip1559 = False
+        return {"gasPrice": int(self._retrying(lambda: self.w3.eth.gas_price, what="read gas price"))}
+
+    def _node_nonce(self) -> int:
+        addr = self.address
+        return int(self._retrying(lambda: self.w3.eth.get_transaction_count(addr, "pending"),
+                                  what="read nonce"))
+
+    def resync_nonce(self) -> int:
+        """Forget the local nonce and take the node's pending count (e.g. after a restart)."""
+        with self._nonce_lock:
+            self._nonce = self._node_nonce()
+            return self._nonce
+
+    def _send(self, fn_call: ContractFunction, base: dict[str, Any], gas: int, what: str,
+              context: dict[str, Any] | None) -> tuple[str, bytes, int]:
+        """Sign and broadcast; returns (tx hash, raw tx, nonce). Caller holds the nonce lock."""
+        assert self.account is not None
+        if self._nonce is None:
+            self._nonce = self._node_nonce()
+        for _ in range(5):
+            nonce = max(self._nonce, 0)
+            tx = fn_call.build_transaction({**base, "gas": gas, "nonce": nonce, **self._fees()})
+            signed = self.account.sign_transaction(tx)
+            raw = bytes(signed.raw_transaction)
+            tx_hash = "0x" + bytes(signed.hash).hex()
+            outcome = self._broadcast(raw, tx_hash, what, context)
+            if outcome == "sent":
+                self._nonce = nonce + 1
+                return tx_hash, raw, nonce
+            # nonce clash: our view of the nonce is stale (restart, another process)
+            node = self._node_nonce()
+            log.warning("%s: nonce %d rejected (%s), re-synced to %d %s", what, nonce, outcome,
+                        node, _format_context(context))
+            self._nonce = node
+        raise ChainError(f"chain: {what}: could not find a usable nonce for {self.address}")
+
+    def _broadcast(self, raw: bytes, tx_hash: str, what: str, context: dict[str, Any] | None) -> str:
+        """Send a raw tx, retrying transient errors; returns "sent" or the nonce problem."""
+
+        def send() -> str:
+            try:
+                self.w3.eth.send_raw_transaction(raw)
+                return "sent"
+            except Web3RPCError as exc:
+                text = (exc.message or "").lower()
+                if "already known" in text or "already imported" in text:
+                    return "sent"  # an earlier attempt got through before the connection dropped
+                if "nonce too low" in text or "nonce too high" in text or "underpriced" in text:
+                    if self._tx_known(tx_hash):
+                        return "sent"
+                    return text[:80]
+                reason = revert_reason(exc)
+                if reason is not None:
+                    raise TxError(reason, what=what, context=context) from None
+                raise
+
+        return self._retrying(send, what=f"{what}: send", context=context)
+
+    def _tx_known(self, tx_hash: str) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)
+            return True
+        except TransactionNotFound:
+            return False
+
+    def _wait_receipt(self, tx_hash: str, raw: bytes, nonce: int, what: str,
+                      context: dict[str, Any] | None) -> TxReceipt:
+        """Poll for the receipt; rebroadcast if a restarted node lost the pending tx."""
+        deadline = time.monotonic() + self.tx_timeout
+        polls = 0
+        while True:
+            try:
+                return self._retrying(lambda: self.w3.eth.get_transaction_receipt(tx_hash),
+                                      what=f"{what}: wait receipt", context=context)
+            except TransactionNotFound:
+                pass
+            polls += 1
+            if polls % 20 == 0 and not self._retrying(lambda: self._tx_known(tx_hash),
+                                                       what=f"{what}: check pending", context=context):
+                if self._node_nonce() <= nonce:
+                    log.warning("%s: %s vanished from the node, rebroadcasting %s", what, tx_hash,
+                                _format_context(context))
+                    if self._broadcast(raw, tx_hash, what, context) != "sent":
+                        raise ChainError(f"chain: {what}: tx {tx_hash} was dropped and its nonce reused")
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"chain: {what}: tx {tx_hash} not mined within {self.tx_timeout:.0f}s "
+                    "(fees too low or node stuck?)"
+                    + (f" [{_format_context(context)}]" if context else "")
+                )
+            time.sleep(self.poll)
+
+    def _failed_reason(self, fn_call: ContractFunction, base: dict[str, Any], receipt: TxReceipt) -> str:
+        """Best effort: replay a failed tx at its block to recover the revert reason."""
+        try:
+            fn_call.call({"from": base["from"], "value": base["value"]},
+                         block_identifier=receipt["blockNumber"])
+        except (ContractLogicError, Web3RPCError) as exc:
+            return revert_reason(exc) or "reverted"
+        except Exception:  # noqa: BLE001 - the replay is only a hint
+            pass
+        if receipt["gasUsed"] >= receipt.get("gas", receipt["gasUsed"] + 1):
+            return "out of gas"
+        return "reverted (status 0)"
+
+    def ensure_allowance(self, spender: str, amount: int, *, context: dict[str, Any] | None = None
+                         ) -> TxReceipt | None:
+        """Approve ``spender`` for ``amount`` tokens unless the allowance already covers it."""
+        spender = to_checksum_address(spender)
+        current = self.call(self.token.functions.allowance(self.address, spender))
+        if current >= amount:
+            return None
+        return self.transact(self.token.functions.approve(spender, int(amount)),
+                             what="approve token", context=context)
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    """Canonical type string of an ABI input (tuples expanded)."""
+    t = item["type"]
+    if t.startswith("tuple"):
+        return f"({','.join(_abi_type(c) for c in item['components'])}){t[5:]}"
+    return t
+
+
+def _manifest_entry(deployment: Any, role: str) -> tuple[str, list[dict[str, Any]]]:
+    """(address, abi) of ``role`` in a deployment manifest."""
+    name = CONTRACT_NAMES.get(role, role)
+    contracts = getattr(deployment, "contracts", None)
+    if contracts is None:
+        raise ChainError("chain: deployment manifest has no contracts")
+    entry = None
+    for key in (name, role, name.lower()):
+        if key in contracts:
+            entry = contracts[key]
+            break
+    if entry is None:
+        raise ChainError(f"chain: deployment manifest has no {name} ({sorted(contracts)})")
+    address = entry["address"] if isinstance(entry, dict) else entry.address
+    abi = entry["abi"] if isinstance(entry, dict) else entry.abi
+    return str(address), list(abi)
+
+
+def make_web3(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """A web3 for ``rpc_url`` without web3's own retries (the Chain client retries)."""
+    if rpc_url.startswith(("ws://", "wss://")):
+        provider: Any = LegacyWebSocketProvider(rpc_url, websocket_timeout=int(timeout))
+    else:
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
+                                exception_retry_configuration=None)
+    w3 = Web3(provider)
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    return w3
+
+
+def connect(
+    network: str,
+    account: LocalAccount | str | None = None,
+    deployment: Any | str | Path | None = None,
+    *,
+    confirmations: int = 0,
+    poll: float = 0.25,
+    retry: RetryPolicy | None = None,
+    require_deployment: bool = False,
+) -> Chain:
+    """Connect to ``network`` (an ape-style choice or an RPC URL) as ``account``.
+
+    ``account`` may be a ``LocalAccount`` or an ``--account`` string (see
+    :func:`greenproof.chain.accounts.load_account`). ``deployment`` may be a
+    ``Deployment``, a manifest path, or None for ``deployments/<chain id>.json``
+    when that file exists.
+
+    Raises:
+        NetworkError: bad network choice or missing RPC URL variable.
+        ChainError: the node does not answer, or the deployment is for another chain.
+    """
+    from greenproof.chain.accounts import load_account
+
+    rpc = resolve_rpc(network)
+    if isinstance(account, str):
+        account = load_account(account)
+    w3 = make_web3(rpc)
+    try:
+        chain = Chain(w3, account, None, confirmations=confirmations, poll=poll,
+                      retry=retry or RetryPolicy(attempts=3), network=network)
+    except ChainError as exc:
+        raise NetworkError(f"network: no node answers at {rpc} ({network}): {exc.__cause__ or exc}") from None
+    chain.retry = retry or RetryPolicy()
+    chain.deployment = _load_deployment(deployment, chain.chain_id, required=require_deployment)
+    return chain
+
+
+def _load_deployment(deployment: Any | str | Path | None, chain_id: int, *, required: bool) -> Any | None:
+    from greenproof.chain import manifest
+
+    if deployment is None:
+        path = Path(manifest.Deployment.default_path(chain_id))
+        if not path.exists():
+            if required:
+                raise ChainError(
+                    f"chain: no deployment manifest {path} for chain {chain_id}; run "
+                    "`greenproof deploy` (or `ape run deploy`) or pass --deployment PATH"
+                )
+            return None
+        deployment = path
+    if isinstance(deployment, (str, Path)):
+        path = Path(deployment)
+        if not path.exists():
+            raise ChainError(f"chain: deployment manifest {path} does not exist")
+        deployment = manifest.Deployment.load(path)
+    dep_chain = getattr(deployment, "chain_id", None)
+    if dep_chain is not None and int(dep_chain) != chain_id:
+        raise ChainError(
+            f"chain: deployment manifest is for chain {dep_chain} but the node is chain "
+            f"{chain_id}; pass the right --deployment"
+        )
+    return deployment
+
+
+__all__ = [
+    "Chain",
+    "ChainError",
+    "NetworkError",
+    "RetryPolicy",
+    "TxError",
+    "connect",
+    "decode_revert_data",
+    "is_transient",
+    "make_web3",
+    "revert_reason",
+]

@@ -1,0 +1,104 @@
+"""Shared click options: ``--network``, ``--account``, ``--deployment`` and the connect helper.
+
+The choices are ape's (``ethereum:local:foundry``, ``ethereum:sepolia:node``,
+``TEST::0``, an ape account alias), so an operator uses the same words as for
+``ape run deploy``; see ``docs/accounts-and-networks.md``.
+
+Usage::
+
+    @click.command()
+    @network_option
+    @account_option
+    @deployment_option
+    def status(network, account, deployment):
+        chain = connect_from_options(network, account, deployment)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from greenproof.chain.accounts import AccountError
+from greenproof.chain.network import DEFAULT_NETWORK, NetworkError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+network_option = click.option(
+    "--network",
+    envvar="GREENPROOF_NETWORK",
+    default=DEFAULT_NETWORK,
+    show_default=True,
+    show_envvar=True,
+    metavar="CHOICE",
+    help="ape-style network (ethereum:local:foundry, ethereum:sepolia:node) or an RPC URL.",
+)
+
+account_option = click.option(
+    "--account",
+    envvar="GREENPROOF_ACCOUNT",
+    default=None,
+    show_envvar=True,
+    metavar="ACCOUNT",
+    help="Signer: TEST::N, an ape account alias, keystore:PATH or env:VAR (hex key).",
+)
+
+deployment_option = click.option(
+    "--deployment",
+    envvar="GREENPROOF_DEPLOYMENT",
+    default=None,
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Deployment manifest (default: deployments/<chain id>.json).",
+)
+
+confirmations_option = click.option(
+    "--confirmations",
+    envvar="GREENPROOF_CONFIRMATIONS",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Blocks to wait after each transaction is mined (use 1-3 on public testnets).",
+)
+
+
+def chain_options(fn: F) -> F:
+    """``--network``, ``--account``, ``--deployment`` and ``--confirmations`` at once."""
+    for option in (confirmations_option, deployment_option, account_option, network_option):
+        fn = option(fn)
+    return fn
+
+
+def connect_from_options(
+    network: str,
+    account: str | None = None,
+    deployment: str | Path | None = None,
+    *,
+    need_account: bool = True,
+    need_deployment: bool = True,
+    confirmations: int = 0,
+) -> Any:
+    """Connect like :func:`greenproof.chain.connect`, turning every setup error into a
+    ``click.ClickException`` with an actionable message (no traceback).
+
+    The network is resolved first, so a missing ``SEPOLIA_RPC_URL`` is reported before
+    any passphrase prompt.
+    """
+    from greenproof.chain.accounts import load_account
+    from greenproof.chain.client import ChainError, connect
+    from greenproof.chain.network import resolve_rpc
+
+    try:
+        resolve_rpc(network)
+        signer = None
+        if account:
+            signer = load_account(account)
+        elif need_account:
+            raise AccountError("account: this command needs --account (or $GREENPROOF_ACCOUNT)")
+        return connect(network, signer, deployment, confirmations=confirmations,
+                       require_deployment=need_deployment)
+    except (NetworkError, AccountError, ChainError) as exc:
+        raise click.ClickException(str(exc)) from None
