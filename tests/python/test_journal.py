@@ -1,0 +1,116 @@
+"""The worker's sqlite journal: durable, idempotent, never accepts twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from worker.journal import Journal, JournalError, Phase
+
+H0, H1, H2 = (bytes([i]) * 32 for i in range(3))
+
+
+def accept(j: Journal, job_id: int, deadline: int = 100) -> bool:
+    return j.begin_accept(
+        job_id,
+        spec_json="{}",
+        spec_hash=b"\x11" * 32,
+        determinism_class=b"\x22" * 32,
+        deadline=deadline,
+        num_segments=2,
+        posted_block=5,
+    )
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_cursor_survives_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert j.cursor is None
+    j.set_cursor(41)
+    j.close()
+    assert Journal(tmp_path / "j.sqlite").cursor == 41
+
+
+def test_never_accepts_twice(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert accept(j, 1)
+    assert not accept(j, 1)
+    j.set_phase(1, Phase.QUEUED)
+    assert not accept(j, 1)
+    reopened = Journal(tmp_path / "j.sqlite")
+    assert not accept(reopened, 1)
+    assert reopened.job(1).phase is Phase.QUEUED
+
+
+def test_a_skipped_job_may_be_reconsidered_once(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert j.record_skip(3, "too cheap")
+    assert not j.record_skip(3, "again")
+    assert j.job(3).reason == "too cheap"
+    assert accept(j, 3)
+    assert j.job(3).phase is Phase.ACCEPTING
+
+
+def test_boundaries_are_idempotent_but_immutable(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    accept(j, 9)
+    j.record_boundary(9, 0, H0, 0)
+    j.record_boundary(9, 1, H1, 50)
+    j.record_boundary(9, 1, H1, 50)  # resumed run replays its last boundary
+    with pytest.raises(JournalError, match="boundary 1 already recorded"):
+        j.record_boundary(9, 1, H2, 50)
+    assert [(b.k, b.state_hash, b.energy_mj) for b in j.boundaries(9)] == [(0, H0, 0), (1, H1, 50)]
+    assert j.has_boundary_hash(9, H1) and not j.has_boundary_hash(9, H2)
+    assert not j.has_boundary_hash(8, H1)
+
+
+def test_commit_intent_and_active_jobs(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    accept(j, 1, deadline=300)
+    accept(j, 2, deadline=200)
+    j.record_skip(3, "no")
+    assert [r.job_id for r in j.active_jobs()] == [2, 1]  # earliest deadline first
+    j.begin_commit(1, root=H2, final_state_hash=H1, energy_mj=77, result_uri="http://x/artifacts/1")
+    row = j.job(1)
+    assert row.phase is Phase.COMMITTING and row.root == H2 and row.energy_mj == 77
+    j.set_phase(2, Phase.ABANDONED, "deadline unreachable")
+    assert [r.job_id for r in j.active_jobs()] == [1]
+    with pytest.raises(JournalError, match="unknown job"):
+        j.set_phase(99, Phase.CLOSED)
+
+
+def test_opened_segments(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    j.record_opened(4, [3, 1, 3])
+    j.record_opened(4, [1, 0])
+    assert j.opened(4) == {0, 1, 3}
+    assert j.opened(5) == set()
+
+
+def test_binding_rejects_another_deployment(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    j.bind(31337, "0xAbC", "0xDeF")
+    j.bind(31337, "0xabc", "0xdef")
+    with pytest.raises(JournalError, match="another --data-dir"):
+        j.bind(1, "0xabc", "0xdef")
+
+
+def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    Journal(path).set_meta("schema_version", "999")
+    with pytest.raises(JournalError, match="schema 999"):
+        Journal(path)
+
+
+def test_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises((JournalError, sqlite3.DatabaseError)):
+        Journal(path)
