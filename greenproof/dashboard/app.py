@@ -1,0 +1,289 @@
+"""FastAPI dashboard: HTML pages for people, a JSON API (``/api``) for programs.
+
+``create_app(source, data_dirs=...)`` takes anything with a ``snapshot()``
+returning a :class:`~greenproof.indexer.MarketSnapshot` — a live
+:class:`IndexerSource` over a chain, or a :class:`StaticSource` in tests — and
+the data directories where workers and verifiers keep run records and evidence.
+
+Pages: ``/`` (jobs by state), ``/providers``, ``/verifiers``, ``/jobs/{id}``
+(loss curve, segments, votes, audit evidence). API: ``/api/jobs``,
+``/api/jobs/{id}``, ``/api/providers``, ``/api/verifiers``, ``/api/stats``,
+``/api/health``; the OpenAPI schema is at ``/openapi.json``.
+
+Bad input is a 404 or a 422, never a 500: path parameters are bounded
+integers, and an unreachable chain is reported as 503 with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from greenproof.dashboard.rundata import RunDataStore
+from greenproof.indexer import (
+    JobState,
+    JobView,
+    MarketSnapshot,
+    MarketStats,
+    ProviderView,
+    VerifierView,
+    mj_to_wh,
+)
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+UINT256_MAX = 2**256 - 1
+JobId = Annotated[int, PathParam(ge=0, le=UINT256_MAX, description="on-chain job id")]
+
+
+class SnapshotSource(Protocol):
+    def snapshot(self) -> MarketSnapshot: ...
+
+
+class StaticSource:
+    """A fixed snapshot (tests, offline rendering of a finished demo)."""
+
+    def __init__(self, snapshot: MarketSnapshot) -> None:
+        self._snapshot = snapshot
+
+    def snapshot(self) -> MarketSnapshot:
+        return self._snapshot
+
+
+class IndexerSource:
+    """A live indexer, refreshed at most every ``min_interval`` seconds, thread-safe."""
+
+    def __init__(self, indexer: Any, min_interval: float = 1.0) -> None:
+        self.indexer = indexer
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._cached: MarketSnapshot | None = None
+
+    def snapshot(self) -> MarketSnapshot:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._last >= self.min_interval:
+                self._cached = self.indexer.snapshot()
+                self._last = now
+            return self._cached
+
+
+class SourceUnavailable(Exception):
+    """The chain behind the dashboard cannot be read right now."""
+
+
+# --------------------------------------------------------------------------- API models
+
+
+class JobSummary(BaseModel):
+    job_id: int
+    state: JobState
+    requester: str
+    provider: str | None
+    num_segments: int
+    payment: int
+    verifier_fee: int
+    collateral: int
+    min_green_bps: int
+    energy_wh: float
+    carbon_g: int
+    outcome: str | None
+    paid: int
+    bonus: int
+    slashed: int
+
+    @classmethod
+    def of(cls, job: JobView) -> JobSummary:
+        return cls(
+            **job.model_dump(
+                include={
+                    "job_id", "state", "requester", "provider", "num_segments", "payment",
+                    "verifier_fee", "collateral", "min_green_bps", "carbon_g", "outcome",
+                    "paid", "bonus", "slashed",
+                }
+            ),
+            energy_wh=job.energy_wh,
+        )
+
+
+class JobDetail(BaseModel):
+    job: JobView
+    energy_wh: float
+    wall_s: float | None
+    losses: list[float] = Field(default_factory=list, description="training loss per step")
+    segment_energy_wh: list[float] = Field(default_factory=list)
+    evidence: list[dict[str, Any]] = Field(
+        default_factory=list, description="verifiers' audit evidence reports"
+    )
+
+
+class Health(BaseModel):
+    ok: bool
+    block: int
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _short(addr: str | None) -> str:
+    if not addr:
+        return "—"
+    return f"{addr[:6]}…{addr[-4:]}" if len(addr) > 12 else addr
+
+
+def _svg_polyline(values: list[float], width: int = 640, height: int = 220) -> str:
+    """An inline SVG line chart: no JavaScript, no external assets."""
+    if len(values) < 2:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    pad = 28
+    pts = " ".join(
+        f"{pad + i * (width - 2 * pad) / (len(values) - 1):.1f},"
+        f"{height - pad - (v - lo) * (height - 2 * pad) / span:.1f}"
+        for i, v in enumerate(values)
+    )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="loss curve">'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa"/>'
+        f'<polyline fill="none" stroke="#2e7d32" stroke-width="1.6" points="{pts}"/>'
+        f'<text x="{pad}" y="16" font-size="11">max {hi:.4g}</text>'
+        f'<text x="{pad}" y="{height - 8}" font-size="11">min {lo:.4g} · {len(values)} steps</text>'
+        "</svg>"
+    )
+
+
+def _tokens(amount: int, decimals: int) -> str:
+    return f"{amount / 10**decimals:,.2f}"
+
+
+def create_app(
+    source: SnapshotSource,
+    *,
+    data_dirs: list[Path] | None = None,
+    title: str = "greenproof",
+    token_decimals: int = 18,
+    token_symbol: str = "tokens",
+) -> FastAPI:
+    """Build the dashboard app over ``source`` (see module docstring)."""
+    app = FastAPI(
+        title=f"{title} dashboard",
+        version="1",
+        description="Jobs, providers and verifiers of a greenproof JobMarket deployment.",
+    )
+    runs = RunDataStore(data_dirs)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(
+        short=_short,
+        tokens=lambda a: _tokens(a, token_decimals),
+        symbol=token_symbol,
+        title=title,
+        states=list(JobState),
+        wh=lambda mj: f"{mj_to_wh(mj):.4f}",
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def snap() -> MarketSnapshot:
+        try:
+            return source.snapshot()
+        except Exception as exc:  # RPC down, node restarting: say so, do not 500
+            log.warning("dashboard: cannot read the chain: %s", exc)
+            raise SourceUnavailable(str(exc)) from exc
+
+    @app.exception_handler(SourceUnavailable)
+    async def _unavailable(request: Request, exc: SourceUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"chain unavailable: {exc}"})
+
+    def detail_of(job_id: int) -> JobDetail:
+        job = snap().job(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+        extra = runs.for_job(job_id)
+        return JobDetail(
+            job=job,
+            energy_wh=job.energy_wh,
+            wall_s=job.wall_s,
+            losses=extra.losses,
+            segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
+            evidence=extra.evidence,
+        )
+
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+    # ---------------------------------------------------------------- JSON API
+
+    @app.get("/api/health", response_model=Health, tags=["api"])
+    def api_health() -> Health:
+        return Health(ok=True, block=snap().block)
+
+    @app.get("/api/jobs", response_model=list[JobSummary], tags=["api"])
+    def api_jobs(
+        state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    ) -> list[JobSummary]:
+        return [JobSummary.of(j) for j in snap().jobs if state is None or j.state == state]
+
+    @app.get("/api/jobs/{job_id}", response_model=JobDetail, responses=not_found, tags=["api"])
+    def api_job(job_id: JobId) -> JobDetail:
+        return detail_of(job_id)
+
+    @app.get("/api/providers", response_model=list[ProviderView], tags=["api"])
+    def api_providers() -> list[ProviderView]:
+        return snap().providers
+
+    @app.get("/api/verifiers", response_model=list[VerifierView], tags=["api"])
+    def api_verifiers() -> list[VerifierView]:
+        return snap().verifiers
+
+    @app.get("/api/stats", response_model=MarketStats, tags=["api"])
+    def api_stats() -> MarketStats:
+        return snap().stats
+
+    # ---------------------------------------------------------------- pages
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page_jobs(request: Request) -> HTMLResponse:
+        s = snap()
+        by_state = {st: [j for j in s.jobs if j.state == st] for st in JobState}
+        return templates.TemplateResponse(
+            request, "jobs.html", {"snap": s, "by_state": by_state, "page": "jobs"}
+        )
+
+    @app.get("/providers", response_class=HTMLResponse, include_in_schema=False)
+    def page_providers(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "providers.html", {"snap": snap(), "page": "providers"}
+        )
+
+    @app.get("/verifiers", response_class=HTMLResponse, include_in_schema=False)
+    def page_verifiers(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "verifiers.html", {"snap": snap(), "page": "verifiers"}
+        )
+
+    @app.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    def page_job(request: Request, job_id: JobId) -> HTMLResponse:
+        d = detail_of(job_id)
+        return templates.TemplateResponse(
+            request,
+            "job.html",
+            {"d": d, "job": d.job, "chart": _svg_polyline(d.losses), "page": "jobs"},
+        )
+
+    return app

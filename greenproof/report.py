@@ -1,0 +1,177 @@
+"""The demo's report folder: an ``index.html`` with PNG plots.
+
+``render_report(report, out_dir)`` writes
+
+* ``loss_<job>.png`` — the training loss curve of every job that has one,
+* ``energy.png`` — energy per segment for every job (Wh),
+* ``money.png`` — where the money went (paid, bonus, refunds, slashes, fees),
+* ``summary.json`` — the :class:`Report` itself, so other tools can read it,
+* ``index.html`` — a self-contained page (no scripts, no network) linking them.
+
+The report only renders; the numbers come from the caller (the demo builds them
+from the chain indexer and the workers' run records).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never open a window, never need a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+class ReportJob(BaseModel):
+    """One row of the demo summary, plus the series its plots need."""
+
+    job_id: int
+    task: str = Field(description="model family: mlp, cnn, gpt, …")
+    provider: str = Field(description="provider label or address")
+    outcome: str = Field(description="final job state: PAID, SLASHED, EXPIRED, …")
+    paid: int = Field(0, description="payment to the provider (token base units)")
+    slashed: int = Field(0, description="collateral slashed from the provider")
+    bonus: int = Field(0, description="green bonus paid")
+    energy_wh: float = 0.0
+    co2_g: float = 0.0
+    wall_s: float = Field(0.0, description="post to final state, seconds")
+    losses: list[float] = Field(default_factory=list)
+    segment_energy_wh: list[float] = Field(default_factory=list)
+
+
+class MoneyFlow(BaseModel):
+    """An amount of tokens that went somewhere (``to``) for a reason (``label``)."""
+
+    label: str
+    amount: int
+
+
+class Report(BaseModel):
+    title: str = "greenproof demo"
+    token_symbol: str = "GPT"
+    token_decimals: int = 18
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    wall_s: float = 0.0
+    jobs: list[ReportJob] = Field(default_factory=list)
+    money: list[MoneyFlow] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def tokens(self, amount: int) -> float:
+        """Base units -> whole tokens."""
+        return amount / 10**self.token_decimals
+
+
+def _plot_loss(job: ReportJob, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot(range(1, len(job.losses) + 1), job.losses, color="#2e7d32", linewidth=1.4)
+    ax.set_title(f"job {job.job_id} ({job.task}) — {job.outcome}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_energy(jobs: list[ReportJob], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
+    for job in jobs:
+        if job.segment_energy_wh:
+            xs = range(len(job.segment_energy_wh))
+            ax.plot(xs, job.segment_energy_wh, marker="o", label=f"job {job.job_id} ({job.task})")
+    ax.set_title("energy per segment")
+    ax.set_xlabel("segment")
+    ax.set_ylabel("Wh")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_money(report: Report, path: Path) -> None:
+    flows = [f for f in report.money if f.amount > 0]
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * max(len(flows), 1)), dpi=100)
+    labels = [f.label for f in flows]
+    values = [report.tokens(f.amount) for f in flows]
+    ax.barh(labels, values, color="#1565c0")
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:,.2f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(report.token_symbol)
+    ax.set_title("where the money went")
+    if values:
+        ax.set_xlim(0, max(values) * 1.25)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}td,th{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:right}
+td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}.PAID{color:#2e7d32}.SLASHED{color:#c62828}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}img{border:1px solid #eee}
+"""
+
+
+def render_report(report: Report, out_dir: Path) -> Path:
+    """Write the report folder; returns the path of ``index.html``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    e = html.escape
+    loss_imgs: list[str] = []
+    for job in report.jobs:
+        if job.losses:
+            name = f"loss_{job.job_id}.png"
+            _plot_loss(job, out_dir / name)
+            loss_imgs.append(name)
+    _plot_energy(report.jobs, out_dir / "energy.png")
+    _plot_money(report, out_dir / "money.png")
+    (out_dir / "summary.json").write_text(report.model_dump_json(indent=2))
+
+    rows = "\n".join(
+        f"<tr><td>{j.job_id}</td><td>{e(j.task)}</td><td>{e(j.provider)}</td>"
+        f"<td class='{e(j.outcome)}'>{e(j.outcome)}</td>"
+        f"<td>{report.tokens(j.paid):,.2f}</td><td>{report.tokens(j.slashed):,.2f}</td>"
+        f"<td>{report.tokens(j.bonus):,.2f}</td><td>{j.energy_wh:.4f}</td>"
+        f"<td>{j.co2_g:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
+        for j in report.jobs
+    )
+    money_rows = "\n".join(
+        f"<tr><td>{e(f.label)}</td><td>{report.tokens(f.amount):,.2f}</td></tr>"
+        for f in report.money
+    )
+    notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
+    imgs = "".join(f'<img src="{e(n)}" alt="{e(n)}">' for n in loss_imgs)
+    sym = e(report.token_symbol)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(report.title)}</title>
+<style>{_CSS}</style></head><body>
+<h1>{e(report.title)}</h1>
+<p>{report.created:%Y-%m-%d %H:%M:%S} UTC · wall time {report.wall_s:.0f} s · {len(report.jobs)} jobs</p>
+<h2>Jobs</h2>
+<table><thead><tr><th>job</th><th>task</th><th>provider</th><th>outcome</th>
+<th>paid ({sym})</th><th>slashed ({sym})</th><th>bonus ({sym})</th><th>energy (Wh)</th>
+<th>CO₂ (g)</th><th>wall (s)</th></tr></thead><tbody>
+{rows}
+</tbody></table>
+<h2>Loss curves</h2><div class="plots">{imgs or "<p>no run records found</p>"}</div>
+<h2>Energy per segment</h2><div class="plots"><img src="energy.png" alt="energy per segment"></div>
+<h2>Where the money went</h2>
+<div class="plots"><img src="money.png" alt="where the money went">
+<table><tbody>{money_rows}</tbody></table></div>
+{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
+</body></html>
+"""
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    log.info("report written to %s", index)
+    return index
