@@ -1,0 +1,414 @@
+"""``greenproof requester``: post a training job, follow it, cancel it, fetch the model, withdraw.
+
+Every command takes ``--network`` (ape's choices or an RPC URL) and, where it
+signs, ``--account``. Local checks (spec validation, amounts) run before any
+network is needed, so ``post`` on a bad spec fails without an RPC URL.
+
+Amounts (``--payment``, ``--verifier-fee``, ``--collateral``) are whole tokens
+(decimals allowed, e.g. ``12.5``); they are scaled by the token's ``decimals()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greenproof.cli.options import (
+    account_option,
+    confirmations_option,
+    connect_from_options,
+    deployment_option,
+    network_option,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DURATION_S = 3600
+
+
+class Amount(click.ParamType):
+    """A non-negative token amount in whole tokens, kept as a Decimal until decimals are known."""
+
+    name = "TOKENS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            amount = Decimal(str(value).replace("_", ""))
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a number of tokens (e.g. 10 or 2.5)", param, ctx)
+        if not amount.is_finite() or amount < 0:
+            self.fail(f"{value!r} must be a non-negative number of tokens", param, ctx)
+        return amount
+
+
+AMOUNT = Amount()
+
+
+def to_base_units(amount: Decimal, decimals: int, what: str) -> int:
+    scaled = amount * (Decimal(10) ** decimals)
+    if scaled != scaled.to_integral_value():
+        raise click.ClickException(
+            f"requester: {what} {amount} has more than {decimals} decimal places"
+        )
+    return int(scaled)
+
+
+def _chain(network: str, account: str | None, deployment: Path | None, confirmations: int = 0,
+           *, need_account: bool = True) -> Any:
+    return connect_from_options(network, account, deployment, need_account=need_account,
+                                confirmations=confirmations)
+
+
+def _tx_errors() -> tuple[type[BaseException], ...]:
+    from greenproof.chain.client import ChainError
+
+    return (ChainError,)
+
+
+def _view(chain: Any, contract: Any, fn: str, *args: Any, default: int | None = None) -> int | None:
+    """A uint view if the contract has it, else ``default``."""
+    if not any(i.get("type") == "function" and i.get("name") == fn for i in contract.abi):
+        return default
+    return int(chain.call(getattr(contract.functions, fn)(*args)))
+
+
+def _snapshot(chain: Any) -> Any:
+    from greenproof.indexer import Indexer
+
+    return Indexer.from_chain(chain).snapshot(live=False)
+
+
+def _token_decimals(chain: Any) -> int:
+    return int(_view(chain, chain.token, "decimals", default=18) or 18)
+
+
+def _fmt(amount: int, decimals: int) -> str:
+    return f"{Decimal(amount) / (Decimal(10) ** decimals):,.4f}".rstrip("0").rstrip(".")
+
+
+@click.group()
+def requester() -> None:
+    """Requester: post training jobs, follow them, fetch the trained model."""
+
+
+# --------------------------------------------------------------------------- post
+
+
+@requester.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--payment", type=AMOUNT, required=True, help="Payment to the provider (tokens).")
+@click.option("--verifier-fee", type=AMOUNT, default=Decimal(0), show_default=True,
+              help="Fee shared by the verifiers who vote with the outcome (tokens).")
+@click.option("--collateral", type=AMOUNT, default=None,
+              help="Provider collateral (tokens); default: the market's minimum ratio of the payment.")
+@click.option("--deadline", type=click.IntRange(min=1), default=None,
+              help="Commit deadline as a unix timestamp.")
+@click.option("--duration", type=click.IntRange(min=1), default=None,
+              help=f"Commit deadline as seconds from now (default {DEFAULT_DURATION_S}).")
+@click.option("--audit-samples", type=click.IntRange(min=1), default=None,
+              help="Segments to audit (default: the market's maximum, capped by segments).")
+@click.option("--min-green-bps", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Only providers with at least this attested green share (basis points).")
+@click.option("--spec-uri", default=None,
+              help="Where providers fetch the spec (default: the spec itself as a data: URI).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@network_option
+@account_option
+@deployment_option
+@confirmations_option
+def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
+         deadline: int | None, duration: int | None, audit_samples: int | None,
+         min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
+         account: str | None, deployment: Path | None, confirmations: int) -> None:
+    """Validate SPEC (YAML or JSON), escrow the payment and post the job; prints the job id."""
+    from greenproof.spec import JobSpecError, load_spec
+
+    if deadline is not None and duration is not None:
+        raise click.UsageError("give --deadline or --duration, not both")
+    try:
+        spec = load_spec(str(spec_path))
+    except JobSpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    except FileNotFoundError:
+        raise click.ClickException(f"requester: spec file {spec_path} does not exist") from None
+    spec_hash = spec.spec_hash()
+    uri = spec_uri or spec.to_data_uri()
+    num_segments = int(spec.num_segments)
+
+    chain = _chain(network, account, deployment, confirmations)
+    try:
+        market = chain.market
+        decimals = _token_decimals(chain)
+        pay = to_base_units(payment, decimals, "--payment")
+        fee = to_base_units(verifier_fee, decimals, "--verifier-fee")
+        if collateral is None:
+            bps = _view(chain, market, "min_collateral_bps", default=10_000) or 0
+            coll = -(-pay * bps // 10_000)
+        else:
+            coll = to_base_units(collateral, decimals, "--collateral")
+        if audit_samples is None:
+            cap = _view(chain, market, "max_audit_samples", default=3) or 3
+            audit_samples = max(1, min(cap, num_segments))
+        now = chain.timestamp()
+        due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
+        if due <= now:
+            raise click.ClickException(f"requester: deadline {due} is not after the chain's time {now}")
+        balance = int(chain.call(chain.token.functions.balanceOf(chain.address)))
+        if balance < pay + fee:
+            raise click.ClickException(
+                f"requester: {chain.address} holds {_fmt(balance, decimals)} tokens but the job "
+                f"escrows {_fmt(pay + fee, decimals)} (payment + verifier fee)"
+            )
+        ctx = {"spec": "0x" + spec_hash.hex()[:12]}
+        chain.ensure_allowance(market.address, pay + fee, context=ctx)
+        receipt = chain.transact(
+            market.functions.post_job(spec_hash, uri, num_segments, audit_samples, pay, fee, coll,
+                                      due, min_green_bps),
+            what="post job", context=ctx,
+        )
+        events = market.events.JobPosted().process_receipt(receipt, errors=_discard())
+        if not events:
+            raise click.ClickException("requester: post_job mined but no JobPosted event was emitted")
+        job_id = int(events[0]["args"]["job_id"])
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    result = {
+        "job_id": job_id,
+        "spec_hash": "0x" + spec_hash.hex(),
+        "num_segments": num_segments,
+        "audit_samples": audit_samples,
+        "payment": pay,
+        "verifier_fee": fee,
+        "collateral": coll,
+        "deadline": due,
+        "min_green_bps": min_green_bps,
+        "tx": receipt["transactionHash"].hex() if hasattr(receipt["transactionHash"], "hex") else str(receipt["transactionHash"]),
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"job {job_id} posted: spec 0x{spec_hash.hex()[:16]}…, {num_segments} segments, "
+            f"{audit_samples} audited, payment {_fmt(pay, decimals)} + fee {_fmt(fee, decimals)}, "
+            f"collateral {_fmt(coll, decimals)}, deadline in {due - now} s"
+        )
+        click.echo(str(job_id))
+
+
+def _discard() -> Any:
+    from web3.logs import DISCARD
+
+    return DISCARD
+
+
+# --------------------------------------------------------------------------- status / watch
+
+
+def _job_table(jobs: list[Any], decimals: int) -> Any:
+    from rich.table import Table
+
+    table = Table(title="jobs")
+    for col in ("job", "state", "provider", "segments", "audited/opened", "votes (fraud/ok)",
+                "payment", "paid+bonus", "slashed", "energy Wh"):
+        table.add_column(col, justify="right" if col not in ("state", "provider") else "left")
+    for j in jobs:
+        revealed = [v for v in j.votes if v.revealed]
+        fraud = sum(1 for v in revealed if v.fraud)
+        table.add_row(
+            str(j.job_id), j.state.value, (j.provider or "—")[:10], str(j.num_segments),
+            f"{len(set(j.audit_indices))}/{len(j.opened)}",
+            f"{len(j.votes)} ({fraud}/{len(revealed) - fraud})",
+            _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
+            f"{j.energy_wh:.4f}",
+        )
+    return table
+
+
+def _job_panel(job: Any, decimals: int) -> Any:
+    from rich.panel import Panel
+
+    lines = [
+        f"state        {job.state.value}",
+        f"requester    {job.requester}",
+        f"provider     {job.provider or '—'}",
+        f"segments     {job.num_segments}, audit samples {job.audit_samples}",
+        f"audited      {sorted(set(job.audit_indices)) or '—'}, opened {sorted(job.opened) or '—'}",
+        f"votes        {len(job.votes)} committed, {sum(v.revealed for v in job.votes)} revealed",
+        f"payment      {_fmt(job.payment, decimals)} + fee {_fmt(job.verifier_fee, decimals)}, "
+        f"collateral {_fmt(job.collateral, decimals)}",
+        f"result       {job.result_uri or '—'}",
+        f"final hash   {job.final_state_hash or '—'}",
+        f"energy       {job.energy_wh:.4f} Wh, {job.carbon_g} g CO2",
+    ]
+    if job.state.final:
+        lines.append(
+            f"outcome      {job.outcome or job.state.value}: paid {_fmt(job.paid, decimals)} "
+            f"+ bonus {_fmt(job.bonus, decimals)}, slashed {_fmt(job.slashed, decimals)}"
+        )
+    return Panel("\n".join(lines), title=f"job {job.job_id}")
+
+
+@requester.command()
+@click.argument("job_id", required=False, type=click.IntRange(min=0))
+@click.option("--all", "all_jobs", is_flag=True, help="List every job, not just this account's.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@network_option
+@account_option
+@deployment_option
+def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, account: str | None,
+           deployment: Path | None) -> None:
+    """Show one job (JOB_ID) or this account's jobs (all jobs with --all or no --account)."""
+    from rich.console import Console
+
+    chain = _chain(network, account, deployment, need_account=False)
+    try:
+        snap = _snapshot(chain)
+        decimals = _token_decimals(chain)
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if job_id is not None:
+        job = snap.job(job_id)
+        if job is None:
+            raise click.ClickException(f"requester: job {job_id} not found on this deployment")
+        if as_json:
+            click.echo(job.model_dump_json(indent=2))
+        else:
+            Console().print(_job_panel(job, decimals))
+        return
+    jobs = snap.jobs
+    if account and not all_jobs:
+        me = chain.address.lower()
+        jobs = [j for j in jobs if j.requester.lower() == me]
+    if as_json:
+        click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
+    else:
+        Console().print(_job_table(jobs, decimals))
+
+
+@requester.command()
+@click.argument("job_id", type=click.IntRange(min=0))
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up after this many seconds (default: wait for a final state).")
+@network_option
+@deployment_option
+def watch(job_id: int, interval: float, timeout: float | None, network: str,
+          deployment: Path | None) -> None:
+    """Follow JOB_ID live (state, audited/opened segments, votes) until it is final."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from greenproof.indexer import Indexer
+
+    chain = _chain(network, None, deployment, need_account=False)
+    try:
+        indexer = Indexer.from_chain(chain)
+        decimals = _token_decimals(chain)
+        started = time.monotonic()
+        job = indexer.snapshot(live=False).job(job_id)
+        if job is None:
+            raise click.ClickException(f"requester: job {job_id} not found on this deployment")
+        with Live(_job_panel(job, decimals), console=Console(), refresh_per_second=4) as live:
+            while not job.state.final:
+                if timeout is not None and time.monotonic() - started > timeout:
+                    raise click.ClickException(
+                        f"requester: job {job_id} still {job.state.value} after {timeout:.0f} s"
+                    )
+                time.sleep(interval)
+                job = indexer.snapshot(live=False).job(job_id) or job
+                live.update(_job_panel(job, decimals))
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"job {job_id}: {job.state.value}")
+
+
+# --------------------------------------------------------------------------- cancel / withdraw
+
+
+@requester.command()
+@click.argument("job_id", type=click.IntRange(min=0))
+@network_option
+@account_option
+@deployment_option
+@confirmations_option
+def cancel(job_id: int, network: str, account: str | None, deployment: Path | None,
+           confirmations: int) -> None:
+    """Cancel JOB_ID while it is still OPEN (full refund of payment and fee)."""
+    chain = _chain(network, account, deployment, confirmations)
+    try:
+        chain.transact(chain.market.functions.cancel_job(job_id), what="cancel job",
+                       context={"job": job_id})
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"job {job_id} cancelled; payment and fee refunded")
+
+
+@requester.command()
+@network_option
+@account_option
+@deployment_option
+@confirmations_option
+def withdraw(network: str, account: str | None, deployment: Path | None, confirmations: int) -> None:
+    """Withdraw everything the market owes this account (refunds, collateral shares)."""
+    chain = _chain(network, account, deployment, confirmations)
+    try:
+        decimals = _token_decimals(chain)
+        owed = int(chain.call(chain.market.functions.claimable(chain.address)))
+        if owed == 0:
+            click.echo("nothing to withdraw")
+            return
+        chain.transact(chain.market.functions.withdraw(), what="withdraw")
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"withdrew {_fmt(owed, decimals)} tokens to {chain.address}")
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@requester.command()
+@click.argument("job_id", type=click.IntRange(min=0))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("model.safetensors"), show_default=True,
+              help="Where to write the final training state (safetensors).")
+@network_option
+@deployment_option
+def fetch(job_id: int, out: Path, network: str, deployment: Path | None) -> None:
+    """Download JOB_ID's final model from its result URI and check it against the committed hash."""
+    from safetensors.torch import save_file
+
+    from greenproof.store import fetch_state
+
+    chain = _chain(network, None, deployment, need_account=False)
+    try:
+        job = _snapshot(chain).job(job_id)
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if job is None:
+        raise click.ClickException(f"requester: job {job_id} not found on this deployment")
+    if not job.final_state_hash or not job.result_uri:
+        raise click.ClickException(
+            f"requester: job {job_id} is {job.state.value}; no result has been committed yet"
+        )
+    expected = bytes.fromhex(job.final_state_hash.removeprefix("0x"))
+    try:
+        state = fetch_state(job.result_uri, expected)
+    except Exception as exc:  # network error, 404, or a hash mismatch: all are the provider's fault
+        raise click.ClickException(
+            f"requester: cannot fetch job {job_id}'s final state from {job.result_uri}: {exc}"
+        ) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    click.echo(f"job {job_id}: final state {job.final_state_hash[:18]}… verified, "
+               f"{len(state)} tensors written to {out}")
+    click.echo(f'load it: python -c "from safetensors.torch import load_file; '
+               f"s = load_file('{out}'); print(sorted(s)[:5])\"")
