@@ -16,7 +16,7 @@ _EXPORTS: dict[str, str] = {
     "NetworkError": "greenproof.chain.network",
     "DEFAULT_NETWORK": "greenproof.chain.network",
     "load_account": "greenproof.chain.accounts",
-    "test_account": "greenproof.chain.accounts",
+    "dev_account": "greenproof.chain.accounts",
     "AccountError": "greenproof.chain.accounts",
     "Chain": "greenproof.chain.client",
     "ChainError": "greenproof.chain.client",

@@ -45,7 +45,7 @@ def ape_accounts_dir() -> Path:
     return (Path(data) if data else Path.home() / ".ape") / "accounts"
 
 
-def test_account(index: int) -> LocalAccount:
+def dev_account(index: int) -> LocalAccount:
     """Test account ``index`` (anvil's and ape's default pre-funded accounts)."""
     if index < 0:
         raise AccountError(f"account: TEST::{index} needs a non-negative index")
@@ -65,7 +65,7 @@ def load_account(name: str) -> LocalAccount:
         raw = choice[len("TEST::"):]
         if not raw.isdigit():
             raise AccountError(f"account: {choice!r}: expected TEST::<index>, e.g. TEST::0")
-        return test_account(int(raw))
+        return dev_account(int(raw))
     if choice.startswith("env:"):
         return _from_env(choice[len("env:"):])
     if choice.startswith("keystore:"):
