@@ -1,0 +1,372 @@
+"""``greenproof demo`` (``make demo``): the whole market on a local anvil, then a report.
+
+The story, every daemon a separate process (own process group, log file in the
+report folder):
+
+1. anvil with one-second blocks; the contracts deployed with short windows;
+2. demo tokens minted to everyone, the green bonus pool funded, an attestor
+   registered and one provider attested 100 % green;
+3. two providers stake and start ``greenproof worker run``: ``green`` (honest,
+   attested, expensive: a minimum price per step) and ``cheater`` (``--cheat``,
+   cheap, not attested); two verifiers stake and start ``greenproof verifier run``;
+4. the requester posts one job per task family: the green-only jobs
+   (``min_green_bps``) can only go to the green provider, and the cheap open job
+   is below the green provider's price, so the cheater takes it;
+5. the market runs to the end (training, commitments, audits, votes, finalize);
+6. a summary table, and ``demo-out/index.html`` with the plots.
+
+Shutdown is always clean: SIGTERM then SIGKILL to every child's process group
+(atexit and signal handlers), and anvil stopped. Each run starts from a fresh
+anvil and fresh data directories, so a second run works like the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from greenproof.indexer import Indexer, JobState, MarketSnapshot, mj_to_wh
+from greenproof.procs import Supervisor
+from greenproof.report import MoneyFlow, Report, ReportJob, render_report
+
+log = logging.getLogger(__name__)
+console = Console()
+
+EXAMPLES = Path(__file__).parent / "examples"
+TOKEN = 10**18
+
+# Deploy parameters for a demo that fits in minutes: short windows, small lookahead.
+DEMO_PARAMS: dict[str, int] = {
+    "seed_lookahead": 2,
+    "open_window": 120,
+    "vote_commit_window": 20,
+    "vote_reveal_window": 20,
+    "max_audit_samples": 8,
+    "min_collateral_bps": 5_000,
+    "max_job_duration": 3_600,
+}
+
+
+@dataclass
+class Actor:
+    label: str
+    account: str  # --account string for the child processes (TEST::N)
+    address: str = ""
+
+
+@dataclass
+class DemoJob:
+    task: str
+    spec: Path
+    payment: int
+    verifier_fee: int
+    min_green_bps: int
+    intended: str  # provider label that should take it
+    job_id: int | None = None
+    posted_at: float = 0.0
+
+
+@dataclass
+class DemoConfig:
+    out: Path
+    timeout: float = 540.0
+    cheat: str = "noisy_weights"
+    tasks: tuple[str, ...] = ("mlp", "cnn", "gpt")
+    cheater_task: str = "cnn"
+    green_min_price_per_step: int = 10**15
+    actors: dict[str, Actor] = field(default_factory=lambda: {
+        "owner": Actor("owner", "TEST::0"),
+        "requester": Actor("requester", "TEST::1"),
+        "green": Actor("green provider", "TEST::2"),
+        "cheater": Actor("cheating provider", "TEST::3"),
+        "verifier_a": Actor("verifier A", "TEST::4"),
+        "verifier_b": Actor("verifier B", "TEST::5"),
+        "attestor": Actor("attestor", "TEST::6"),
+    })
+
+
+class DemoError(click.ClickException):
+    """The demo could not complete; the message says which step failed and where its log is."""
+
+
+def _greenproof() -> list[str]:
+    """Run the CLI of this very installation (works inside and outside the venv)."""
+    return [sys.executable, "-m", "greenproof.cli"] if not shutil.which("greenproof") else [
+        shutil.which("greenproof") or "greenproof"
+    ]
+
+
+# --------------------------------------------------------------------------- setup on chain
+
+
+def _setup_market(rpc: str, cfg: DemoConfig, data: Path) -> tuple[Any, Path]:
+    """Deploy, mint, fund the pool, attest the green provider, stake everyone."""
+    from greenproof.attestation import sign_attestation
+    from greenproof.chain import connect, deploy_system, load_account
+
+    owner = connect(rpc, cfg.actors["owner"].account)
+    for actor in cfg.actors.values():
+        actor.address = load_account(actor.account).address
+    deployment = deploy_system(owner, **DEMO_PARAMS)
+    manifest = data / "deployment.json"
+    deployment.save(manifest)
+    owner = connect(rpc, cfg.actors["owner"].account, manifest)
+
+    def as_(role: str) -> Any:
+        return connect(rpc, cfg.actors[role].account, manifest)
+
+    token, registry = owner.token, owner.registry
+    for role in ("requester", "green", "cheater", "verifier_a", "verifier_b"):
+        owner.transact(token.functions.mint(cfg.actors[role].address, 10_000 * TOKEN),
+                       what=f"mint demo tokens to {role}")
+    owner.transact(token.functions.mint(owner.address, 1_000 * TOKEN), what="mint pool tokens")
+    owner.ensure_allowance(registry.address, 1_000 * TOKEN)
+    owner.transact(registry.functions.fund_pool(1_000 * TOKEN), what="fund green bonus pool")
+    owner.transact(registry.functions.add_attestor(cfg.actors["attestor"].address),
+                   what="register attestor")
+    now = owner.timestamp()
+    signed = sign_attestation(
+        load_account(cfg.actors["attestor"].account), registry.address, owner.chain_id,
+        provider=cfg.actors["green"].address, green_bps=10_000, carbon_g_per_kwh=20,
+        region="demo-solar", valid_from=now - 60, valid_until=now + 86_400, nonce=1,
+    )
+    signed.save(data / "green-attestation.json")
+    owner.transact(registry.functions.submit_attestation(*signed.submit_args()),
+                   what="submit green attestation")
+    for role, amount in (("green", 2_000), ("cheater", 2_000), ("verifier_a", 500),
+                         ("verifier_b", 500)):
+        c = as_(role)
+        c.ensure_allowance(c.stake.address, amount * TOKEN)
+        c.transact(c.stake.functions.stake(amount * TOKEN), what=f"{role} stakes")
+    return as_("requester"), manifest
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def _worker_argv(rpc: str, manifest: Path, actor: Actor, data_dir: Path, port: int,
+                 extra: list[str]) -> list[str]:
+    return [*_greenproof(), "-v", "worker", "run", "--network", rpc, "--account", actor.account,
+            "--deployment", str(manifest), "--data-dir", str(data_dir), "--port", str(port), *extra]
+
+
+def _verifier_argv(rpc: str, manifest: Path, actor: Actor, data_dir: Path) -> list[str]:
+    return [*_greenproof(), "-v", "verifier", "run", "--network", rpc, "--account", actor.account,
+            "--deployment", str(manifest), "--data-dir", str(data_dir)]
+
+
+def _free_port() -> int:
+    from greenproof.chain.devnet import free_port
+
+    return free_port()
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _post(requester: Any, job: DemoJob) -> int:
+    from greenproof.spec import load_spec
+
+    spec = load_spec(str(job.spec))
+    market = requester.market
+    deadline = requester.timestamp() + 1_800
+    collateral = job.payment // 2
+    requester.ensure_allowance(market.address, job.payment + job.verifier_fee)
+    receipt = requester.transact(
+        market.functions.post_job(spec.spec_hash(), spec.to_data_uri(), spec.num_segments,
+                                  min(2, spec.num_segments), job.payment, job.verifier_fee,
+                                  collateral, deadline, job.min_green_bps),
+        what=f"post {job.task} job",
+    )
+    from web3.logs import DISCARD
+
+    ev = market.events.JobPosted().process_receipt(receipt, errors=DISCARD)
+    job.job_id = int(ev[0]["args"]["job_id"])
+    job.posted_at = time.monotonic()
+    return job.job_id
+
+
+def _plan(cfg: DemoConfig) -> list[DemoJob]:
+    jobs = []
+    for task in cfg.tasks:
+        spec = EXAMPLES / f"{task}.yaml"
+        if task == cfg.cheater_task:
+            # cheap and open to anyone: below the green provider's price
+            jobs.append(DemoJob(task, spec, 2 * TOKEN, TOKEN // 2, 0, "cheater"))
+        else:
+            jobs.append(DemoJob(task, spec, 100 * TOKEN, 5 * TOKEN, 5_000, "green"))
+    return jobs
+
+
+def _progress_table(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]) -> Table:
+    t = Table(title="greenproof demo — live")
+    for col in ("job", "task", "provider", "state", "opened", "votes"):
+        t.add_column(col)
+    for dj in jobs:
+        j = snap.job(dj.job_id) if dj.job_id is not None else None
+        if j is None:
+            t.add_row(str(dj.job_id), dj.task, "—", "posting", "", "")
+            continue
+        t.add_row(str(j.job_id), dj.task, labels.get((j.provider or "").lower(), "—"),
+                  j.state.value, f"{len(j.opened)}/{len(set(j.audit_indices))}",
+                  f"{sum(v.revealed for v in j.votes)}/{len(j.votes)}")
+    return t
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str],
+               data_dirs: list[Path], wall_s: float, cfg: DemoConfig) -> Report:
+    from greenproof.dashboard.rundata import RunDataStore
+
+    runs = RunDataStore(data_dirs)
+    report = Report(title="greenproof demo", token_symbol="GPT", wall_s=wall_s)
+    refunds = verifier_fees = 0
+    for dj in jobs:
+        j = snap.job(dj.job_id) if dj.job_id is not None else None
+        if j is None:
+            continue
+        extra = runs.for_job(j.job_id)
+        report.jobs.append(ReportJob(
+            job_id=j.job_id, task=dj.task, provider=labels.get((j.provider or "").lower(), "—"),
+            outcome=j.state.value, paid=j.paid, slashed=j.slashed, bonus=j.bonus,
+            energy_wh=j.energy_wh, co2_g=float(j.carbon_g),
+            wall_s=j.wall_s if j.wall_s is not None else 0.0,
+            losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
+        ))
+        if j.state is JobState.PAID:
+            verifier_fees += j.verifier_fee if any(v.revealed for v in j.votes) else 0
+        elif j.state in (JobState.SLASHED, JobState.EXPIRED, JobState.CANCELLED):
+            refunds += j.payment
+    rewards = sum(v.rewards for v in snap.verifiers)
+    report.money = [
+        MoneyFlow(label="paid to providers", amount=sum(j.paid for j in report.jobs)),
+        MoneyFlow(label="green bonus (pool)", amount=sum(j.bonus for j in report.jobs)),
+        MoneyFlow(label="refunded to requester", amount=refunds),
+        MoneyFlow(label="slashed from providers", amount=sum(j.slashed for j in report.jobs)),
+        MoneyFlow(label="verifier fees (honest jobs)", amount=verifier_fees),
+        MoneyFlow(label="verifier rewards settled", amount=rewards),
+    ]
+    report.notes.append(f"cheating provider ran with --cheat {cfg.cheat}")
+    return report
+
+
+def _summary_table(report: Report) -> Table:
+    t = Table(title=f"greenproof demo — {report.wall_s:.0f} s")
+    for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
+                      ("outcome", "left"), ("paid / slashed", "right"), ("bonus", "right"),
+                      ("energy Wh", "right"), ("CO2 g", "right"), ("wall s", "right")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for j in report.jobs:
+        money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome == "PAID"
+                 else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
+        style = "green" if j.outcome == "PAID" else "red"
+        t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
+                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.2f}",
+                  f"{j.wall_s:.0f}")
+    return t
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_demo(cfg: DemoConfig) -> Report:
+    from greenproof.chain import Anvil
+
+    started = time.monotonic()
+    out = cfg.out
+    data = out / "run"
+    if data.exists():
+        shutil.rmtree(data)  # fresh data dirs every run
+    data.mkdir(parents=True)
+    logs = out / "logs"
+    if logs.exists():
+        shutil.rmtree(logs)
+    logs.mkdir(parents=True)
+
+    sup = Supervisor()
+    sup.install_handlers()
+    anvil = Anvil(block_time=1, state_dir=data / "anvil")
+    jobs = _plan(cfg)
+    try:
+        with console.status("starting anvil and deploying…"):
+            anvil.start()
+            rpc = anvil.rpc_url
+            requester, manifest = _setup_market(rpc, cfg, data)
+        console.print(f"[bold]anvil[/] {rpc} · deployment {manifest}")
+        labels = {a.address.lower(): a.label for a in cfg.actors.values()}
+        a = cfg.actors
+        children = [
+            sup.spawn("worker-cheater", _worker_argv(
+                rpc, manifest, a["cheater"], data / "worker-cheater", _free_port(),
+                ["--cheat", cfg.cheat]), logs / "worker-cheater.log"),
+            sup.spawn("worker-green", _worker_argv(
+                rpc, manifest, a["green"], data / "worker-green", _free_port(),
+                ["--min-price-per-step", str(cfg.green_min_price_per_step)]),
+                logs / "worker-green.log"),
+            sup.spawn("verifier-a", _verifier_argv(rpc, manifest, a["verifier_a"],
+                                                   data / "verifier-a"), logs / "verifier-a.log"),
+            sup.spawn("verifier-b", _verifier_argv(rpc, manifest, a["verifier_b"],
+                                                   data / "verifier-b"), logs / "verifier-b.log"),
+        ]
+        for job in jobs:
+            _post(requester, job)
+            console.print(f"posted job {job.job_id} ({job.task}) for the {job.intended} provider")
+        indexer = Indexer.from_chain(requester)
+        data_dirs = [data / d for d in ("worker-green", "worker-cheater", "verifier-a", "verifier-b")]
+        _wait_for_jobs(indexer, jobs, labels, children, cfg, started)
+        # let the verifiers settle their votes and withdraw (a few blocks)
+        time.sleep(3)
+        snap = indexer.snapshot()
+    finally:
+        sup.stop_all()
+        anvil.stop()
+    report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg)
+    index = render_report(report, out)
+    console.print(_summary_table(report))
+    console.print(f"report: [bold]{index}[/] · logs: {logs}")
+    return report
+
+
+def _wait_for_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str],
+                   children: list[Any], cfg: DemoConfig, started: float) -> None:
+    from rich.live import Live
+
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            snap = indexer.snapshot(live=False)
+            live.update(_progress_table(snap, jobs, labels))
+            states = [snap.job(j.job_id) for j in jobs if j.job_id is not None]
+            if states and all(s is not None and s.state.final for s in states):
+                return
+            dead = [c for c in children if not c.alive]
+            if dead:
+                c = dead[0]
+                raise DemoError(f"demo: {c.name} exited with code {c.proc.returncode}; "
+                                f"last lines of {c.log_path}:\n{c.tail()}")
+            if time.monotonic() - started > cfg.timeout:
+                raise DemoError(f"demo: jobs not finished after {cfg.timeout:.0f} s; see the logs "
+                                f"in {cfg.out / 'logs'}")
+            time.sleep(1.0)
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
+              show_default=True, help="Report folder (also holds the logs and data dirs).")
+@click.option("--timeout", type=click.FloatRange(min=30), default=540.0, show_default=True,
+              help="Give up if the jobs are not final after this many seconds.")
+@click.option("--cheat", default="noisy_weights", show_default=True,
+              help="Cheating strategy of the dishonest provider (see worker/cheats.py).")
+def demo(out: Path, timeout: float, cheat: str) -> None:
+    """Run the whole market on a local anvil and write a report."""
+    run_demo(DemoConfig(out=out, timeout=timeout, cheat=cheat))
