@@ -1,0 +1,311 @@
+"""``greenproof provider``: stake, unstake, withdraw, status, attest.
+
+Amounts are whole tokens (``100``, ``2.5``) scaled by the token's ``decimals()``,
+or base units with ``--wei``. Every command takes ``--network`` (ape's choices or
+an RPC URL), ``--account`` (``TEST::N``, an ape alias, ``keystore:PATH``,
+``env:VAR``) and ``--deployment``. The worker daemon is ``greenproof worker run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greenproof.cli.options import chain_options, connect_from_options
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- amounts
+
+
+def token_decimals(chain: Any) -> int:
+    """The token's ``decimals()`` (18 if the token has no such view)."""
+    try:
+        return int(chain.call(chain.token.functions.decimals()))
+    except Exception:  # noqa: BLE001 - decimals() is optional in ERC20
+        return 18
+
+
+def parse_amount(text: str, decimals: int, *, wei: bool = False) -> int:
+    """``"2.5"`` tokens -> base units (``wei=True``: ``text`` already is base units)."""
+    try:
+        value = Decimal(str(text).replace("_", ""))
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r} is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise click.BadParameter(f"{text!r} must be a positive amount")
+    scaled = value if wei else value * (Decimal(10) ** decimals)
+    if scaled != scaled.to_integral_value():
+        raise click.BadParameter(
+            f"{text!r} has more precision than the token allows "
+            + ("(base units are integers)" if wei else f"({decimals} decimals)")
+        )
+    return int(scaled)
+
+
+def format_amount(base_units: int, decimals: int) -> str:
+    """Base units -> ``"1,234.5"`` tokens."""
+    text = f"{Decimal(int(base_units)) / (Decimal(10) ** decimals):,.6f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _fail_on_chain_errors(fn: Any) -> Any:
+    """Run ``fn`` turning chain/tx errors into clean ``Error: …`` lines."""
+    from greenproof.chain.client import ChainError
+
+    try:
+        return fn()
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@click.group()
+def provider() -> None:
+    """Provider: bond stake, withdraw it and your earnings, submit green attestations."""
+
+
+amount_argument = click.argument("amount", metavar="AMOUNT")
+wei_option = click.option("--wei", is_flag=True, help="AMOUNT is in token base units.")
+
+
+@provider.command()
+@amount_argument
+@wei_option
+@chain_options
+def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
+          confirmations: int) -> None:
+    """Bond AMOUNT tokens as stake (approves the StakeManager first if needed)."""
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = token_decimals(chain)
+    value = parse_amount(amount, decimals, wei=wei)
+
+    def run() -> None:
+        balance = chain.call(chain.token.functions.balanceOf(chain.address))
+        if balance < value:
+            raise click.ClickException(
+                f"provider: balance {format_amount(balance, decimals)} is below "
+                f"{format_amount(value, decimals)} tokens"
+            )
+        chain.ensure_allowance(chain.stake.address, value)
+        chain.transact(chain.stake.functions.stake(value), what="stake")
+
+    _fail_on_chain_errors(run)
+    total = chain.call(chain.stake.functions.staked(chain.address))
+    click.echo(f"staked {format_amount(value, decimals)}; total stake {format_amount(total, decimals)}")
+
+
+@provider.command()
+@amount_argument
+@wei_option
+@chain_options
+def unstake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
+            confirmations: int) -> None:
+    """Request to unbond AMOUNT of free stake (withdrawable after the unbonding period)."""
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = token_decimals(chain)
+    value = parse_amount(amount, decimals, wei=wei)
+
+    def run() -> int:
+        chain.transact(chain.stake.functions.request_unstake(value), what="request unstake")
+        return int(chain.call(chain.stake.functions.unbonding_release(chain.address)))
+
+    release = _fail_on_chain_errors(run)
+    click.echo(f"unbonding {format_amount(value, decimals)}; withdrawable from "
+               f"{_when(release)} (`greenproof provider withdraw`)")
+
+
+@provider.command()
+@click.option("--claims/--no-claims", default=False,
+              help="Also withdraw what the market owes you (payments, bonuses, vote rewards).")
+@click.option("--stake/--no-stake", "unbonded", default=True,
+              help="Withdraw released unbonding stake (default on).")
+@chain_options
+def withdraw(claims: bool, unbonded: bool, network: str, account: str | None,
+             deployment: Path | None, confirmations: int) -> None:
+    """Withdraw released unbonding stake and/or (with --claims) market earnings."""
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = token_decimals(chain)
+    done: list[str] = []
+
+    def run() -> None:
+        me = chain.address
+        if unbonded:
+            pending = int(chain.call(chain.stake.functions.unbonding(me)))
+            release = int(chain.call(chain.stake.functions.unbonding_release(me)))
+            if pending == 0:
+                done.append("no unbonding stake to withdraw")
+            elif release > chain.timestamp():
+                done.append(f"{format_amount(pending, decimals)} unbonding, released {_when(release)}")
+            else:
+                chain.transact(chain.stake.functions.withdraw(), what="withdraw stake")
+                done.append(f"withdrew {format_amount(pending, decimals)} unbonded stake")
+        if claims:
+            owed = int(chain.call(chain.market.functions.claimable(me)))
+            if owed == 0:
+                done.append("nothing claimable from the market")
+            else:
+                chain.transact(chain.market.functions.withdraw(), what="withdraw claims")
+                done.append(f"withdrew {format_amount(owed, decimals)} market claims")
+
+    _fail_on_chain_errors(run)
+    for line in done:
+        click.echo(line)
+
+
+@provider.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@chain_options
+def attest(file: Path, network: str, account: str | None, deployment: Path | None,
+           confirmations: int) -> None:
+    """Submit a signed energy attestation FILE (from `greenproof attestor sign`)."""
+    from greenproof.attestation import AttestationError, SignedAttestation
+
+    try:
+        signed = SignedAttestation.load(file)
+        signed.verify()
+    except AttestationError as exc:
+        raise click.ClickException(str(exc)) from None
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    if signed.chain_id != chain.chain_id or signed.registry != chain.registry.address:
+        raise click.ClickException(
+            f"provider: {file} was signed for registry {signed.registry} on chain "
+            f"{signed.chain_id}, but this deployment's registry is {chain.registry.address} "
+            f"on chain {chain.chain_id}"
+        )
+    att = signed.attestation
+    _fail_on_chain_errors(lambda: chain.transact(
+        chain.registry.functions.submit_attestation(*signed.submit_args()),
+        what="submit attestation", context={"provider": att.provider, "nonce": att.nonce},
+    ))
+    click.echo(f"attestation in force for {att.provider}: {att.green_bps / 100:g}% green, "
+               f"{att.carbon_g_per_kwh} g/kWh, until {_when(att.valid_until)}")
+
+
+@provider.command()
+@click.option("--address", default=None, help="Provider to show (default: --account's address).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@chain_options
+def status(address: str | None, as_json: bool, network: str, account: str | None,
+           deployment: Path | None, confirmations: int) -> None:
+    """Stake, unbonding, claimable earnings, green attestation and jobs of a provider."""
+    chain = connect_from_options(network, account, deployment, need_account=address is None)
+    who = address or chain.address
+    report = _fail_on_chain_errors(lambda: provider_status(chain, who))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def provider_status(chain: Any, who: str) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain JSON-able data (amounts in base units)."""
+    from eth_utils import to_checksum_address
+
+    from greenproof.attestation import region_text
+
+    who = to_checksum_address(who)
+    s, m, r = chain.stake.functions, chain.market.functions, chain.registry.functions
+    now = chain.timestamp()
+    att = chain.call(r.attestation_of(who))
+    in_force = bool(chain.call(r.attestation_in_force(who)))
+    report: dict[str, Any] = {
+        "address": who,
+        "chain_id": chain.chain_id,
+        "block_time": now,
+        "decimals": token_decimals(chain),
+        "balance": int(chain.call(chain.token.functions.balanceOf(who))),
+        "staked": int(chain.call(s.staked(who))),
+        "locked": int(chain.call(s.locked(who))),
+        "free": int(chain.call(s.free_stake(who))),
+        "unbonding": int(chain.call(s.unbonding(who))),
+        "unbonding_release": int(chain.call(s.unbonding_release(who))),
+        "claimable": int(chain.call(m.claimable(who))),
+        "green": {
+            "in_force": in_force,
+            "green_bps": int(chain.call(r.green_bps_of(who))),
+            "carbon_g_per_kwh": int(chain.call(r.carbon_intensity_of(who))),
+            "attested_green_bps": int(att[1]),
+            "region": region_text(bytes(att[3])) if int(att[6]) else "",
+            "valid_from": int(att[4]),
+            "valid_until": int(att[5]),
+            "nonce": int(att[6]),
+            "attestor": att[7] if int(att[6]) else None,
+        },
+        "jobs": _jobs_of(chain, who),
+    }
+    return report
+
+
+def _jobs_of(chain: Any, who: str) -> list[dict[str, Any]]:
+    from greenproof.indexer import Indexer
+
+    snapshot = Indexer.from_chain(chain).snapshot(live=False)
+    return [
+        {"job_id": j.job_id, "state": str(j.state), "payment": j.payment, "collateral": j.collateral,
+         "deadline": j.deadline, "paid": j.paid, "bonus": j.bonus, "slashed": j.slashed,
+         "energy_mj": j.energy_mj, "carbon_g": j.carbon_g}
+        for j in snapshot.jobs if (j.provider or "").lower() == who.lower()
+    ]
+
+
+def _when(ts: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_status(rep: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d = rep["decimals"]
+    console = Console()
+    money = Table(title=f"provider {rep['address']} (chain {rep['chain_id']})", show_header=False)
+    money.add_column("what", style="bold")
+    money.add_column("tokens", justify="right")
+    rows = [("wallet balance", rep["balance"]), ("staked", rep["staked"]), ("locked by jobs", rep["locked"]),
+            ("free stake", rep["free"]), ("unbonding", rep["unbonding"]),
+            ("claimable from market", rep["claimable"])]
+    for label, value in rows:
+        money.add_row(label, format_amount(value, d))
+    if rep["unbonding"]:
+        ready = rep["unbonding_release"] <= rep["block_time"]
+        money.add_row("unbonding released", "now" if ready else _when(rep["unbonding_release"]))
+    console.print(money)
+
+    g = rep["green"]
+    green = Table(title="green attestation", show_header=False)
+    green.add_column("what", style="bold")
+    green.add_column("value", justify="right")
+    if g["nonce"] == 0:
+        green.add_row("attestation", "none (grid default applies)")
+    else:
+        green.add_row("in force", "[green]yes[/]" if g["in_force"] else "[red]no[/]")
+        green.add_row("green share", f"{g['attested_green_bps'] / 100:g} %")
+        green.add_row("region", g["region"])
+        green.add_row("valid", f"{_when(g['valid_from'])} → {_when(g['valid_until'])}")
+        green.add_row("attestor", str(g["attestor"]))
+    green.add_row("carbon intensity used", f"{g['carbon_g_per_kwh']} g/kWh")
+    console.print(green)
+
+    jobs = Table(title=f"jobs ({len(rep['jobs'])})")
+    for col in ("job", "state", "payment", "collateral", "paid", "bonus", "slashed", "energy Wh", "CO2 g"):
+        jobs.add_column(col, justify="right" if col != "state" else "left")
+    for j in rep["jobs"]:
+        jobs.add_row(str(j["job_id"]), j["state"], format_amount(j["payment"], d),
+                     format_amount(j["collateral"], d), format_amount(j["paid"], d),
+                     format_amount(j["bonus"], d), format_amount(j["slashed"], d),
+                     f"{j['energy_mj'] / 3_600_000:.3f}", str(j["carbon_g"]))
+    console.print(jobs)
