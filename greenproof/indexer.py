@@ -198,26 +198,18 @@ def _addr(value: Any) -> str:
     return str(value) if value is not None else ""
 
 
-_OUTCOME_NAMES = {0: "NONE", 1: "PAID", 2: "SLASHED"}
+#: JobMarket's state codes (``STATE_*`` constants; JobFinalized's ``outcome`` is one of them).
+STATE_CODES: dict[int, JobState] = {
+    1: JobState.OPEN, 2: JobState.ACCEPTED, 3: JobState.COMMITTED, 4: JobState.AUDITING,
+    5: JobState.VOTING, 6: JobState.PAID, 7: JobState.SLASHED, 8: JobState.CANCELLED,
+    9: JobState.EXPIRED,
+}
 
 
-def _outcome(value: Any, args: Mapping[str, Any]) -> JobState:
-    """Map JobFinalized's outcome (an enum flag, an int, a bool or a string) to a state."""
-    if isinstance(value, str):
-        return JobState.SLASHED if "SLASH" in value.upper() else JobState.PAID
-    if isinstance(value, bool):  # e.g. ``fraud: bool``
-        return JobState.SLASHED if value else JobState.PAID
-    if isinstance(value, int):
-        # Vyper flags are powers of two; a plain enum index also works for PAID/SLASHED.
-        names = {1: "PAID", 2: "SLASHED"}
-        by_flag = {2**i: name for i, name in enumerate(JobState)}
-        name = by_flag.get(value) if value not in names else names[value]
-        if name in ("PAID", "SLASHED"):
-            return JobState(name)
-        if name is not None and JobState(name) in (JobState.PAID, JobState.SLASHED):
-            return JobState(name)
-    fraud = _arg(args, "fraud", "slashed")
-    return JobState.SLASHED if fraud else JobState.PAID
+def _outcome(value: Any) -> JobState:
+    """JobFinalized's outcome code -> PAID or SLASHED (anything unknown counts as PAID)."""
+    state = STATE_CODES.get(int(value)) if isinstance(value, int) else None
+    return JobState.SLASHED if state is JobState.SLASHED else JobState.PAID
 
 
 # --------------------------------------------------------------------------- reducer
@@ -349,12 +341,13 @@ class MarketIndex:
         v.penalties += penalty
 
     def _on_JobFinalized(self, ev: ChainEvent, a: Mapping[str, Any], job: JobView) -> None:
-        state = _outcome(_arg(a, "outcome"), a)
+        state = _outcome(_arg(a, "outcome"))
         job.state = state
         job.outcome = state.value
         job.paid = int(_arg(a, "paid", "payment", default=0))
         job.bonus = int(_arg(a, "bonus", default=0))
-        job.energy_mj = int(_arg(a, "energy_mj", "energy", default=job.energy_mj))
+        # a slashed job's event carries energy 0: keep the committed claim for the record
+        job.energy_mj = int(_arg(a, "energy_mj", default=0)) or job.energy_mj
         job.carbon_g = int(_arg(a, "carbon_g", "carbon", default=0))
         job.finished_at = ev.timestamp
         if job.provider:
@@ -371,7 +364,8 @@ class MarketIndex:
         job.slashed += amount
         reason = _arg(a, "reason")
         job.slash_reason = _hex(reason) if isinstance(reason, bytes) else (reason or job.slash_reason)
-        if job.state not in (JobState.EXPIRED,):
+        expired = job.slash_reason == "expired"  # JobExpired follows and sets the state
+        if not expired:
             job.state = JobState.SLASHED
             job.outcome = JobState.SLASHED.value
         job.finished_at = job.finished_at or ev.timestamp
@@ -379,7 +373,7 @@ class MarketIndex:
         if provider:
             p = self.provider(provider)
             p.slashed_amount += amount
-            if job.state is JobState.SLASHED:
+            if not expired:
                 p.jobs_slashed += 1
 
     def _on_JobExpired(self, ev: ChainEvent, a: Mapping[str, Any], job: JobView) -> None:

@@ -44,10 +44,10 @@ def story() -> MarketIndex:
         ev("VoteRevealed", 35, job_id=1, verifier=VERIFIER_A, fraud=False),
         ev("VoteRevealed", 35, job_id=2, verifier=VERIFIER_A, fraud=True),
         ev("VoteRevealed", 36, job_id=2, verifier=VERIFIER_B, fraud=True),
-        ev("JobFinalized", 40, job_id=1, outcome=1, paid=100 * TOKEN, bonus=20 * TOKEN,
+        ev("JobFinalized", 40, job_id=1, outcome=6, paid=100 * TOKEN, bonus=20 * TOKEN,
            energy_mj=7_200_000, carbon_g=0),
-        ev("ProviderSlashed", 41, job_id=2, provider=CHEATER, amount=50 * TOKEN, reason="fraud vote"),
-        ev("JobFinalized", 41, job_id=2, outcome=2, paid=0, bonus=0, energy_mj=3_600_000, carbon_g=1),
+        ev("ProviderSlashed", 41, job_id=2, provider=CHEATER, amount=50 * TOKEN, reason="fraud"),
+        ev("JobFinalized", 41, job_id=2, outcome=7, paid=0, bonus=0, energy_mj=0, carbon_g=0),
         ev("VoteSettled", 42, job_id=2, verifier=VERIFIER_B, reward=12 * TOKEN, penalty=0),
     ])
     return index
@@ -76,6 +76,7 @@ def test_providers_carry_pay_bonus_energy_and_slashes() -> None:
     assert honest.energy_mj == 7_200_000 and honest.slashed_amount == 0
     assert (cheater.jobs_paid, cheater.jobs_slashed, cheater.slashed_amount) == (0, 1, 50 * TOKEN)
     assert cheater.earned == 0
+    assert cheater.energy_mj == 3_600_000  # the committed claim, though the slash event says 0
 
 
 def test_verifiers_count_votes_and_rewards() -> None:
@@ -83,6 +84,20 @@ def test_verifiers_count_votes_and_rewards() -> None:
     a, b = verifiers[VERIFIER_A], verifiers[VERIFIER_B]
     assert (a.votes_committed, a.votes_revealed, a.fraud_votes, a.ok_votes) == (2, 2, 1, 1)
     assert (b.votes_committed, b.fraud_votes, b.rewards) == (1, 1, 12 * TOKEN)
+
+
+def test_an_expired_job_counts_as_expired_not_slashed() -> None:
+    index = MarketIndex()
+    index.apply_all([
+        posted(1, 1),
+        ev("JobAccepted", 2, job_id=1, provider=CHEATER),
+        ev("ProviderSlashed", 9, job_id=1, provider=CHEATER, amount=50 * TOKEN, reason="expired"),
+        ev("JobExpired", 9, job_id=1, slashed=50 * TOKEN),
+    ])
+    snap = index.snapshot()
+    assert snap.jobs[0].state is JobState.EXPIRED
+    (cheater,) = snap.providers
+    assert (cheater.jobs_expired, cheater.jobs_slashed, cheater.slashed_amount) == (1, 0, 50 * TOKEN)
 
 
 def test_unknown_events_and_orphans_do_not_break_the_index() -> None:
