@@ -639,7 +639,7 @@ def find_rapl_domains(root: str | os.PathLike[str] = "/sys/class/powercap") -> l
         except PermissionError as exc:
             raise EnergyError(
                 f"energy: RAPL counter {entry / 'energy_uj'} not readable ({exc.strerror}); "
-                "since Linux 5.10 it is root-only: run `sudo chmod o+r "
+                "since the CVE-2020-8694 fix it is root-only: run `sudo chmod o+r "
                 "/sys/class/powercap/intel-rapl:*/energy_uj` or use a TDP estimate"
             ) from exc
         except (OSError, ValueError) as exc:
@@ -881,6 +881,9 @@ def make_meter(
         raise EnergyError(
             f"energy: unknown energy source {prefer!r}; choose one of {', '.join(SOURCES)}"
         )
+    for what, value in (("sample_interval_s", sample_interval_s), ("rapl_poll_s", rapl_poll_s)):
+        if not value > 0:
+            raise EnergyError(f"energy: {what} must be > 0 s, got {value}")
     kind, indices = _resolve_device(device)
     declared_w, declared_origin = _declared_tdp(tdp_w)
     fallbacks: list[str] = []
@@ -913,18 +916,20 @@ def make_meter(
                     try:
                         for g in gpus:
                             adapter.total_energy_mj(g.handle)
+                        counter_meter = NVMLEnergyMeter(adapter, gpus, fallbacks=fallbacks)
                         keep = True
-                        return NVMLEnergyMeter(adapter, gpus, fallbacks=fallbacks)
+                        return counter_meter
                     except EnergyError as exc:
                         skipped(str(exc))
                 if prefer in (None, "nvml-power"):
                     try:
                         for g in gpus:
                             adapter.power_mw(g.handle)
-                        keep = True
-                        return NVMLPowerMeter(
+                        power_meter = NVMLPowerMeter(
                             adapter, gpus, interval_s=sample_interval_s, fallbacks=fallbacks
                         )
+                        keep = True
+                        return power_meter
                     except EnergyError as exc:
                         skipped(str(exc))
                 if declared_w is None:

@@ -44,7 +44,7 @@ def no_powercap(tmp_path: Path) -> str:
     return str(tmp_path / "no-powercap")
 
 
-def wait_until(predicate: Any, timeout_s: float = 2.0) -> None:
+def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
     """Poll a condition (not a timing assertion: fails only if it never happens)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
