@@ -24,7 +24,7 @@ which is what makes the detection probability ``1 - (1 - f)^s``.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -60,9 +60,7 @@ def _is_param(name: str, tensor: torch.Tensor) -> bool:
 
 def _replace_state(result: Any, state: dict[str, torch.Tensor]) -> Any:
     """The engine's SegmentResult with another state (losses kept)."""
-    out = copy.copy(result)
-    object.__setattr__(out, "state", state)
-    return out
+    return dataclasses.replace(result, state=state)
 
 
 def _with_spec(spec: Any, path: str, value: Any) -> Any:
@@ -115,15 +113,7 @@ class FakeHashes(Cheat):
     description = "fabricated states, no training"
 
     def fake_segment(self, spec, state, k, run_segment):
-        gen = torch.Generator().manual_seed(self.seed * 7919 + k)
-        fake = {}
-        for name, t in state.items():
-            if t.is_floating_point():
-                fake[name] = torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype)
-            else:
-                fake[name] = t.clone()
-        result = run_segment_placeholder(spec, state, k, run_segment)
-        return _replace_state(result, fake)
+        return fabricated_result(spec, state, k, self.seed * 7919 + k)
 
 
 class FewerSteps(Cheat):
@@ -228,8 +218,9 @@ class SwapFinal(Cheat):
         return self.fraction > 0 and k == spec.num_segments - 1
 
     def fake_segment(self, spec, state, k, run_segment):
-        from greenproof.statehash import state_hash
         from safetensors.torch import save
+
+        from greenproof.statehash import state_hash
 
         result = run_segment(spec, state, k)
         before = {n: t.detach().cpu().contiguous() for n, t in state.items()}
@@ -278,20 +269,47 @@ def make_cheat(name: str, fraction: float = 1.0, seed: int = 0) -> Cheat:
     return cls(fraction=fraction, seed=seed)
 
 
-# --- engine-shaped helpers (adapted to greenproof.engine) ---------------------------
+# --- spec variants and partial segments (over greenproof.engine) --------------------
 
 
-def run_segment_placeholder(spec, state, k, run_segment):
-    raise NotImplementedError
+def run_partial(spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment, steps: int) -> Any:
+    """Train only the first ``steps`` steps of segment ``k`` and label the result as
+    the segment's end (step counter at ``(k + 1) * segment_steps``)."""
+    from greenproof.engine import STEP_KEY
+
+    first = k * spec.segment_steps
+    chunk = steps if first % steps == 0 else 1
+    sub = spec.model_copy(update={"segment_steps": chunk})
+    result, cur = None, state
+    for j in range(steps // chunk):
+        result = run_segment(sub, cur, first // chunk + j)
+        cur = result.state
+    out = dict(cur)
+    out[STEP_KEY] = torch.tensor((k + 1) * spec.segment_steps, dtype=torch.int64)
+    return _replace_state(result, out)
 
 
-def run_partial(spec, state, k, run_segment, steps):
-    raise NotImplementedError
+def fabricated_result(spec: Any, state: dict[str, torch.Tensor], k: int, seed: int) -> Any:
+    """A SegmentResult with no training behind it: model tensors drawn at random
+    (scaled like the real ones), everything else copied, the step counter advanced."""
+    from greenproof.engine import STEP_KEY, SegmentResult
+
+    gen = torch.Generator().manual_seed(seed)
+    fake: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        if _is_param(name, t):
+            scale = float(t.float().std()) if t.numel() > 1 else 1.0
+            fake[name] = (torch.randn(t.shape, generator=gen) * scale).to(t.dtype)
+        else:
+            fake[name] = t.clone()
+    fake[STEP_KEY] = torch.tensor((k + 1) * spec.segment_steps, dtype=torch.int64)
+    return SegmentResult(state=fake, losses=[], steps=spec.segment_steps)
 
 
-def data_order_variant(spec):
-    raise NotImplementedError
+def data_order_variant(spec: Any) -> Any:
+    """The spec with another data seed (data order is a function of ``(seed, epoch)``)."""
+    return spec.model_copy(update={"seed": (spec.seed + 1) % 2**63})
 
 
-def learning_rate_variant(spec, factor):
-    raise NotImplementedError
+def learning_rate_variant(spec: Any, factor: float) -> Any:
+    return _with_spec(spec, "optimizer.lr", spec.optimizer.lr * factor)

@@ -1,0 +1,394 @@
+"""The verifier's decision logic (DESIGN.md §4): pure, no chain.
+
+Given the job spec, the opened segments (their start/end state hashes and
+cumulative energies as revealed on chain) and where the provider serves its
+checkpoints, decide per audited segment ``i``:
+
+1. fetch the start and end checkpoints from ``{result_uri}/{hash}`` and check
+   their hashes (unfetchable or mis-hashed -> fraud); for ``i = 0`` the start
+   hash must be the spec's seeded initial state ``init_state(spec)``;
+2. the energy counter must not go backwards (``end_energy >= start_energy``);
+3. replay segment ``i`` from the fetched start with ``run_segment``: the very
+   function the worker trained with;
+4. same determinism class: the replayed end hash must equal ``end_hash``;
+   other class: the relative L2 distance between replayed and claimed
+   parameters must be ``<= spec.tolerance.rel_l2`` AND ``< update_fraction``
+   times the segment's own update size ``||end - start|| / ||end||`` — so a
+   cheat that barely moves the weights cannot hide inside the tolerance;
+5. an energy claim more than ``energy_warn_ratio`` times the replay's own
+   measurement is a warning in the report, never a fraud vote.
+
+Besides the sampled segments the delivered model is checked: the final
+checkpoint must be fetchable and hash to the committed ``final_state_hash``
+(what the requester pays for; a swapped model is fraud whatever the sample).
+
+A cross-class pass is only a vote: the vote decides (DESIGN §4). The rule is
+asymmetric on purpose: a mismatch in the same class is proof; a cross-class
+distance above tolerance is the verifier's honest judgement.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from greenproof.spec import JobSpec
+from verifier.evidence import AuditReport, FinalCheck, SegmentCheck
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str, bytes], dict[str, torch.Tensor]]
+
+
+class OpenedSegment(BaseModel):
+    """One audited segment as revealed by ``SegmentOpened``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    start_hash: bytes
+    start_energy_mj: int
+    end_hash: bytes
+    end_energy_mj: int
+
+
+class AuditJob(BaseModel):
+    """Everything the decision needs, read from the chain (or given by a test)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    job_id: int
+    spec: JobSpec
+    result_uri: str
+    provider_class: bytes
+    audit_indices: list[int]
+    opened: list[OpenedSegment]
+    final_state_hash: bytes | None = None
+    energy_mj: int | None = None
+    spec_uri: str | None = None
+    provider: str | None = None
+    chain_id: int | None = None
+    market: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Knobs of the decision and of the replay budget."""
+
+    #: other class: distance must also be below this fraction of the segment's update size
+    update_fraction: float = 0.1
+    #: warn when the claimed segment energy exceeds this multiple of the replay's measurement
+    energy_warn_ratio: float = 3.0
+    #: replays run at once (each in its own process when > 1)
+    max_parallel: int = 1
+    #: torch intra-op threads per replay (None: leave torch's default)
+    threads_per_replay: int | None = None
+    #: device to replay on (None: the engine's default)
+    device: str | None = None
+    #: measure the replay's energy (for the energy warning)
+    measure_energy: bool = True
+    #: check the delivered final model too
+    check_final: bool = True
+    #: show rich progress bars
+    progress: bool = False
+
+
+# --------------------------------------------------------------------------- distances
+
+
+def _params(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's floating parameters and buffers (what "the weights" means)."""
+    out = {n: t for n, t in state.items() if n.startswith("model.") and t.is_floating_point()}
+    if not out:  # an engine that does not prefix: fall back to every floating tensor
+        out = {n: t for n, t in state.items() if t.is_floating_point()}
+    return out
+
+
+def _l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor] | None = None) -> float:
+    total = 0.0
+    for name, t in a.items():
+        x = t.detach().double()
+        if b is not None:
+            other = b.get(name)
+            if other is None or other.shape != t.shape:
+                return float("inf")
+            x = x - other.detach().double()
+        total += float((x * x).sum())
+    return total**0.5
+
+
+def relative_distance(replayed: dict[str, torch.Tensor], claimed: dict[str, torch.Tensor]) -> float:
+    """``||replayed - claimed|| / ||claimed||`` over the model parameters."""
+    rp, cp = _params(replayed), _params(claimed)
+    if set(rp) != set(cp):
+        return float("inf")
+    norm = _l2(cp)
+    return _l2(rp, cp) / norm if norm > 0 else (0.0 if _l2(rp) == 0 else float("inf"))
+
+
+def update_size(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor]) -> float:
+    """The segment's own update ``||end - start|| / ||end||`` over the model parameters."""
+    return relative_distance(start, end)
+
+
+# --------------------------------------------------------------------------- one segment
+
+
+def _hex(h: bytes | None) -> str | None:
+    return None if h is None else "0x" + h.hex()
+
+
+def _fetch(fetch: Fetch, result_uri: str, h: bytes) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """The verified state or the reason it could not be had."""
+    from greenproof.statehash import state_hash
+
+    try:
+        state = fetch(result_uri, h)
+    except Exception as exc:  # any failure to obtain a verified checkpoint is the provider's
+        return None, f"checkpoint {_hex(h)} not available: {exc}"
+    got = state_hash(state)
+    if got != h:
+        return None, f"checkpoint {_hex(h)} hashes to {_hex(got)}"
+    return state, None
+
+
+@functools.lru_cache(maxsize=4)
+def _meter_source(device: str | None) -> str:
+    """Pick the energy source once per process (and log the fallbacks once)."""
+    from greenproof.energy import make_meter
+
+    meter = make_meter(device)
+    meter.close()
+    return meter.source
+
+
+def _measure(device: str | None) -> Any:
+    from greenproof.energy import make_meter
+
+    meter = make_meter(device, prefer=_meter_source(device))
+    meter.start()
+    return meter
+
+
+def check_segment(
+    spec: JobSpec,
+    seg: OpenedSegment,
+    result_uri: str,
+    provider_class: bytes,
+    config: AuditConfig,
+    fetch: Fetch | None = None,
+) -> SegmentCheck:
+    """All of §4 for one opened segment. Safe to run in a worker process."""
+    from greenproof.engine import determinism_class, init_state, run_segment, select_device
+    from greenproof.statehash import state_hash
+
+    if fetch is None:
+        from greenproof.store import fetch_state as fetch
+    if config.threads_per_replay:
+        torch.set_num_threads(config.threads_per_replay)
+    check = SegmentCheck(
+        index=seg.index,
+        start_hash=_hex(seg.start_hash),
+        end_hash=_hex(seg.end_hash),
+        start_energy_mj=seg.start_energy_mj,
+        end_energy_mj=seg.end_energy_mj,
+        claimed_energy_mj=max(0, seg.end_energy_mj - seg.start_energy_mj),
+        tolerance=spec.tolerance.rel_l2,
+    )
+    if seg.end_energy_mj < seg.start_energy_mj:
+        check.fraud(f"energy counter goes backwards ({seg.start_energy_mj} -> {seg.end_energy_mj} mJ)")
+    if seg.index == 0 and seg.start_energy_mj != 0:
+        check.fraud(f"energy at boundary 0 must be 0, got {seg.start_energy_mj} mJ")
+
+    # --- the start state
+    if seg.index == 0:
+        start = init_state(spec, device=config.device)
+        init_hash = state_hash(start)
+        check.start_fetched = True
+        if init_hash != seg.start_hash:
+            check.fraud(f"start is not the spec's seeded initial state (expected {_hex(init_hash)})")
+            start = None
+    else:
+        start, why = _fetch(fetch, result_uri, seg.start_hash)
+        check.start_fetched = start is not None
+        if why:
+            check.fraud(f"start {why}")
+
+    # --- the claimed end state
+    end, why = _fetch(fetch, result_uri, seg.end_hash)
+    check.end_fetched = end is not None
+    if why:
+        check.fraud(f"end {why}")
+    if start is None or end is None:
+        return check
+
+    # --- replay with the worker's own code path
+    meter = _measure(config.device) if config.measure_energy else None
+    t0 = time.perf_counter()
+    try:
+        replay = run_segment(spec, start, seg.index, device=config.device).state
+    except Exception as exc:
+        # a start state the engine cannot even load is the provider's fault
+        check.fraud(f"replay failed from the committed start state: {type(exc).__name__}: {exc}")
+        return check
+    finally:
+        check.replay_seconds = time.perf_counter() - t0
+        if meter is not None:
+            check.measured_energy_mj = int(meter.read_mj())
+            meter.close()
+    replay_hash = state_hash(replay)
+    check.replay_hash = _hex(replay_hash)
+
+    mine = determinism_class(spec, select_device(config.device))
+    check.same_class = mine == provider_class
+    exact = replay_hash == seg.end_hash
+    if not exact:
+        check.distance = relative_distance(replay, end)
+        check.update_size = update_size(start, end)
+    if check.same_class:
+        if not exact:
+            check.fraud(
+                f"replayed end state {_hex(replay_hash)} differs from the committed {_hex(seg.end_hash)} "
+                f"(same determinism class; relative distance {check.distance:.3g})"
+            )
+    elif not exact:
+        tol = spec.tolerance.rel_l2
+        bound = config.update_fraction * check.update_size
+        if not (check.distance <= tol and check.distance < bound):
+            check.fraud(
+                f"replay (other determinism class) is {check.distance:.3g} away from the claimed end; "
+                f"allowed: <= tolerance {tol:.3g} and < {config.update_fraction:g} x update size "
+                f"{check.update_size:.3g} = {bound:.3g}"
+            )
+    else:
+        check.distance = 0.0
+
+    # --- energy: a warning, never a fraud vote
+    if check.measured_energy_mj is not None and check.measured_energy_mj > 0:
+        check.energy_ratio = check.claimed_energy_mj / check.measured_energy_mj
+        if check.energy_ratio > config.energy_warn_ratio:
+            check.warnings.append(
+                f"energy claim {check.claimed_energy_mj} mJ is {check.energy_ratio:.1f}x the replay's "
+                f"{check.measured_energy_mj} mJ (warning threshold {config.energy_warn_ratio:g}x)"
+            )
+    return check
+
+
+def check_final(result_uri: str, final_state_hash: bytes, fetch: Fetch | None = None) -> FinalCheck:
+    """The delivered model must be served and hash to the committed final state hash."""
+    if fetch is None:
+        from greenproof.store import fetch_state as fetch
+
+    out = FinalCheck(final_state_hash=_hex(final_state_hash))
+    state, why = _fetch(fetch, result_uri, final_state_hash)
+    out.fetched = state is not None
+    out.ok = why is None
+    out.reason = why
+    return out
+
+
+# --------------------------------------------------------------------------- a whole job
+
+
+def _unique(opened: Sequence[OpenedSegment]) -> list[OpenedSegment]:
+    seen: dict[int, OpenedSegment] = {}
+    for seg in opened:
+        seen.setdefault(seg.index, seg)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _init_worker(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | None = None) -> AuditReport:
+    """Decide a job: per-segment checks (in parallel within ``config.max_parallel``),
+    the final model, and the verdict folded from them."""
+    from greenproof.engine import determinism_class, select_device
+
+    config = config or AuditConfig()
+    t0 = time.perf_counter()
+    spec = job.spec
+    report = AuditReport(
+        job_id=job.job_id,
+        chain_id=job.chain_id,
+        market=job.market,
+        provider=job.provider,
+        spec_hash=_hex(spec.spec_hash()),
+        spec_uri=job.spec_uri,
+        result_uri=job.result_uri,
+        num_segments=spec.num_segments,
+        provider_class=_hex(job.provider_class),
+        verifier_class=_hex(determinism_class(spec, select_device(config.device))),
+        audit_indices=list(job.audit_indices),
+    )
+    segments = _unique(job.opened)
+    missing = sorted(set(job.audit_indices) - {s.index for s in segments})
+    checks: list[SegmentCheck] = []
+    for i in missing:  # the chain would not be in VOTING; a test or a partial read may be
+        c = SegmentCheck(index=i, start_hash="", end_hash="", start_energy_mj=0, end_energy_mj=0)
+        c.fraud("segment was not opened")
+        checks.append(c)
+    for seg in segments:
+        if not 0 <= seg.index < spec.num_segments:
+            c = SegmentCheck(index=seg.index, start_hash=_hex(seg.start_hash), end_hash=_hex(seg.end_hash),
+                             start_energy_mj=seg.start_energy_mj, end_energy_mj=seg.end_energy_mj)
+            c.fraud(f"index outside 0..{spec.num_segments - 1}")
+            checks.append(c)
+    segments = [s for s in segments if 0 <= s.index < spec.num_segments]
+
+    progress = _progress(config.progress)
+    task = progress.add_task(f"job {job.job_id}: replaying", total=len(segments)) if progress else None
+    try:
+        if progress:
+            progress.start()
+        if config.max_parallel <= 1 or len(segments) <= 1 or fetch is not None:
+            for seg in segments:
+                log.info("job %d: auditing segment %d", job.job_id, seg.index)
+                checks.append(check_segment(spec, seg, job.result_uri, job.provider_class, config, fetch))
+                if progress:
+                    progress.advance(task)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(
+                max_workers=min(config.max_parallel, len(segments)),
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(config.threads_per_replay,),
+            ) as pool:
+                futures = [
+                    pool.submit(check_segment, spec, seg, job.result_uri, job.provider_class, config)
+                    for seg in segments
+                ]
+                for fut in cf.as_completed(futures):
+                    checks.append(fut.result())
+                    if progress:
+                        progress.advance(task)
+    finally:
+        if progress:
+            progress.stop()
+    report.segments = sorted(checks, key=lambda c: c.index)
+    if config.check_final and job.final_state_hash is not None:
+        report.final = check_final(job.result_uri, job.final_state_hash, fetch)
+    report.audit_seconds = time.perf_counter() - t0
+    report.conclude()
+    log.info("job %d: verdict %s %s", job.job_id, report.verdict.value, "; ".join(report.reasons))
+    return report
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

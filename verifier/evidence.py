@@ -1,0 +1,149 @@
+"""The verifier's evidence: one JSON report per job.
+
+A report says what was checked (every audited segment's opened hashes, whether
+its checkpoints could be fetched and matched, the replayed hash, the parameter
+distances, claimed vs measured energy), the verdict with its reasons, warnings
+that do not change the vote (energy claims), and the transactions sent. It is
+written under the verifier's data dir and printed by ``greenproof verifier check``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    FRAUD = "fraud"
+
+
+class SegmentCheck(BaseModel):
+    """The checks on one audited segment ``index`` (boundaries ``index`` -> ``index + 1``)."""
+
+    index: int
+    start_hash: str
+    end_hash: str
+    start_energy_mj: int
+    end_energy_mj: int
+    start_fetched: bool = False
+    end_fetched: bool = False
+    replay_hash: str | None = None
+    same_class: bool = True
+    #: relative L2 distance ||replayed - claimed|| / ||claimed|| over the model parameters
+    distance: float | None = None
+    #: the segment's own update size ||claimed_end - start|| / ||claimed_end||
+    update_size: float | None = None
+    tolerance: float | None = None
+    claimed_energy_mj: int = 0
+    measured_energy_mj: int | None = None
+    energy_ratio: float | None = None
+    replay_seconds: float | None = None
+    verdict: Verdict = Verdict.OK
+    reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    def fraud(self, reason: str) -> None:
+        self.verdict = Verdict.FRAUD
+        self.reasons.append(reason)
+
+
+class FinalCheck(BaseModel):
+    """The delivered model: ``{result_uri}/{final_state_hash}`` must hash to the commitment."""
+
+    final_state_hash: str
+    fetched: bool = False
+    ok: bool = False
+    reason: str | None = None
+
+
+class TxRecord(BaseModel):
+    action: str
+    tx_hash: str
+    block: int | None = None
+    at: float = Field(default_factory=time.time)
+
+
+class AuditReport(BaseModel):
+    job_id: int
+    chain_id: int | None = None
+    market: str | None = None
+    verifier: str | None = None
+    provider: str | None = None
+    spec_hash: str
+    spec_uri: str | None = None
+    result_uri: str
+    num_segments: int
+    provider_class: str
+    verifier_class: str
+    audit_indices: list[int]
+    segments: list[SegmentCheck] = Field(default_factory=list)
+    final: FinalCheck | None = None
+    verdict: Verdict = Verdict.OK
+    reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    transactions: list[TxRecord] = Field(default_factory=list)
+    audited_at: float = Field(default_factory=time.time)
+    audit_seconds: float | None = None
+
+    @property
+    def fraud(self) -> bool:
+        return self.verdict == Verdict.FRAUD
+
+    def conclude(self) -> AuditReport:
+        """Fold the per-segment and final-model checks into the job's verdict."""
+        reasons = [f"segment {s.index}: {r}" for s in self.segments for r in s.reasons]
+        warnings = [f"segment {s.index}: {w}" for s in self.segments for w in s.warnings]
+        if self.final is not None and not self.final.ok:
+            reasons.append(f"final model: {self.final.reason}")
+        self.reasons = reasons
+        self.warnings = warnings
+        self.verdict = Verdict.FRAUD if reasons else Verdict.OK
+        return self
+
+    # --- persistence -------------------------------------------------------------
+    @staticmethod
+    def path_for(data_dir: Path, job_id: int, chain_id: int | None = None) -> Path:
+        name = f"job-{job_id}.json" if chain_id is None else f"{chain_id}-job-{job_id}.json"
+        return Path(data_dir) / "reports" / name
+
+    def save(self, data_dir: Path) -> Path:
+        """Write atomically (tmp file, fsync, rename) under ``data_dir/reports``."""
+        path = self.path_for(data_dir, self.job_id, self.chain_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(self.model_dump_json(indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> AuditReport:
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def summary(self) -> str:
+        """A few human lines: verdict, reasons, warnings, per-segment distances."""
+        lines = [
+            f"job {self.job_id}: verdict {self.verdict.value.upper()} "
+            f"({len(self.segments)} segment(s) audited of {self.num_segments}: {self.audit_indices})"
+        ]
+        for s in self.segments:
+            detail = f"replay {s.replay_hash[:18] + '…' if s.replay_hash else '-'}"
+            if s.distance is not None:
+                detail += f", distance {s.distance:.3g} (update {s.update_size:.3g}, tol {s.tolerance:.3g})"
+            if s.energy_ratio is not None:
+                detail += f", energy claimed/measured {s.energy_ratio:.2f}"
+            lines.append(f"  segment {s.index}: {s.verdict.value} — {detail}")
+        if self.final is not None:
+            lines.append(f"  final model: {'ok' if self.final.ok else 'FAIL'}")
+        lines += [f"  reason: {r}" for r in self.reasons]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  tx {t.action}: {t.tx_hash}" for t in self.transactions]
+        return "\n".join(lines)
