@@ -223,6 +223,7 @@ class Chain:
         self.log_chunk = log_chunk
         self.network = network
         self._nonce: int | None = None
+        self._last_send = 0.0
         self._nonce_lock = threading.RLock()
         self._eip1559: bool | None = None
         self._contracts: dict[str, Contract] = {}
@@ -454,12 +455,11 @@ class Chain:
     def _preflight(self, fn_call: ContractFunction, base: dict[str, Any], what: str,
                          context: dict[str, Any] | None) -> None:
         try:
-            self._retrying(lambda: fn_call.call({"from": base["from"], "value": base["value"]}),
-                           what=what, context=context)
+            self._retrying(lambda: _simulate(self.w3, fn_call, base), what=what, context=context)
         except (ContractLogicError, Web3RPCError) as exc:
-            reason = revert_reason(exc)
-            if reason is None:
-                raise
+            # a non-revert node error here (e.g. "CreateContractSizeLimit", "insufficient
+            # funds") is just as fatal for this tx: report it the same way
+            reason = revert_reason(exc) or getattr(exc, "message", None) or str(exc)
             raise TxError(reason, what=what, context=context) from None
 
     def _fees(self) -> dict[str, int]:
@@ -487,14 +487,33 @@ class Chain:
             self._nonce = self._node_nonce()
             return self._nonce
 
+    def _next_nonce(self, what: str, context: dict[str, Any] | None) -> int:
+        """The nonce for the next tx: the local counter checked against the node's pending count.
+
+        The node wins when it is ahead (another process used this account) or
+        behind for more than a few seconds (a restarted node lost our pending txs,
+        or a test reverted a snapshot); a node briefly behind right after our own
+        send is a lagging load-balanced RPC and the local counter wins.
+        """
+        node = self._node_nonce()
+        local = self._nonce
+        if local is None or node >= local:
+            if local is not None and node > local:
+                log.info("%s: node nonce %d ahead of local %d, following the node %s", what,
+                         node, local, _format_context(context))
+            return node
+        if time.monotonic() - self._last_send < 5.0:
+            return local
+        log.warning("%s: node forgot our pending txs (nonce %d < local %d), re-syncing %s",
+                    what, node, local, _format_context(context))
+        return node
+
     def _send(self, fn_call: ContractFunction, base: dict[str, Any], gas: int, what: str,
               context: dict[str, Any] | None) -> tuple[str, bytes, int]:
         """Sign and broadcast; returns (tx hash, raw tx, nonce). Caller holds the nonce lock."""
         assert self.account is not None
-        if self._nonce is None:
-            self._nonce = self._node_nonce()
         for _ in range(5):
-            nonce = max(self._nonce, 0)
+            nonce = self._next_nonce(what, context)
             tx = fn_call.build_transaction({**base, "gas": gas, "nonce": nonce, **self._fees()})
             signed = self.account.sign_transaction(tx)
             raw = bytes(signed.raw_transaction)
@@ -502,6 +521,7 @@ class Chain:
             outcome = self._broadcast(raw, tx_hash, what, context)
             if outcome == "sent":
                 self._nonce = nonce + 1
+                self._last_send = time.monotonic()
                 return tx_hash, raw, nonce
             # nonce clash: our view of the nonce is stale (restart, another process)
             node = self._node_nonce()
@@ -569,8 +589,7 @@ class Chain:
     def _failed_reason(self, fn_call: ContractFunction, base: dict[str, Any], receipt: TxReceipt) -> str:
         """Best effort: replay a failed tx at its block to recover the revert reason."""
         try:
-            fn_call.call({"from": base["from"], "value": base["value"]},
-                         block_identifier=receipt["blockNumber"])
+            _simulate(self.w3, fn_call, base, block=receipt["blockNumber"])
         except (ContractLogicError, Web3RPCError) as exc:
             return revert_reason(exc) or "reverted"
         except Exception:  # noqa: BLE001 - the replay is only a hint
@@ -588,6 +607,14 @@ class Chain:
             return None
         return self.transact(self.token.functions.approve(spender, int(amount)),
                              what="approve token", context=context)
+
+
+def _simulate(w3: Web3, fn_call: Any, base: dict[str, Any], block: int | str = "latest") -> Any:
+    """eth_call a function call or a constructor (which has no ``.call``)."""
+    tx = {"from": base["from"], "value": base["value"]}
+    if hasattr(fn_call, "call"):
+        return fn_call.call(tx, block_identifier=block)
+    return w3.eth.call({**tx, "data": fn_call.data_in_transaction}, block_identifier=block)
 
 
 def _abi_type(item: dict[str, Any]) -> str:

@@ -56,8 +56,11 @@ def cache_dir() -> Path:
 
 
 def _sources(root: Path) -> list[Path]:
-    """Deployable sources: every ``.vy`` except shared modules under ``modules/``."""
-    return sorted(p for p in root.rglob("*.vy") if "modules" not in p.relative_to(root).parts)
+    """Deployable sources: every ``.vy`` except shared ``modules/`` and ``_scratch.vy`` files."""
+    return sorted(
+        p for p in root.rglob("*.vy")
+        if "modules" not in p.relative_to(root).parts and not p.name.startswith("_")
+    )
 
 
 def source_key(root: Path | None = None) -> str:
