@@ -4,7 +4,7 @@ Workers keep run records (the per-step losses and per-boundary energies of a
 training run) and verifiers keep evidence reports (one JSON file per audited
 job) in their data directories. The dashboard and the demo are given those
 directories (``--data-dir``, repeatable) and read any ``*.json`` file under them
-that names the job: a file with a ``losses`` list is a run record, a file with a
+that names the job (a ``job_id`` field, or a worker's ``runs/<job id>/`` folder): a file with a ``losses`` list is a run record, a file with a
 ``verdict`` is evidence. Files are read lazily, size-capped and cached by mtime,
 so a dashboard over a busy data dir stays cheap; nothing is ever written.
 """
@@ -86,7 +86,12 @@ class RunDataStore:
         data = JobRunData()
         for path in self._files():
             doc = self._load(path)
-            if doc is None or _job_id_of(doc) != job_id:
+            if doc is None:
+                continue
+            found = _job_id_of(doc)
+            if found is None and path.parent.name.isdigit() and path.parent.parent.name == "runs":
+                found = int(path.parent.name)  # a worker's runs/<job id>/record.json
+            if found != job_id:
                 continue
             if "verdict" in doc:
                 data.evidence.append(doc)
