@@ -1,0 +1,159 @@
+"""``greenproof verifier``: stake, run the daemon, check one job now.
+
+* ``verifier stake AMOUNT`` bonds stake (votes lock ``min(free, max_vote_stake)``);
+* ``verifier run`` follows the market, audits every job entering voting,
+  commits and reveals its vote, finalizes, settles and withdraws;
+* ``verifier check JOB_ID`` — the challenge script — audits one job now, prints
+  the verdict with its evidence (``--json`` for the full report) and, with
+  ``--vote``, commits the vote (reveal it later with ``verifier run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from greenproof.cli.options import chain_options, connect_from_options
+from greenproof.cli.provider import (
+    _fail_on_chain_errors,
+    amount_argument,
+    format_amount,
+    parse_amount,
+    token_decimals,
+    wei_option,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path(os.environ.get("GREENPROOF_VERIFIER_DIR", "~/.greenproof/verifier")).expanduser()
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
+    show_default=True, envvar="GREENPROOF_VERIFIER_DIR",
+    help="Vote journal (salts, cursor) and evidence reports.",
+)
+parallel_option = click.option(
+    "--max-parallel", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Segment replays at once (one process each).",
+)
+threads_option = click.option(
+    "--threads", "threads_per_replay", type=click.IntRange(min=1), default=None,
+    help="torch threads per replay (default: torch's choice).",
+)
+device_option = click.option("--device", default=None, help="Replay device: cpu, cuda, cuda:N (default: auto).")
+
+
+@click.group()
+def verifier() -> None:
+    """Verifier: stake, audit jobs by replaying segments, vote, earn the fee."""
+
+
+@verifier.command()
+@amount_argument
+@wei_option
+@chain_options
+def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
+          confirmations: int) -> None:
+    """Bond AMOUNT tokens of verifier stake (approves the StakeManager first)."""
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = token_decimals(chain)
+    value = parse_amount(amount, decimals, wei=wei)
+
+    def run() -> None:
+        balance = chain.call(chain.token.functions.balanceOf(chain.address))
+        if balance < value:
+            raise click.ClickException(
+                f"verifier: balance {format_amount(balance, decimals)} is below {format_amount(value, decimals)} tokens"
+            )
+        chain.ensure_allowance(chain.stake.address, value)
+        chain.transact(chain.stake.functions.stake(value), what="stake")
+
+    _fail_on_chain_errors(run)
+    free = chain.call(chain.stake.functions.free_stake(chain.address))
+    need = chain.call(chain.market.functions.min_verifier_stake())
+    click.echo(f"staked {format_amount(value, decimals)}; free stake {format_amount(free, decimals)} "
+               f"(minimum to vote {format_amount(need, decimals)})")
+
+
+@verifier.command()
+@chain_options
+@data_dir_option
+@parallel_option
+@threads_option
+@device_option
+@click.option("--poll", "poll_s", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds between passes over the chain.")
+@click.option("--exit-when-idle", is_flag=True,
+              help="Exit once every job is closed, our votes settled and nothing is claimable.")
+@click.option("--energy-warn-ratio", type=click.FloatRange(min=1, min_open=True), default=3.0,
+              show_default=True, help="Warn when claimed energy exceeds this multiple of the replay's.")
+@click.option("--fetch-attempts", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Tries per checkpoint before it counts as withheld.")
+@click.option("--fetch-backoff", "fetch_backoff_s", type=click.FloatRange(min=0), default=2.0,
+              show_default=True, help="First retry delay in seconds (doubles each retry).")
+def run(network: str, account: str | None, deployment: Path | None, confirmations: int, data_dir: Path,
+        max_parallel: int, threads_per_replay: int | None, device: str | None, poll_s: float,
+        exit_when_idle: bool, energy_warn_ratio: float, fetch_attempts: int, fetch_backoff_s: float) -> None:
+    """Run the verifier daemon (Ctrl-C to stop; safe to restart)."""
+    import signal
+
+    from verifier.daemon import Verifier, VerifierConfig
+
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    config = VerifierConfig(
+        data_dir=data_dir, max_parallel=max_parallel, threads_per_replay=threads_per_replay,
+        device=device, poll_s=poll_s, exit_when_idle=exit_when_idle,
+        energy_warn_ratio=energy_warn_ratio, fetch_attempts=fetch_attempts, fetch_backoff_s=fetch_backoff_s,
+    )
+    daemon = Verifier(chain, config)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    try:
+        daemon.run()
+    except KeyboardInterrupt:
+        daemon.stop()
+    finally:
+        daemon.journal.close()
+
+
+@verifier.command()
+@click.argument("job_id", type=click.IntRange(min=1))
+@chain_options
+@data_dir_option
+@parallel_option
+@threads_option
+@device_option
+@click.option("--vote", is_flag=True, help="Commit the vote now (the daemon reveals it later).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full JSON report.")
+@click.option("--fetch-attempts", type=click.IntRange(min=1), default=4, show_default=True)
+def check(job_id: int, network: str, account: str | None, deployment: Path | None, confirmations: int,
+          data_dir: Path, max_parallel: int, threads_per_replay: int | None, device: str | None,
+          vote: bool, as_json: bool, fetch_attempts: int) -> None:
+    """Audit JOB_ID now and print the verdict with its evidence (exit code 1 on fraud)."""
+    from verifier.daemon import Verifier, VerifierConfig, VerifierError, audit_onchain_job
+
+    chain = connect_from_options(network, account, deployment, confirmations=confirmations,
+                                 need_account=vote)
+    config = VerifierConfig(data_dir=data_dir, max_parallel=max_parallel,
+                            threads_per_replay=threads_per_replay, device=device,
+                            fetch_attempts=fetch_attempts, progress=not as_json)
+    start = int(getattr(chain.deployment, "block", 0) or 0)
+    try:
+        report = _fail_on_chain_errors(lambda: audit_onchain_job(chain, job_id, config, start))
+    except VerifierError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = report.save(data_dir)
+    if vote:
+        daemon = Verifier(chain, config)
+        try:
+            job = daemon.market.job(job_id)
+            _fail_on_chain_errors(lambda: daemon.audit_and_commit(job_id, job))
+            report = daemon.load_report(job_id) or report
+        finally:
+            daemon.journal.close()
+    click.echo(report.model_dump_json(indent=2) if as_json else report.summary())
+    if not as_json:
+        click.echo(f"report: {path}")
+    raise SystemExit(1 if report.fraud else 0)
