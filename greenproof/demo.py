@@ -83,15 +83,7 @@ class DemoConfig:
     tasks: tuple[str, ...] = ("mlp", "cnn", "gpt")
     cheater_task: str = "cnn"
     green_min_price_per_step: int = 10**15
-    actors: dict[str, Actor] = field(default_factory=lambda: {
-        "owner": Actor("owner", "TEST::0"),
-        "requester": Actor("requester", "TEST::1"),
-        "green": Actor("green provider", "TEST::2"),
-        "cheater": Actor("cheating provider", "TEST::3"),
-        "verifier_a": Actor("verifier A", "TEST::4"),
-        "verifier_b": Actor("verifier B", "TEST::5"),
-        "attestor": Actor("attestor", "TEST::6"),
-    })
+    actors: dict[str, Actor] = field(default_factory=lambda: default_actors())
 
 
 class DemoError(click.ClickException):
@@ -108,35 +100,53 @@ def _greenproof() -> list[str]:
 # --------------------------------------------------------------------------- setup on chain
 
 
-def _setup_market(rpc: str, cfg: DemoConfig, data: Path) -> tuple[Any, Path]:
-    """Deploy, mint, fund the pool, attest the green provider, stake everyone."""
+def default_actors() -> dict[str, Actor]:
+    """The demo's cast, by role: anvil's pre-funded test accounts."""
+    return {
+        "owner": Actor("owner", "TEST::0"),
+        "requester": Actor("requester", "TEST::1"),
+        "green": Actor("green provider", "TEST::2"),
+        "cheater": Actor("cheating provider", "TEST::3"),
+        "verifier_a": Actor("verifier A", "TEST::4"),
+        "verifier_b": Actor("verifier B", "TEST::5"),
+        "attestor": Actor("attestor", "TEST::6"),
+    }
+
+
+def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
+                 params: dict[str, int] | None = None) -> Path:
+    """Deploy, mint, fund the pool, attest the green provider, stake providers and verifiers.
+
+    The one place that builds a ready market on a dev chain (the demo and the
+    end-to-end tests use it). Returns the deployment manifest's path.
+    """
     from greenproof.attestation import sign_attestation
     from greenproof.chain import connect, deploy_system, load_account
 
-    owner = connect(rpc, cfg.actors["owner"].account)
-    for actor in cfg.actors.values():
+    for actor in actors.values():
         actor.address = load_account(actor.account).address
-    deployment = deploy_system(owner, **DEMO_PARAMS)
+    data.mkdir(parents=True, exist_ok=True)
     manifest = data / "deployment.json"
-    deployment.save(manifest)
-    owner = connect(rpc, cfg.actors["owner"].account, manifest)
+    deploy_system(rpc, load_account(actors["owner"].account),
+                  params=dict(DEMO_PARAMS if params is None else params), out=manifest, force=True)
+    owner = connect(rpc, actors["owner"].account, manifest)
 
     def as_(role: str) -> Any:
-        return connect(rpc, cfg.actors[role].account, manifest)
+        return connect(rpc, actors[role].account, manifest)
 
     token, registry = owner.token, owner.registry
     for role in ("requester", "green", "cheater", "verifier_a", "verifier_b"):
-        owner.transact(token.functions.mint(cfg.actors[role].address, 10_000 * TOKEN),
+        owner.transact(token.functions.mint(actors[role].address, 10_000 * TOKEN),
                        what=f"mint demo tokens to {role}")
     owner.transact(token.functions.mint(owner.address, 1_000 * TOKEN), what="mint pool tokens")
     owner.ensure_allowance(registry.address, 1_000 * TOKEN)
     owner.transact(registry.functions.fund_pool(1_000 * TOKEN), what="fund green bonus pool")
-    owner.transact(registry.functions.add_attestor(cfg.actors["attestor"].address),
+    owner.transact(registry.functions.add_attestor(actors["attestor"].address),
                    what="register attestor")
     now = owner.timestamp()
     signed = sign_attestation(
-        load_account(cfg.actors["attestor"].account), registry.address, owner.chain_id,
-        provider=cfg.actors["green"].address, green_bps=10_000, carbon_g_per_kwh=20,
+        load_account(actors["attestor"].account), registry.address, owner.chain_id,
+        provider=actors["green"].address, green_bps=10_000, carbon_g_per_kwh=20,
         region="demo-solar", valid_from=now - 60, valid_until=now + 86_400, nonce=1,
     )
     signed.save(data / "green-attestation.json")
@@ -147,7 +157,7 @@ def _setup_market(rpc: str, cfg: DemoConfig, data: Path) -> tuple[Any, Path]:
         c = as_(role)
         c.ensure_allowance(c.stake.address, amount * TOKEN)
         c.transact(c.stake.functions.stake(amount * TOKEN), what=f"{role} stakes")
-    return as_("requester"), manifest
+    return manifest
 
 
 # --------------------------------------------------------------------------- daemons
@@ -281,7 +291,7 @@ def _summary_table(report: Report) -> Table:
 
 
 def run_demo(cfg: DemoConfig) -> Report:
-    from greenproof.chain import Anvil
+    from greenproof.chain import Anvil, connect
 
     started = time.monotonic()
     out = cfg.out
@@ -302,7 +312,8 @@ def run_demo(cfg: DemoConfig) -> Report:
         with console.status("starting anvil and deploying…"):
             anvil.start()
             rpc = anvil.rpc_url
-            requester, manifest = _setup_market(rpc, cfg, data)
+            manifest = setup_market(rpc, cfg.actors, data)
+            requester = connect(rpc, cfg.actors["requester"].account, manifest)
         console.print(f"[bold]anvil[/] {rpc} · deployment {manifest}")
         labels = {a.address.lower(): a.label for a in cfg.actors.values()}
         a = cfg.actors
