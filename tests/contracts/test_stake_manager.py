@@ -28,7 +28,10 @@ def test_constructor_sets_token_period_and_owner(stake_manager, token, owner):
 
 @pytest.mark.parametrize(
     "period, reason",
-    [(0, "stake: unbonding period zero"), (MAX_UNBONDING_PERIOD + 1, "stake: unbonding period too long")],
+    [
+        (0, "stake: unbonding period zero"),
+        (MAX_UNBONDING_PERIOD + 1, "stake: unbonding period too long"),
+    ],
 )
 def test_constructor_rejects_out_of_bound_period(project, owner, token, period, reason):
     with ape.reverts(reason):
@@ -140,7 +143,9 @@ def test_stake_without_approval_moves_nothing(token, stake_manager, provider2, o
 # ------------------------------------------------------------------ unstake and withdraw
 
 
-def test_request_unstake_moves_free_stake_to_unbonding(chain, token, stake_manager, funded, provider):
+def test_request_unstake_moves_free_stake_to_unbonding(
+    chain, token, stake_manager, funded, provider
+):
     stake_manager.stake(100 * E18, sender=provider)
     tx = stake_manager.request_unstake(40 * E18, sender=provider)
     (log,) = tx.decode_logs(stake_manager.UnstakeRequested)
@@ -262,14 +267,20 @@ def test_slash_takes_bonded_stake_and_pays_the_recipient(
     stake_manager.stake(100 * E18, sender=provider)
     tx = wired_market.slash(provider, 30 * E18, wired_market, sender=stranger)
     (log,) = tx.decode_logs(stake_manager.Slashed)
-    assert (log.account, log.to, log.requested) == (provider.address, wired_market.address, 30 * E18)
+    assert (log.account, log.to, log.requested) == (
+        provider.address,
+        wired_market.address,
+        30 * E18,
+    )
     assert (log.from_stake, log.from_unbonding) == (30 * E18, 0)
     assert stake_manager.staked(provider) == 70 * E18
     assert token.balanceOf(wired_market) == 30 * E18
     assert_solvent(token, stake_manager)
 
 
-def test_slash_clamps_locked_to_remaining_stake(stake_manager, wired_market, funded, provider, stranger):
+def test_slash_clamps_locked_to_remaining_stake(
+    stake_manager, wired_market, funded, provider, stranger
+):
     stake_manager.stake(100 * E18, sender=provider)
     wired_market.lock(provider, 80 * E18, sender=stranger)
     wired_market.slash(provider, 50 * E18, wired_market, sender=stranger)
@@ -278,7 +289,9 @@ def test_slash_clamps_locked_to_remaining_stake(stake_manager, wired_market, fun
     assert stake_manager.free_stake(provider) == 0
 
 
-def test_unlock_then_slash_keeps_other_locks(stake_manager, wired_market, funded, provider, stranger):
+def test_unlock_then_slash_keeps_other_locks(
+    stake_manager, wired_market, funded, provider, stranger
+):
     """The documented market pattern: release a job's lock, then slash it."""
     stake_manager.stake(100 * E18, sender=provider)
     wired_market.lock(provider, 30 * E18, sender=stranger)  # job A
@@ -310,7 +323,9 @@ def test_unstaking_never_dodges_a_slash(
     assert_solvent(token, stake_manager)
 
 
-def test_slash_never_exceeds_what_is_staked(token, stake_manager, wired_market, funded, provider, stranger):
+def test_slash_never_exceeds_what_is_staked(
+    token, stake_manager, wired_market, funded, provider, stranger
+):
     stake_manager.stake(10 * E18, sender=provider)
     stake_manager.request_unstake(4 * E18, sender=provider)
     tx = wired_market.slash(provider, 1_000 * E18, stranger, sender=stranger)
