@@ -444,7 +444,7 @@ class Chain:
         log.info("%s: sent %s nonce=%d gas=%d %s", what, tx_hash, nonce, gas, ctx)
         receipt = self._wait_receipt(tx_hash, signed_raw, nonce, what, context)
         if receipt["status"] != 1:
-            reason = self._failed_reason(fn_call, base, receipt)
+            reason = self._failed_reason(fn_call, base, receipt, gas)
             raise TxError(reason, what=what, context=context, tx_hash=tx_hash)
         log.info("%s: mined in block %d (gas used %d) %s", what, receipt["blockNumber"],
                  receipt["gasUsed"], ctx)
@@ -586,7 +586,8 @@ class Chain:
                 )
             time.sleep(self.poll)
 
-    def _failed_reason(self, fn_call: ContractFunction, base: dict[str, Any], receipt: TxReceipt) -> str:
+    def _failed_reason(self, fn_call: ContractFunction, base: dict[str, Any], receipt: TxReceipt,
+                       gas: int) -> str:
         """Best effort: replay a failed tx at its block to recover the revert reason."""
         try:
             _simulate(self.w3, fn_call, base, block=receipt["blockNumber"])
@@ -594,8 +595,8 @@ class Chain:
             return revert_reason(exc) or "reverted"
         except Exception:  # noqa: BLE001 - the replay is only a hint
             pass
-        if receipt["gasUsed"] >= receipt.get("gas", receipt["gasUsed"] + 1):
-            return "out of gas"
+        if receipt["gasUsed"] >= gas:
+            return f"out of gas (limit {gas})"
         return "reverted (status 0)"
 
     def ensure_allowance(self, spender: str, amount: int, *, context: dict[str, Any] | None = None

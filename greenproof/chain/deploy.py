@@ -1,0 +1,166 @@
+"""Deploy the greenproof contracts with web3 (dev nets, tests, demo, benchmarks).
+
+Operators on public networks may use ``ape run deploy`` instead; both write the
+same manifest (:class:`greenproof.chain.manifest.Deployment`).
+
+Order and wiring::
+
+    MockToken (unless --token)          the settlement token
+    StakeManager(token, 365 days)       provisional unbonding period: any market
+                                        parameter change below passes the
+                                        "unbonding > longest job" check
+    GreenRegistry(token, max_bonus_bps, default_carbon)
+    JobMarket(token, stake, registry)
+    JobMarket.set_<param>(v)            for each ``params`` entry
+    StakeManager.set_market / GreenRegistry.set_market
+    StakeManager.set_unbonding_period   ``unbonding_period`` or, by default, the
+                                        market's ``max_job_lifetime() + 1 day``
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from greenproof.chain.client import Chain, ChainError, make_web3
+from greenproof.chain.compile import Artifact, compile_contracts
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400
+PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
+DEFAULT_MAX_BONUS_BPS = 2_000  # +20 % at 100 % green (DESIGN §2.2)
+DEFAULT_CARBON_G_PER_KWH = 400  # a typical grid mix
+MOCK_TOKEN = ("greenproof test token", "GPT", 18)
+
+# JobMarket parameters settable through `set_<name>` (DESIGN §2.3)
+MARKET_PARAMS = (
+    "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
+    "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",
+    "voter_slash_bps", "requester_share_bps", "max_job_duration",
+)
+
+
+class DeployError(ChainError):
+    """A deployment step failed; the message names the step."""
+
+
+def _deploy(chain: Chain, art: Artifact, *args: Any, what: str) -> tuple[str, int]:
+    factory = chain.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+    receipt = chain.transact(factory.constructor(*args), what=what)
+    address = receipt.get("contractAddress")
+    if not address:
+        raise DeployError(f"deploy: {what}: no contract address in receipt")
+    log.info("deploy: %s at %s", art.name, address)
+    return Web3.to_checksum_address(address), int(receipt["blockNumber"])
+
+
+def deploy_system(
+    w3_or_chain: Web3 | Chain | str,
+    deployer: LocalAccount,
+    *,
+    token: str | None = None,
+    params: dict[str, int] | None = None,
+    unbonding_period: int | None = None,
+    max_bonus_bps: int = DEFAULT_MAX_BONUS_BPS,
+    default_carbon: int = DEFAULT_CARBON_G_PER_KWH,
+    out: Any | None = None,
+    force: bool = False,
+    save: bool = True,
+) -> Any:
+    """Deploy token (mock unless ``token``), StakeManager, GreenRegistry, JobMarket; wire them.
+
+    Args:
+        w3_or_chain: a ``Web3``, a ``Chain`` or an RPC URL.
+        deployer: signs everything and becomes every contract's owner.
+        token: an existing ERC20 to settle in (None: deploy ``MockToken``).
+        params: JobMarket parameters by name (``open_window=60`` …), applied with setters.
+        unbonding_period: seconds (default: ``max_job_lifetime() + 1 day``).
+        max_bonus_bps: green bonus at 100 % green, in bps.
+        default_carbon: grid intensity (g/kWh) for providers without an attestation.
+        out: manifest path or folder (default ``deployments/<chain id>.json``).
+        force: overwrite an existing manifest.
+        save: write the manifest (tests may skip it).
+
+    Returns:
+        The :class:`~greenproof.chain.manifest.Deployment` (saved unless ``save=False``).
+    """
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(MARKET_PARAMS))
+    if unknown:
+        raise DeployError(f"deploy: unknown market parameter(s) {unknown}; known: {', '.join(MARKET_PARAMS)}")
+    if isinstance(w3_or_chain, Chain):
+        chain = Chain(w3_or_chain.w3, deployer, confirmations=w3_or_chain.confirmations,
+                      poll=w3_or_chain.poll, retry=w3_or_chain.retry)
+    else:
+        w3 = make_web3(w3_or_chain) if isinstance(w3_or_chain, str) else w3_or_chain
+        chain = Chain(w3, deployer, poll=0.05)
+    arts = compile_contracts()
+
+    first_block: int | None = None
+    mock_token = token is None
+    if token is None:
+        token, first_block = _deploy(chain, arts["MockToken"], *MOCK_TOKEN, what="deploy MockToken")
+    token = Web3.to_checksum_address(token)
+    stake, block = _deploy(chain, arts["StakeManager"], token, PROVISIONAL_UNBONDING,
+                           what="deploy StakeManager")
+    first_block = first_block if first_block is not None else block
+    registry, _ = _deploy(chain, arts["GreenRegistry"], token, max_bonus_bps, default_carbon,
+                          what="deploy GreenRegistry")
+    market, _ = _deploy(chain, arts["JobMarket"], token, stake, registry, what="deploy JobMarket")
+
+    c_market = chain.w3.eth.contract(address=market, abi=arts["JobMarket"].abi)
+    c_stake = chain.w3.eth.contract(address=stake, abi=arts["StakeManager"].abi)
+    c_registry = chain.w3.eth.contract(address=registry, abi=arts["GreenRegistry"].abi)
+    for name in MARKET_PARAMS:
+        if name in params:
+            chain.transact(getattr(c_market.functions, f"set_{name}")(int(params[name])),
+                           what=f"set {name}", context={"value": params[name]})
+    chain.transact(c_stake.functions.set_market(market), what="wire StakeManager -> JobMarket")
+    chain.transact(c_registry.functions.set_market(market), what="wire GreenRegistry -> JobMarket")
+    lifetime = int(chain.call(c_market.functions.max_job_lifetime()))
+    target = int(unbonding_period) if unbonding_period is not None else lifetime + DAY
+    if target != PROVISIONAL_UNBONDING:
+        chain.transact(c_stake.functions.set_unbonding_period(target), what="set unbonding period",
+                       context={"seconds": target, "max_job_lifetime": lifetime})
+
+    values = {name: int(chain.call(getattr(c_market.functions, name)())) for name in MARKET_PARAMS}
+    values.update(unbonding_period=target, max_bonus_bps=max_bonus_bps,
+                  default_carbon_g_per_kwh=default_carbon, max_job_lifetime=lifetime)
+    deployment = _manifest(
+        chain, deployer.address, first_block,
+        {"Token": (token, arts["MockToken"].abi if mock_token else _erc20_abi(arts)),
+         "StakeManager": (stake, arts["StakeManager"].abi),
+         "GreenRegistry": (registry, arts["GreenRegistry"].abi),
+         "JobMarket": (market, arts["JobMarket"].abi)},
+        values, mock_token=mock_token,
+    )
+    if save:
+        from greenproof.chain.manifest import Deployment
+
+        path = deployment.save(out if out is not None else Deployment.default_path(chain.chain_id),
+                               force=force)
+        log.info("deploy: manifest written to %s", path)
+    return deployment
+
+
+def _erc20_abi(arts: dict[str, Artifact]) -> list[dict[str, Any]]:
+    """MockToken's ABI minus ``mint``: the ERC20 surface greenproof uses on a real token."""
+    return [i for i in arts["MockToken"].abi if i.get("name") not in ("mint",)]
+
+
+def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tuple[str, list[Any]]],
+              params: dict[str, int], *, mock_token: bool) -> Any:
+    from greenproof.chain.manifest import Deployment
+
+    return Deployment(
+        chain_id=chain.chain_id,
+        block=block,
+        deployer=deployer,
+        contracts={name: {"address": addr, "abi": abi} for name, (addr, abi) in contracts.items()},
+        parameters=params,
+        mock_token=mock_token,
+    )

@@ -1,0 +1,79 @@
+"""``greenproof deploy``: deploy and wire the contracts with web3, write the manifest.
+
+For dev nets, CI and demos (no ape needed at runtime). Operators deploying to a
+public network may prefer ``ape run deploy`` (hardware wallets, ape's
+confirmation prompts); both write the same ``deployments/<chain id>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from greenproof.cli.options import account_option, confirmations_option, network_option
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. open_window=600",
+                                     param_hint="--param")
+        try:
+            params[name.strip()] = int(raw.replace("_", ""), 0)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {raw!r} is not an integer", param_hint="--param") from None
+    return params
+
+
+@click.command()
+@network_option
+@account_option
+@confirmations_option
+@click.option("--token", default=None, help="Existing ERC20 to settle in (default: deploy MockToken).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="JobMarket parameter, repeatable (open_window=600, seed_lookahead=2, …).")
+@click.option("--unbonding-period", type=click.IntRange(min=1), default=None,
+              help="Seconds (default: the market's longest job lifetime + 1 day).")
+@click.option("--max-bonus-bps", type=click.IntRange(0, 5000), default=2000, show_default=True,
+              help="Green bonus at 100 % green, basis points.")
+@click.option("--default-carbon", type=click.IntRange(0, 5000), default=400, show_default=True,
+              help="Grid intensity (g CO2e/kWh) for providers without an attestation.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Manifest file or folder (default: deployments/<chain id>.json).")
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def deploy(network: str, account: str | None, confirmations: int, token: str | None,
+           params: tuple[str, ...], unbonding_period: int | None, max_bonus_bps: int,
+           default_carbon: int, out: Path | None, force: bool, as_json: bool) -> None:
+    """Deploy StakeManager, GreenRegistry, JobMarket (and a mock token) and wire them."""
+    from eth_utils import is_address
+
+    from greenproof.chain.client import ChainError
+    from greenproof.chain.compile import CompileError
+    from greenproof.chain.deploy import deploy_system
+    from greenproof.cli.options import connect_from_options
+
+    parsed = _parse_params(params)
+    if token is not None and not is_address(token):
+        raise click.BadParameter(f"{token!r} is not an address", param_hint="--token")
+    chain = connect_from_options(network, account, None, need_deployment=False,
+                                 confirmations=confirmations)
+    if out is not None and out.is_dir():
+        out = out / f"{chain.chain_id}.json"
+    try:
+        deployment = deploy_system(chain, chain.account, token=token, params=parsed,
+                                   unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
+                                   default_carbon=default_carbon, out=out, force=force)
+    except (ChainError, CompileError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(json.loads(deployment.model_dump_json()), indent=2))
+        return
+    click.echo(f"deployed on chain {chain.chain_id} from block {deployment.block}:")
+    for name, entry in deployment.contracts.items():
+        address = entry["address"] if isinstance(entry, dict) else entry.address
+        click.echo(f"  {name:<14} {address}")
