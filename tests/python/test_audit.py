@@ -1,0 +1,159 @@
+"""The verifier's decision rule (DESIGN §4) on real engine runs, no chain."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from greenproof.engine import STEP_KEY
+from greenproof.spec import parse_spec
+from greenproof.statehash import state_hash
+from verifier.audit import AuditConfig, audit_job
+from verifier.evidence import AuditReport, Verdict
+from verifier.sampling import audit_indices, detection_probability, wilson_interval
+from verifier.simulate import simulate_run
+from verifier.votes import VoteJournal, VoteStage, vote_commitment
+
+OTHER_CLASS = b"\x11" * 32
+NO_ENERGY = AuditConfig(measure_energy=False)
+
+
+def tiny_spec(**over):
+    base = {"task": "mlp", "model": {"hidden": 16, "depth": 1, "dropout": 0.1},
+            "dataset": {"uri": "builtin://digits"}, "batch_size": 32, "total_steps": 8,
+            "segment_steps": 2, "seed": 5}
+    base.update(over)
+    return parse_spec(base)
+
+
+@pytest.fixture(scope="module")
+def honest():
+    return simulate_run(tiny_spec(), measure_energy=False)
+
+
+def test_honest_run_is_ok_in_every_segment_and_the_report_round_trips(honest, tmp_path):
+    report = audit_job(honest.audit_job(list(range(4))), NO_ENERGY, fetch=honest.fetch)
+    assert report.verdict is Verdict.OK and not report.reasons
+    assert [s.replay_hash for s in report.segments] == ["0x" + h.hex() for h in honest.hashes[1:]]
+    assert report.final is not None and report.final.ok
+    loaded = AuditReport.load(report.save(tmp_path))
+    assert loaded == report
+    assert "verdict OK" in loaded.summary()
+
+
+def test_segment_zero_must_start_from_the_seeded_initial_state(honest):
+    # a provider that commits another initial state (different seed) is caught at i = 0
+    other = simulate_run(tiny_spec(seed=6), measure_energy=False)
+    job = honest.audit_job([0])
+    job = job.model_copy(update={"opened": [other.opened(0)]})
+    report = audit_job(job, NO_ENERGY, fetch=other.fetch)
+    assert report.fraud
+    assert "seeded initial state" in report.reasons[0]
+
+
+def test_energy_counter_going_backwards_is_fraud(honest):
+    seg = honest.opened(1).model_copy(update={"start_energy_mj": 10, "end_energy_mj": 5})
+    job = honest.audit_job([1]).model_copy(update={"opened": [seg]})
+    report = audit_job(job, NO_ENERGY, fetch=honest.fetch)
+    assert report.fraud and "backwards" in report.reasons[0]
+
+
+def test_unfetchable_and_mis_hashed_checkpoints_are_fraud(honest):
+    def mis_hashed(uri, h):
+        state = dict(honest.fetch(uri, h))
+        state[STEP_KEY] = state[STEP_KEY] + 1
+        return state
+
+    report = audit_job(honest.audit_job([2]), NO_ENERGY, fetch=mis_hashed)
+    assert report.fraud and "hashes to" in report.reasons[0]
+
+    def gone(uri, h):
+        raise FileNotFoundError("404")
+
+    report = audit_job(honest.audit_job([2]), NO_ENERGY, fetch=gone)
+    assert report.fraud and "not available" in report.reasons[0]
+    assert report.final is not None and not report.final.ok
+
+
+def _perturbed(run, k: int, rel: float):
+    """Segment k's honest end with every parameter moved by ``rel`` (relative)."""
+    end = dict(run.states[run.hashes[k + 1]])
+    g = torch.Generator().manual_seed(k)
+    for n, t in end.items():
+        if n.startswith("model.") and t.is_floating_point():
+            end[n] = t + rel * t.abs().mean() * torch.randn(t.shape, generator=g)
+    h = state_hash(end)
+    states = dict(run.states)
+    states[h] = end
+    hashes = list(run.hashes)
+    hashes[k + 1] = h
+    return dataclasses.replace(run, states=states, hashes=hashes)
+
+
+def test_same_class_needs_bit_equality_other_class_a_small_distance(honest):
+    near = _perturbed(honest, 1, 1e-6)
+    same = audit_job(near.audit_job([1]), NO_ENERGY, fetch=near.fetch)
+    assert same.fraud and "same determinism class" in same.reasons[0]
+    other = audit_job(near.audit_job([1], provider_class=OTHER_CLASS), NO_ENERGY, fetch=near.fetch)
+    seg = other.segments[0]
+    assert not seg.same_class and 0 < seg.distance < seg.tolerance
+    assert seg.distance < 0.1 * seg.update_size
+    assert other.verdict is Verdict.OK
+
+    far = _perturbed(honest, 1, 5e-2)
+    other = audit_job(far.audit_job([1], provider_class=OTHER_CLASS), NO_ENERGY, fetch=far.fetch)
+    assert other.fraud and other.segments[0].distance > other.segments[0].tolerance
+
+
+def test_within_tolerance_is_not_enough_without_a_real_update():
+    """A provider that skips a segment whose honest update is below the tolerance
+    is still caught across classes: its claimed update is zero."""
+    spec = tiny_spec(optimizer={"name": "sgd", "lr": 1e-6})
+    run = simulate_run(spec, measure_energy=False)
+    start = run.states[run.hashes[1]]
+    lazy = {**start, STEP_KEY: torch.tensor(2 * spec.segment_steps, dtype=torch.int64)}
+    h = state_hash(lazy)
+    lazy_run = dataclasses.replace(run, states={**run.states, h: lazy},
+                                   hashes=[*run.hashes[:2], h, *run.hashes[3:]])
+    report = audit_job(lazy_run.audit_job([1], provider_class=OTHER_CLASS), NO_ENERGY, fetch=lazy_run.fetch)
+    seg = report.segments[0]
+    assert seg.distance < seg.tolerance  # the tolerance alone would pass it
+    assert report.fraud and "update size" in report.reasons[0]
+
+
+def test_parallel_replays_over_a_file_store_agree_with_serial(honest, tmp_path):
+    """Replays in worker processes fetch through ``fetch_state`` (file:// here)."""
+    from greenproof.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    for state in honest.states.values():
+        store.put(state)
+    job = honest.audit_job([1, 3]).model_copy(update={"result_uri": f"file://{tmp_path}/artifacts"})
+    serial = audit_job(job, NO_ENERGY, fetch=honest.fetch)
+    parallel = audit_job(job, dataclasses.replace(NO_ENERGY, max_parallel=2, threads_per_replay=1))
+    assert parallel.verdict is Verdict.OK and serial.verdict is Verdict.OK
+    assert [s.replay_hash for s in parallel.segments] == [s.replay_hash for s in serial.segments]
+
+
+def test_sampling_matches_the_contract_formula_and_the_interval_math():
+    seed = bytes(range(32))
+    idx = audit_indices(seed, 7, 10, 32)
+    assert len(idx) == 32 and all(0 <= i < 10 for i in idx)
+    assert idx == audit_indices(seed, 7, 10, 32) and idx != audit_indices(seed, 8, 10, 32)
+    assert detection_probability(0.25, 32) == pytest.approx(1 - 0.75**32)
+    lo, hi = wilson_interval(50, 100)
+    assert lo < 0.5 < hi and hi - lo < 0.2
+
+
+def test_salt_is_durable_before_the_commit_and_reused_after_a_crash(tmp_path):
+    voter = "0x" + "ab" * 20
+    journal = VoteJournal(tmp_path)
+    rec = journal.prepare_vote(31337, "0x" + "cd" * 20, 3, voter, fraud=True)
+    journal.close()  # "crash" before anything was sent
+    again = VoteJournal(tmp_path).prepare_vote(31337, "0x" + "cd" * 20, 3, voter, fraud=True)
+    assert again.salt == rec.salt and again.stage is VoteStage.PREPARED
+    assert again.commitment == vote_commitment(3, voter, True, rec.salt)
+    assert vote_commitment(3, voter, False, rec.salt) != rec.commitment
+
