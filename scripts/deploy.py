@@ -1,0 +1,250 @@
+"""Deploy and wire the greenproof contracts with ape, and write the manifest.
+
+    ape run deploy --network ethereum:local:foundry --account TEST::0
+    ape run deploy --network ethereum:sepolia:node --account ALIAS --token 0x…
+
+Order (the same as the web3 deployer, ``greenproof deploy``):
+
+    MockToken               unless --token (local chains only, or --mock-token)
+    StakeManager(token, 365 days)   provisional unbonding period, so any
+                                    --param below passes JobMarket's
+                                    "lifetime < unbonding" check
+    GreenRegistry(token, max_bonus_bps, default_carbon)
+    JobMarket(token, stake_manager, green_registry)
+    JobMarket.set_<name>(value)     for each --param name=value
+    StakeManager.set_market, GreenRegistry.set_market
+    StakeManager.set_unbonding_period(--unbonding-period or max_job_lifetime + 1 day)
+
+and writes ``<out>/<chain id>.json`` (:class:`greenproof.chain.manifest.Deployment`).
+An existing manifest is never overwritten without ``--force``: the script checks
+before it spends any gas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from ape import chain, project
+from ape.cli import ConnectedProviderCommand, account_option
+
+from greenproof.chain.manifest import Deployment, default_path
+
+DAY = 86_400
+PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
+MOCK_TOKEN = ("greenproof test token", "GPT", 18)
+LOCAL_CHAIN_IDS = {1337, 31337}
+MAINNET, SEPOLIA = 1, 11_155_111
+
+# JobMarket parameters with an owner setter `set_<name>` (DESIGN.md §2.3).
+MARKET_PARAMS = (
+    "seed_lookahead",
+    "open_window",
+    "vote_commit_window",
+    "vote_reveal_window",
+    "max_audit_samples",
+    "min_collateral_bps",
+    "min_verifier_stake",
+    "max_vote_stake",
+    "voter_slash_bps",
+    "requester_share_bps",
+    "max_job_duration",
+)
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, int]:
+    """``("open_window=60", …)`` -> ``{"open_window": 60}``, with actionable errors."""
+    params: dict[str, int] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"expected name=value, got {item!r}", param_hint="--param")
+        if name not in MARKET_PARAMS:
+            raise click.BadParameter(
+                f"unknown JobMarket parameter {name!r}; known: {', '.join(MARKET_PARAMS)}",
+                param_hint="--param",
+            )
+        try:
+            value = int(raw.strip().replace("_", ""), 0)
+        except ValueError:
+            raise click.BadParameter(
+                f"{name}: not an integer: {raw!r}", param_hint="--param"
+            ) from None
+        if value < 0:
+            raise click.BadParameter(f"{name}: must be >= 0, got {value}", param_hint="--param")
+        params[name] = value
+    return params
+
+
+def abi_of(contract_type: Any) -> list[dict[str, Any]]:
+    """A contract's ABI as plain JSON (what web3 and the manifest expect)."""
+    return [
+        item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in contract_type.abi
+    ]
+
+
+def is_local(network: Any, chain_id: int) -> bool:
+    return network.name in ("local", "development") or chain_id in LOCAL_CHAIN_IDS
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Deploy and wire the greenproof contracts")
+@account_option()
+@click.option(
+    "--token",
+    "token_address",
+    default=None,
+    help="Existing ERC20 to settle in (default: deploy MockToken on local chains).",
+)
+@click.option(
+    "--mock-token",
+    is_flag=True,
+    help="Deploy the anyone-can-mint MockToken on a non-local chain (testnets only).",
+)
+@click.option(
+    "--unbonding-period",
+    type=click.IntRange(min=1),
+    default=None,
+    help="StakeManager unbonding period in seconds (default: max_job_lifetime + 1 day).",
+)
+@click.option(
+    "--max-bonus-bps",
+    type=click.IntRange(0, 5_000),
+    default=2_000,
+    show_default=True,
+    help="Green bonus at 100 % green, in bps of the payment.",
+)
+@click.option(
+    "--default-carbon",
+    type=click.IntRange(1, 5_000),
+    default=400,
+    show_default=True,
+    help="Grid intensity (g CO2e/kWh) for providers without an attestation.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=f"JobMarket parameter override, repeatable ({', '.join(MARKET_PARAMS)}).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("deployments"),
+    show_default=True,
+    help="Folder for the manifest <chain id>.json.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+def cli(
+    network,
+    account,
+    token_address,
+    mock_token,
+    unbonding_period,
+    max_bonus_bps,
+    default_carbon,
+    params,
+    out,
+    force,
+):
+    """Deploy StakeManager, GreenRegistry and JobMarket (and a MockToken), wire them,
+    and write the deployment manifest."""
+    overrides = parse_params(params)
+    chain_id = chain.chain_id
+    network_choice = f"{network.ecosystem.name}:{network.name}:{chain.provider.name}"
+    target = default_path(chain_id, out)
+    if target.exists() and not force:
+        raise click.ClickException(
+            f"deploy: {target} already exists (chain {chain_id}); pass --force to overwrite it "
+            "or --out DIR to write elsewhere. Nothing was deployed."
+        )
+
+    # ------------------------------------------------------------ token
+    if token_address is not None and mock_token:
+        raise click.UsageError("deploy: pass either --token or --mock-token, not both")
+    if token_address is None:
+        if chain_id == MAINNET:
+            raise click.ClickException(
+                "deploy: refusing to deploy the anyone-can-mint MockToken on Ethereum mainnet; "
+                "pass --token ADDRESS of the real settlement token"
+            )
+        if not is_local(network, chain_id) and not mock_token:
+            raise click.ClickException(
+                f"deploy: chain {chain_id} ({network_choice}) is not a local chain; pass "
+                "--token ADDRESS of the settlement token, or --mock-token to deploy the "
+                "anyone-can-mint MockToken (testnets only)"
+            )
+
+    if token_address is not None:
+        if not chain.provider.get_code(token_address):
+            raise click.ClickException(
+                f"deploy: no contract at --token {token_address} on chain {chain_id}"
+            )
+        token_addr = token_address
+        token_abi = [i for i in abi_of(project.MockToken.contract_type) if i.get("name") != "mint"]
+        first_block = None
+    else:
+        token = account.deploy(project.MockToken, *MOCK_TOKEN)
+        token_addr = token.address
+        token_abi = abi_of(project.MockToken.contract_type)
+        first_block = chain.get_receipt(token.txn_hash).block_number
+        click.echo(f"MockToken      {token_addr}")
+
+    # ------------------------------------------------------------ core contracts
+    stake = account.deploy(project.StakeManager, token_addr, PROVISIONAL_UNBONDING)
+    if first_block is None:
+        first_block = chain.get_receipt(stake.txn_hash).block_number
+    click.echo(f"StakeManager   {stake.address}")
+    registry = account.deploy(project.GreenRegistry, token_addr, max_bonus_bps, default_carbon)
+    click.echo(f"GreenRegistry  {registry.address}")
+    market = account.deploy(project.JobMarket, token_addr, stake, registry)
+    click.echo(f"JobMarket      {market.address}")
+
+    for name in MARKET_PARAMS:
+        if name in overrides:
+            getattr(market, f"set_{name}")(overrides[name], sender=account)
+            click.echo(f"  {name} = {overrides[name]}")
+
+    stake.set_market(market, sender=account)
+    registry.set_market(market, sender=account)
+    lifetime = market.max_job_lifetime()
+    period = unbonding_period if unbonding_period is not None else lifetime + DAY
+    if period <= lifetime:
+        raise click.ClickException(
+            f"deploy: --unbonding-period {period} must exceed the market's max_job_lifetime "
+            f"{lifetime} s (contracts are deployed and wired; rerun with --force and a longer period)"
+        )
+    if period != PROVISIONAL_UNBONDING:
+        stake.set_unbonding_period(period, sender=account)
+    click.echo(f"  unbonding_period = {period} (max_job_lifetime {lifetime})")
+
+    # ------------------------------------------------------------ manifest
+    parameters = {name: int(getattr(market, name)()) for name in MARKET_PARAMS}
+    parameters.update(
+        unbonding_period=int(stake.unbonding_period()),
+        max_bonus_bps=int(registry.max_bonus_bps()),
+        default_carbon_g_per_kwh=int(registry.default_carbon_g_per_kwh()),
+        max_job_lifetime=int(lifetime),
+    )
+    deployment = Deployment(
+        chain_id=chain_id,
+        network=network_choice,
+        token=token_addr,
+        stake_manager=stake.address,
+        green_registry=registry.address,
+        job_market=market.address,
+        deployment_block=first_block,
+        deployer=account.address,
+        abis={
+            "Token": token_abi,
+            "StakeManager": abi_of(project.StakeManager.contract_type),
+            "GreenRegistry": abi_of(project.GreenRegistry.contract_type),
+            "JobMarket": abi_of(project.JobMarket.contract_type),
+        },
+        parameters=parameters,
+        mock_token=token_address is None,
+    )
+    path = deployment.save(target, force=force)
+    click.echo(f"manifest       {path}")
