@@ -627,20 +627,13 @@ def _abi_type(item: dict[str, Any]) -> str:
 
 
 def _manifest_entry(deployment: Any, role: str) -> tuple[str, list[dict[str, Any]]]:
-    """(address, abi) of ``role`` in a deployment manifest."""
-    name = CONTRACT_NAMES.get(role, role)
-    contracts = getattr(deployment, "contracts", None)
-    if contracts is None:
-        raise ChainError("chain: deployment manifest has no contracts")
-    entry = None
-    for key in (name, role, name.lower()):
-        if key in contracts:
-            entry = contracts[key]
-            break
-    if entry is None:
-        raise ChainError(f"chain: deployment manifest has no {name} ({sorted(contracts)})")
-    address = entry["address"] if isinstance(entry, dict) else entry.address
-    abi = entry["abi"] if isinstance(entry, dict) else entry.abi
+    """(address, abi) of ``role`` (market, stake, registry, token) in a deployment manifest."""
+    from greenproof.chain.manifest import ManifestError
+
+    try:
+        address, abi = deployment.contract(CONTRACT_NAMES.get(role, role))
+    except ManifestError as exc:
+        raise ChainError(str(exc)) from None
     return str(address), list(abi)
 
 
@@ -697,7 +690,7 @@ def _load_deployment(deployment: Any | str | Path | None, chain_id: int, *, requ
     from greenproof.chain import manifest
 
     if deployment is None:
-        path = Path(manifest.Deployment.default_path(chain_id))
+        path = manifest.default_path(chain_id)
         if not path.exists():
             if required:
                 raise ChainError(
@@ -710,7 +703,10 @@ def _load_deployment(deployment: Any | str | Path | None, chain_id: int, *, requ
         path = Path(deployment)
         if not path.exists():
             raise ChainError(f"chain: deployment manifest {path} does not exist")
-        deployment = manifest.Deployment.load(path)
+        try:
+            deployment = manifest.Deployment.load(path)
+        except manifest.ManifestError as exc:
+            raise ChainError(str(exc)) from None
     dep_chain = getattr(deployment, "chain_id", None)
     if dep_chain is not None and int(dep_chain) != chain_id:
         raise ChainError(

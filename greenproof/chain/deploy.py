@@ -81,7 +81,7 @@ def deploy_system(
         unbonding_period: seconds (default: ``max_job_lifetime() + 1 day``).
         max_bonus_bps: green bonus at 100 % green, in bps.
         default_carbon: grid intensity (g/kWh) for providers without an attestation.
-        out: manifest path or folder (default ``deployments/<chain id>.json``).
+        out: manifest file or folder (default ``deployments/<chain id>.json``).
         force: overwrite an existing manifest.
         save: write the manifest (tests may skip it).
 
@@ -94,10 +94,11 @@ def deploy_system(
         raise DeployError(f"deploy: unknown market parameter(s) {unknown}; known: {', '.join(MARKET_PARAMS)}")
     if isinstance(w3_or_chain, Chain):
         chain = Chain(w3_or_chain.w3, deployer, confirmations=w3_or_chain.confirmations,
-                      poll=w3_or_chain.poll, retry=w3_or_chain.retry)
+                      poll=w3_or_chain.poll, retry=w3_or_chain.retry, network=w3_or_chain.network)
     else:
         w3 = make_web3(w3_or_chain) if isinstance(w3_or_chain, str) else w3_or_chain
-        chain = Chain(w3, deployer, poll=0.05)
+        chain = Chain(w3, deployer, poll=0.05,
+                      network=w3_or_chain if isinstance(w3_or_chain, str) else "")
     arts = compile_contracts()
 
     first_block: int | None = None
@@ -139,10 +140,12 @@ def deploy_system(
         values, mock_token=mock_token,
     )
     if save:
-        from greenproof.chain.manifest import Deployment
+        from greenproof.chain.manifest import ManifestError
 
-        path = deployment.save(out if out is not None else Deployment.default_path(chain.chain_id),
-                               force=force)
+        try:
+            path = deployment.save(out, force=force)
+        except ManifestError as exc:
+            raise DeployError(f"deploy: contracts deployed but the manifest was not written: {exc}") from None
         log.info("deploy: manifest written to %s", path)
     return deployment
 
@@ -158,9 +161,14 @@ def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tupl
 
     return Deployment(
         chain_id=chain.chain_id,
-        block=block,
+        network=chain.network,
+        token=contracts["Token"][0],
+        stake_manager=contracts["StakeManager"][0],
+        green_registry=contracts["GreenRegistry"][0],
+        job_market=contracts["JobMarket"][0],
+        deployment_block=block,
         deployer=deployer,
-        contracts={name: {"address": addr, "abi": abi} for name, (addr, abi) in contracts.items()},
+        abis={name: abi for name, (_, abi) in contracts.items()},
         parameters=params,
         mock_token=mock_token,
     )

@@ -62,18 +62,16 @@ def deploy(network: str, account: str | None, confirmations: int, token: str | N
         raise click.BadParameter(f"{token!r} is not an address", param_hint="--token")
     chain = connect_from_options(network, account, None, need_deployment=False,
                                  confirmations=confirmations)
-    if out is not None and out.is_dir():
-        out = out / f"{chain.chain_id}.json"
     try:
         deployment = deploy_system(chain, chain.account, token=token, params=parsed,
                                    unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
                                    default_carbon=default_carbon, out=out, force=force)
-    except (ChainError, CompileError, FileExistsError) as exc:
+    except (ChainError, CompileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(json.loads(deployment.model_dump_json()), indent=2))
         return
-    click.echo(f"deployed on chain {chain.chain_id} from block {deployment.block}:")
-    for name, entry in deployment.contracts.items():
-        address = entry["address"] if isinstance(entry, dict) else entry.address
+    click.echo(f"deployed on chain {chain.chain_id} at block {deployment.deployment_block}"
+               f"{' (mock token)' if deployment.mock_token else ''}:")
+    for name, address in deployment.addresses.items():
         click.echo(f"  {name:<14} {address}")
