@@ -86,6 +86,10 @@ def abi_of(contract_type: Any) -> list[dict[str, Any]]:
 
 
 def is_local(network: Any, chain_id: int) -> bool:
+    """A dev chain where the mock token is fine. Decided by chain id first: an
+    ape "local" network may point at a node (or fork) of a public chain."""
+    if chain_id in (MAINNET, SEPOLIA):
+        return False
     return network.name in ("local", "development") or chain_id in LOCAL_CHAIN_IDS
 
 

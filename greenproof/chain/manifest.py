@@ -151,6 +151,7 @@ class Deployment(BaseModel):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; daemons of other users read it
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
