@@ -153,6 +153,16 @@ def revert_reason(exc: BaseException) -> str | None:
     return None
 
 
+def _rpc_message(exc: BaseException) -> str:
+    """The node's own error message (``EVM error CreateContractSizeLimit``), not web3's wrapper."""
+    response = getattr(exc, "rpc_response", None)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        message = response["error"].get("message")
+        if message:
+            return str(message)
+    return str(getattr(exc, "message", None) or exc)
+
+
 def _strip_reverted(message: str) -> str:
     for prefix in ("execution reverted: ", "execution reverted", "revert: ", "revert"):
         if message.startswith(prefix):
@@ -459,7 +469,7 @@ class Chain:
         except (ContractLogicError, Web3RPCError) as exc:
             # a non-revert node error here (e.g. "CreateContractSizeLimit", "insufficient
             # funds") is just as fatal for this tx: report it the same way
-            reason = revert_reason(exc) or getattr(exc, "message", None) or str(exc)
+            reason = revert_reason(exc) or _rpc_message(exc)
             raise TxError(reason, what=what, context=context) from None
 
     def _fees(self) -> dict[str, int]:
