@@ -30,6 +30,34 @@ from greenproof.cli.options import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DURATION_S = 3600
+#: JobMarket's ``MAX_URI``: the longest ``spec_uri`` / ``result_uri`` it accepts (bytes).
+SPEC_URI_MAX = 256
+
+
+def spec_data_uri(spec_path: Path, spec: Any) -> str:
+    """The shortest ``data:`` URI that loads to ``spec`` (same spec hash).
+
+    The file's own fields, compact JSON, base64 — defaults are left out because
+    every loader fills them in again before hashing — or, if that does not hash
+    the same, the full canonical JSON.
+    """
+    import base64
+
+    import yaml
+
+    from greenproof.spec import parse_spec
+
+    candidates = [spec.to_data_uri()]
+    try:
+        raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict):
+            compact = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            uri = "data:application/json;base64," + base64.b64encode(compact.encode()).decode()
+            if parse_spec(json.loads(compact)).spec_hash() == spec.spec_hash():
+                candidates.append(uri)
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    return min(candidates, key=len)
 
 
 class Amount(click.ParamType):
@@ -140,7 +168,13 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
     except FileNotFoundError:
         raise click.ClickException(f"requester: spec file {spec_path} does not exist") from None
     spec_hash = spec.spec_hash()
-    uri = spec_uri or spec.to_data_uri()
+    uri = spec_uri or spec_data_uri(spec_path, spec)
+    if len(uri.encode()) > SPEC_URI_MAX:
+        raise click.ClickException(
+            f"requester: the spec's {'URI' if spec_uri else 'data: URI'} is {len(uri.encode())} "
+            f"bytes, more than the market's {SPEC_URI_MAX}-byte limit; host the spec file "
+            "(https, IPFS gateway, …) and pass --spec-uri URL"
+        )
     num_segments = int(spec.num_segments)
 
     chain = _chain(network, account, deployment, confirmations)

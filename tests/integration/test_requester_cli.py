@@ -1,0 +1,126 @@
+"""The requester's day on a local anvil, through the real ``greenproof requester`` CLI.
+
+A requester posts a job from a YAML spec (escrow leaves the wallet), sees it in
+``status``, cancels a second one and gets the escrow back; a provider commits a
+result whose final state sits in a file:// store, and ``fetch`` downloads and
+verifies it — and refuses a state that does not match the committed hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from greenproof.chain import Anvil, connect
+from greenproof.cli import cli
+from greenproof.demo import TOKEN, default_actors, setup_market
+
+pytestmark = pytest.mark.anvil
+
+SPEC_YAML = """\
+task: mlp
+dataset: {uri: "builtin://digits"}
+batch_size: 16
+total_steps: 4
+segment_steps: 2
+seed: 7
+"""
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    data = tmp_path_factory.mktemp("requester-market")
+    with Anvil(state_dir=data / "anvil", extra_args=["--disable-code-size-limit"]) as node:  # TEMP
+        actors = default_actors()
+        manifest = setup_market(node.rpc_url, actors, data)
+        spec = data / "job.yaml"
+        spec.write_text(SPEC_YAML)
+        yield {"rpc": node.rpc_url, "manifest": manifest, "actors": actors, "spec": spec,
+               "data": data}
+
+
+def requester_cli(market: dict, *args: str, account: str | None = "requester") -> tuple[int, str]:
+    argv = ["requester", *args, "--network", market["rpc"], "--deployment", str(market["manifest"])]
+    if account:
+        argv += ["--account", market["actors"][account].account]
+    result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_requester_posts_a_job_and_the_escrow_leaves_the_wallet(market: dict) -> None:
+    chain = connect(market["rpc"], market["actors"]["requester"].account, market["manifest"])
+    before = chain.call(chain.token.functions.balanceOf(chain.address))
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "10",
+                              "--verifier-fee", "1.5", "--duration", "600", "--json")
+    assert code == 0, out
+    posted = json.loads(out)
+    assert posted["num_segments"] == 2 and posted["payment"] == 10 * TOKEN
+    assert chain.call(chain.token.functions.balanceOf(chain.address)) == before - 11_5 * TOKEN // 10
+    code, out = requester_cli(market, "status", str(posted["job_id"]), "--json", account=None)
+    assert code == 0, out
+    job = json.loads(out)
+    assert job["state"] == "OPEN" and job["spec_hash"] == posted["spec_hash"]
+    assert job["spec_uri"].startswith("data:")
+
+
+def test_requester_cancels_an_open_job_and_gets_the_escrow_back(market: dict) -> None:
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "4", "--json")
+    assert code == 0, out
+    job_id = json.loads(out)["job_id"]
+    chain = connect(market["rpc"], market["actors"]["requester"].account, market["manifest"])
+    before = chain.call(chain.token.functions.balanceOf(chain.address))
+    code, out = requester_cli(market, "cancel", str(job_id))
+    assert code == 0, out
+    assert chain.call(chain.token.functions.balanceOf(chain.address)) == before + 4 * TOKEN
+    code, out = requester_cli(market, "withdraw")
+    assert code == 0 and "nothing to withdraw" in out, out  # cancel refunds at once
+    code, out = requester_cli(market, "cancel", str(job_id))
+    assert code != 0 and "market: job not open" in out
+
+
+def test_bad_spec_and_bad_amounts_fail_before_any_transaction(market: dict, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SPEC_YAML.replace("total_steps: 4", "total_steps: 5"))
+    code, out = requester_cli(market, "post", str(bad), "--payment", "1")
+    assert code != 0 and "multiple of segment_steps" in out
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "lots")
+    assert code != 0 and "not a number of tokens" in out
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "1e9")
+    assert code != 0 and "holds" in out  # more than the wallet: no approve, no post
+
+
+def test_fetch_verifies_the_final_model_against_the_commitment(market: dict, tmp_path: Path) -> None:
+    from greenproof.engine import init_state
+    from greenproof.spec import load_spec
+    from greenproof.store import ArtifactStore
+
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "2", "--json")
+    job_id = json.loads(out)["job_id"]
+    code, out = requester_cli(market, "fetch", str(job_id), "--out", str(tmp_path / "m.safetensors"),
+                              account=None)
+    assert code != 0 and "no result has been committed" in out
+
+    provider = connect(market["rpc"], market["actors"]["green"].account, market["manifest"])
+    store = ArtifactStore(tmp_path / "store")
+    final = store.put(init_state(load_spec(str(market["spec"]))))
+    provider.transact(provider.market.functions.accept_job(job_id, b"\x01" * 32), what="accept")
+    provider.transact(provider.market.functions.commit_result(
+        job_id, b"\x02" * 32, final, 1_000, f"file://{store._dir}"), what="commit")
+
+    out_path = tmp_path / "model.safetensors"
+    code, out = requester_cli(market, "fetch", str(job_id), "--out", str(out_path), account=None)
+    assert code == 0, out
+    assert "verified" in out and "load_file" in out
+    assert set(load_file(str(out_path))) == set(store.get(final))
+
+    # the provider swaps the file behind the hash: fetch refuses it
+    other = store.put({k: v + 1 if v.is_floating_point() else v for k, v in store.get(final).items()})
+    Path(store.path(final)).write_bytes(Path(store.path(other)).read_bytes())
+    code, out = requester_cli(market, "fetch", str(job_id), "--out", str(tmp_path / "x.safetensors"),
+                              account=None)
+    assert code != 0 and "cannot fetch" in out
