@@ -1,0 +1,365 @@
+"""A whole training run: segments, boundary hashes, checkpoints, energy, commitment.
+
+``train_run`` trains segment after segment with :func:`greenproof.engine.run_segment`.
+At every boundary ``k`` it reads the energy meter (cumulative millijoules) and hands
+the state to a background :class:`CheckpointWriter` (bounded queue) that hashes
+and durably stores it, so the training thread never waits for hashing or disk
+unless the writer falls two boundaries behind. ``on_boundary(k, state_hash,
+energy_mj)`` is then called from the calling thread, in boundary order, once that
+checkpoint is durable: a worker persists it and can resume after a crash from the
+last reported boundary.
+
+States handed to the writer are never mutated afterwards: ``run_segment`` copies
+its input into a fresh model and optimizer, so the writer reads them while the
+next segment trains without any extra copy on CPU (CUDA states are copied to the
+host by the writer thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from greenproof.engine import (
+    SegmentResult,
+    TrainState,
+    determinism_class,
+    init_state,
+    run_segment,
+    select_device,
+)
+from greenproof.merkle import MerkleTree, commitment_tree
+from greenproof.spec import JobSpec
+from greenproof.statehash import state_hash
+from greenproof.store import ArtifactStore, checkpoint_bytes
+
+log = logging.getLogger(__name__)
+
+OnBoundary = Callable[[int, bytes, int], None]
+SegmentHook = Callable[[JobSpec, TrainState, int, Callable[..., SegmentResult]], SegmentResult]
+
+
+class Meter(Protocol):
+    source: str
+
+    def start(self) -> None: ...
+    def read_mj(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class ZeroMeter:
+    """A meter that measures nothing (used only when greenproof.energy is unavailable)."""
+
+    source = "none"
+
+    def start(self) -> None: ...
+    def read_mj(self) -> int:
+        return 0
+
+    def close(self) -> None: ...
+
+
+def default_meter(device: torch.device) -> Meter:
+    try:
+        from greenproof.energy import make_meter
+    except ImportError:
+        log.warning("greenproof.energy unavailable: energy is not measured")
+        return ZeroMeter()
+    return make_meter(device)
+
+
+# ---------------------------------------------------------------------------- background writer
+
+
+class CheckpointWriter:
+    """Hashes and stores boundary states on one background thread, in submission order.
+
+    ``submit`` blocks when ``maxsize`` states are waiting (back-pressure bounds
+    memory). A failure in the writer is re-raised in the caller at the next
+    ``submit``/``done``/``close`` so a run never commits to a checkpoint that was
+    not written.
+    """
+
+    def __init__(self, store: ArtifactStore, maxsize: int = 2):
+        self.store = store
+        self._todo: queue.Queue[tuple[int, TrainState] | None] = queue.Queue(maxsize)
+        self._done: queue.Queue[tuple[int, bytes]] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="greenproof-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._todo.get()) is not None:
+            k, state = item
+            try:
+                cpu = {n: t.detach().cpu() for n, t in state.items()}
+                h = state_hash(cpu)
+                if not self.store.has(h):
+                    self.store.put_bytes(h, checkpoint_bytes(cpu))
+                self._done.put((k, h))
+            except BaseException as e:  # surfaced in the training thread
+                log.exception("checkpoint writer failed at boundary %d", k)
+                self._error = e
+                # keep draining so a blocked submit() returns and sees the error
+                while self._todo.get() is not None:
+                    pass
+                return
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"checkpoint writer failed: {self._error}") from self._error
+
+    def submit(self, k: int, state: TrainState) -> None:
+        self._check()
+        self._todo.put((k, state))
+
+    def done(self) -> list[tuple[int, bytes]]:
+        """Boundaries stored since the last call, in submission order."""
+        out: list[tuple[int, bytes]] = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self._check()
+        return out
+
+    def close(self) -> None:
+        """Finish the queued writes, stop the thread, re-raise a writer failure."""
+        if self._thread.is_alive():
+            self._todo.put(None)
+            self._thread.join()
+        self._check()
+
+
+# ---------------------------------------------------------------------------- run record
+
+
+@dataclass(frozen=True)
+class SegmentOpening:
+    """Arguments of ``JobMarket.open_segment`` for one audited index."""
+
+    index: int
+    start_hash: bytes
+    start_energy_mj: int
+    end_hash: bytes
+    end_energy_mj: int
+    start_proof: list[bytes]
+    end_proof: list[bytes]
+
+
+@dataclass
+class RunRecord:
+    spec_hash: bytes
+    state_hashes: list[bytes]
+    energies_mj: list[int]
+    losses: list[float]
+    device: str
+    determinism_class: bytes
+    energy_source: str
+    wall_s: float = 0.0
+    segment_wall_s: list[float] = field(default_factory=list)
+    energy_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.state_hashes) - 1
+
+    @property
+    def final_state_hash(self) -> bytes:
+        return self.state_hashes[-1]
+
+    @property
+    def energy_mj(self) -> int:
+        return self.energies_mj[-1]
+
+    def tree(self, job_id: int) -> MerkleTree:
+        return commitment_tree(job_id, self.state_hashes, self.energies_mj)
+
+    def root(self, job_id: int) -> bytes:
+        return self.tree(job_id).root
+
+    def opening(self, job_id: int, index: int) -> SegmentOpening:
+        if not 0 <= index < self.num_segments:
+            raise IndexError(f"segment {index} outside 0..{self.num_segments - 1}")
+        tree = self.tree(job_id)
+        return SegmentOpening(
+            index=index,
+            start_hash=self.state_hashes[index],
+            start_energy_mj=self.energies_mj[index],
+            end_hash=self.state_hashes[index + 1],
+            end_energy_mj=self.energies_mj[index + 1],
+            start_proof=tree.proof(index),
+            end_proof=tree.proof(index + 1),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spec_hash"] = self.spec_hash.hex()
+        d["determinism_class"] = self.determinism_class.hex()
+        d["state_hashes"] = [h.hex() for h in self.state_hashes]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunRecord:
+        d = dict(d)
+        d["spec_hash"] = bytes.fromhex(d["spec_hash"])
+        d["determinism_class"] = bytes.fromhex(d["determinism_class"])
+        d["state_hashes"] = [bytes.fromhex(h) for h in d["state_hashes"]]
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunRecord:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _default_hook(spec: JobSpec, state: TrainState, k: int, run: Callable[..., SegmentResult]) -> SegmentResult:
+    return run(spec, state, k)
+
+
+class _Bar:
+    """A rich progress bar: loss, steps/s, energy."""
+
+    def __init__(self, spec: JobSpec, start_step: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} steps/s  {task.fields[energy]}"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task(
+            f"{spec.task} training", total=spec.total_steps, completed=start_step, loss=float("nan"), rate=0.0, energy="0 J"
+        )
+        self.t0, self.s0 = time.perf_counter(), start_step
+        self.progress.start()
+
+    def step(self, done: int, loss: float) -> None:
+        rate = (done - self.s0) / max(time.perf_counter() - self.t0, 1e-9)
+        self.progress.update(self.task, completed=done, loss=loss, rate=rate)
+
+    def energy(self, mj: int) -> None:
+        self.progress.update(self.task, energy=f"{mj / 1000:.1f} J")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def train_run(
+    spec: JobSpec,
+    store: ArtifactStore,
+    meter: Meter | None = None,
+    *,
+    device: torch.device | str | None = None,
+    start_state: TrainState | None = None,
+    start_k: int = 0,
+    start_energy_mj: int = 0,
+    history: Sequence[tuple[bytes, int]] | None = None,
+    on_boundary: OnBoundary | None = None,
+    segment_hook: SegmentHook | None = None,
+    progress: bool | Callable[[int, float], None] = True,
+) -> RunRecord:
+    """Train segments ``start_k … num_segments-1`` and return the run's commitment data.
+
+    Resuming (``start_k > 0``) needs the state at boundary ``start_k`` (e.g. from
+    the store), the cumulative energy there, and ``history``: ``(state_hash,
+    energy_mj)`` of boundaries ``0 … start_k-1`` as reported by ``on_boundary``.
+    ``on_boundary`` is also called for boundary ``start_k`` itself. The meter is
+    started here and closed at the end.
+    """
+    dev = select_device(device)
+    if not 0 <= start_k <= spec.num_segments:
+        raise ValueError(f"start_k {start_k} outside 0..{spec.num_segments}")
+    history = list(history or [])
+    if len(history) != start_k:
+        raise ValueError(
+            f"resuming at boundary {start_k} needs history of boundaries 0..{start_k - 1} "
+            f"(got {len(history)} entries)"
+        )
+    if start_k > 0 and start_state is None:
+        raise ValueError(f"resuming at boundary {start_k} needs start_state")
+    state = start_state if start_state is not None else init_state(spec, dev)
+    hook = segment_hook or _default_hook
+    meter = meter if meter is not None else default_meter(dev)
+    record = RunRecord(
+        spec_hash=spec.spec_hash(),
+        state_hashes=[h for h, _ in history],
+        energies_mj=[e for _, e in history],
+        losses=[],
+        device=str(dev),
+        determinism_class=determinism_class(spec, dev),
+        energy_source=getattr(meter, "source", "unknown"),
+    )
+    energies: dict[int, int] = {start_k: start_energy_mj}
+    bar = _Bar(spec, start_k * spec.segment_steps) if progress is True else None
+    step_cb = bar.step if bar else (progress if callable(progress) else None)
+
+    def segment(spec_: JobSpec, state_: TrainState, k_: int) -> SegmentResult:
+        return run_segment(spec_, state_, k_, dev, progress=step_cb)
+
+    def report(done: list[tuple[int, bytes]]) -> None:
+        for k, h in done:
+            assert k == len(record.state_hashes), "checkpoint writer reordered boundaries"
+            record.state_hashes.append(h)
+            record.energies_mj.append(energies[k])
+            log.info("boundary %d: state %s, %d mJ", k, h.hex()[:16], energies[k])
+            if on_boundary is not None:
+                on_boundary(k, h, energies[k])
+
+    writer = CheckpointWriter(store)
+    t0 = time.perf_counter()
+    finished = False
+    meter.start()
+    try:
+        writer.submit(start_k, state)
+        for k in range(start_k, spec.num_segments):
+            ts = time.perf_counter()
+            result = hook(spec, state, k, segment)
+            record.segment_wall_s.append(time.perf_counter() - ts)
+            energies[k + 1] = max(start_energy_mj + int(meter.read_mj()), energies[k])
+            if bar:
+                bar.energy(energies[k + 1])
+            record.losses.extend(result.losses)
+            state = result.state
+            writer.submit(k + 1, state)
+            report(writer.done())
+        writer.close()
+        report(writer.done())
+        finished = True
+    finally:
+        if not finished:  # flush what was queued (durable checkpoints help a resume), then stop
+            with contextlib.suppress(RuntimeError):
+                writer.close()
+        meter.close()
+        if bar:
+            bar.close()
+    if len(record.state_hashes) != spec.num_segments + 1:
+        raise RuntimeError(f"run ended with {len(record.state_hashes)} boundaries, expected {spec.num_segments + 1}")
+    record.wall_s = time.perf_counter() - t0
+    describe = getattr(meter, "describe", None)
+    record.energy_meta = describe() if callable(describe) else {"source": record.energy_source}
+    return record

@@ -1,0 +1,270 @@
+"""The job spec (DESIGN.md §3): what to train, on what, for how long, how to replay it.
+
+``spec_hash = keccak256(canonical JSON)``; canonical JSON is
+``json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` of the validated spec with every default filled in
+(including the model family's defaults), so two files that mean the same job
+hash the same.
+
+Precision: ``fp32`` everywhere, ``bf16`` = bf16 autocast on CUDA (parameters
+and optimizer state stay fp32). On a CPU device a ``bf16`` spec is *allowed*
+and runs in fp32: CPU bf16 autocast is slow and would not match any GPU's bf16
+bits anyway. The effective precision is part of the determinism class, so a
+CPU replay of a bf16 job is a cross-class replay judged by ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote_to_bytes, urlparse
+
+from eth_utils import keccak
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from greenproof.tasks import TASKS
+
+SPEC_VERSION = 1
+
+
+class JobSpecError(ValueError):
+    """A job spec that cannot be run as written; the message says what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetRef(_Strict):
+    uri: str = Field(min_length=1)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, v: str | None) -> str | None:
+        return v.lower() if v else v
+
+    @model_validator(mode="after")
+    def _pinned(self) -> DatasetRef:
+        if self.sha256 is None and not self.uri.startswith("builtin://"):
+            raise ValueError(f"dataset.sha256 is required for non-builtin dataset {self.uri!r}")
+        return self
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0, le=10)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+
+
+class ScheduleSpec(_Strict):
+    """``lr(t)``: linear warm-up for ``warmup_steps``, then constant, cosine or linear decay
+    to ``min_lr_ratio * lr`` at ``total_steps``."""
+
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+
+
+class Tolerance(_Strict):
+    """Cross-class replay: relative L2 distance allowed between replayed and claimed parameters."""
+
+    rel_l2: float = Field(1e-3, gt=0, lt=1)
+
+
+class JobSpec(_Strict):
+    version: Literal[1] = SPEC_VERSION
+    task: str
+    model: dict[str, Any] = Field(default_factory=dict)
+    dataset: DatasetRef
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    batch_size: int = Field(ge=1, le=1 << 20)
+    total_steps: int = Field(ge=1, le=1 << 31)
+    segment_steps: int = Field(ge=1)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    precision: str = "fp32"
+    tolerance: Tolerance = Tolerance()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r} (known: {', '.join(sorted(TASKS))})")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, v: str) -> str:
+        if v not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {v!r} (known: fp32, bf16)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if self.total_steps % self.segment_steps:
+            raise ValueError(
+                f"total_steps ({self.total_steps}) must be a multiple of segment_steps ({self.segment_steps})"
+            )
+        if self.schedule.warmup_steps > self.total_steps:
+            raise ValueError(f"schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds total_steps ({self.total_steps})")
+        family = TASKS[self.task]
+        try:
+            cfg = family.Config.model_validate(self.model)
+        except ValidationError as e:
+            raise ValueError(f"model hyper-parameters for task {self.task!r}: {_brief(e)}") from None
+        # fill the family's defaults in so the canonical JSON (and spec_hash) is unambiguous
+        object.__setattr__(self, "model", cfg.model_dump(mode="json"))
+        return self
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def num_segments(self) -> int:
+        return self.total_steps // self.segment_steps
+
+    @property
+    def family_config(self) -> Any:
+        return TASKS[self.task].Config.model_validate(self.model)
+
+    def canonical_json(self) -> bytes:
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+    def spec_hash(self) -> bytes:
+        return keccak(self.canonical_json())
+
+    def to_data_uri(self) -> str:
+        return "data:application/json;base64," + base64.b64encode(self.canonical_json()).decode()
+
+    # ------------------------------------------------------------------ machine checks
+
+    def load_data(self):  # -> greenproof.data.Dataset
+        """The dataset, fetched and verified against ``dataset.sha256`` (JobSpecError otherwise)."""
+        from greenproof.data import DatasetError, load_dataset
+
+        try:
+            return load_dataset(self.dataset.uri, self.dataset.sha256)
+        except DatasetError as e:
+            raise JobSpecError(str(e)) from None
+
+    def estimate_memory_bytes(self) -> int:
+        """Parameters, gradients, optimizer slots, activations and the dataset itself, in bytes."""
+        import torch
+
+        data = self.load_data()
+        task, cfg = TASKS[self.task], self.family_config
+        try:
+            with torch.device("meta"):
+                model = task.build(cfg, data)
+        except ValueError as e:
+            raise JobSpecError(f"task {self.task!r} cannot build its model: {e}") from None
+        params = sum(p.numel() for p in model.parameters())
+        slots = 2 if self.optimizer.name == "adamw" else (1 if self.optimizer.momentum else 0)
+        # params + grads + optimizer slots, the start state kept for the checkpoint writer
+        state = 4 * params * (2 + 2 * slots)
+        data_bytes = sum(t.numel() * t.element_size() for t in vars(data).values() if hasattr(t, "numel"))
+        return state + task.activation_bytes(cfg, data, self.batch_size) + data_bytes
+
+    def check_fits(self, device: Any = None) -> int:
+        """Raise JobSpecError when the job cannot fit in this machine's memory; return the estimate."""
+        need = self.estimate_memory_bytes()
+        have, where = available_memory(device)
+        if need > have:
+            raise JobSpecError(
+                f"job too large: needs about {need / 2**30:.2f} GiB but {where} has "
+                f"{have / 2**30:.2f} GiB available (reduce the model, batch_size or dataset)"
+            )
+        return need
+
+
+def available_memory(device: Any = None) -> tuple[int, str]:
+    """Free bytes on ``device`` (CUDA: free VRAM; CPU: MemAvailable) and a description."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(free), f"GPU {torch.cuda.get_device_name(dev)}"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "this machine's RAM"
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"), "this machine's RAM"
+
+
+def _brief(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def parse_spec(obj: Any) -> JobSpec:
+    """Validate a decoded spec object; every failure is one readable JobSpecError."""
+    if not isinstance(obj, dict):
+        raise JobSpecError(f"a job spec must be a mapping, got {type(obj).__name__}")
+    try:
+        return JobSpec.model_validate(obj)
+    except ValidationError as e:
+        raise JobSpecError(_brief(e)) from None
+
+
+def _read_spec_text(path_or_uri: str | Path) -> tuple[str, str]:
+    s = str(path_or_uri)
+    u = urlparse(s)
+    if u.scheme == "data":
+        header, _, payload = s[5:].partition(",")
+        raw = base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
+        return raw.decode("utf-8"), "spec.json"
+    if u.scheme in ("http", "https"):
+        import httpx
+
+        try:
+            r = httpx.get(s, timeout=30, follow_redirects=True)
+            r.raise_for_status()
+        except httpx.HTTPError as e:
+            raise JobSpecError(f"cannot fetch spec {s}: {e}") from None
+        if len(r.content) > 1 << 20:
+            raise JobSpecError(f"spec {s} is larger than 1 MiB")
+        return r.text, u.path
+    path = Path(u.path) if u.scheme == "file" else Path(s)
+    try:
+        return path.expanduser().read_text(encoding="utf-8"), path.name
+    except OSError as e:
+        raise JobSpecError(f"cannot read spec {s}: {e.strerror or e}") from None
+
+
+def load_spec(path_or_uri: str | Path, *, check: bool = False, device: Any = None) -> JobSpec:
+    """Load a YAML or JSON spec from a path, ``file://``, ``http(s)://`` or ``data:`` URI.
+
+    With ``check=True`` also fetch and verify the dataset and check the job fits
+    in ``device``'s memory (what a worker does before accepting a job).
+    """
+    text, name = _read_spec_text(path_or_uri)
+    try:
+        if name.endswith((".yaml", ".yml")):
+            import yaml
+
+            obj = yaml.safe_load(text)
+        else:
+            obj = json.loads(text)
+    except Exception as e:  # yaml and json raise different types
+        raise JobSpecError(f"cannot parse spec {path_or_uri}: {e}") from None
+    spec = parse_spec(obj)
+    if check:
+        spec.check_fits(device)
+    return spec
