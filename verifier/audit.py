@@ -33,6 +33,7 @@ import concurrent.futures as cf
 import functools
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class AuditConfig:
     check_final: bool = True
     #: show rich progress bars
     progress: bool = False
+    #: on CPU, replay with the thread count whose determinism class is the
+    #: provider's when one exists (1 .. cpu count), so the check can be exact
+    match_provider_threads: bool = True
 
 
 # --------------------------------------------------------------------------- distances
@@ -187,7 +191,23 @@ def check_segment(
     config: AuditConfig,
     fetch: Fetch | None = None,
 ) -> SegmentCheck:
-    """All of §4 for one opened segment. Safe to run in a worker process."""
+    """All of §4 for one opened segment. Safe to run in a worker process; torch's
+    thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        return _check_segment(spec, seg, result_uri, provider_class, config, fetch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_segment(
+    spec: JobSpec,
+    seg: OpenedSegment,
+    result_uri: str,
+    provider_class: bytes,
+    config: AuditConfig,
+    fetch: Fetch | None,
+) -> SegmentCheck:
     from greenproof.engine import determinism_class, init_state, run_segment, select_device
     from greenproof.statehash import state_hash
 
@@ -195,6 +215,8 @@ def check_segment(
         from greenproof.store import fetch_state as fetch
     if config.threads_per_replay:
         torch.set_num_threads(config.threads_per_replay)
+    if config.match_provider_threads:
+        _match_threads(spec, select_device(config.device), provider_class)
     check = SegmentCheck(
         index=seg.index,
         start_hash=_hex(seg.start_hash),
@@ -249,6 +271,7 @@ def check_segment(
     check.replay_hash = _hex(replay_hash)
 
     mine = determinism_class(spec, select_device(config.device))
+    check.replay_class = _hex(mine)
     check.same_class = mine == provider_class
     exact = replay_hash == seg.end_hash
     if not exact:
@@ -281,6 +304,25 @@ def check_segment(
                 f"{check.measured_energy_mj} mJ (warning threshold {config.energy_warn_ratio:g}x)"
             )
     return check
+
+
+def _match_threads(spec: JobSpec, device: torch.device, provider_class: bytes) -> int | None:
+    """Set torch's thread count to one whose determinism class is ``provider_class``
+    (the CPU class includes the thread count); leave it unchanged if none is."""
+    from greenproof.engine import determinism_class
+
+    if device.type != "cpu":
+        return None
+    current = torch.get_num_threads()
+    candidates = [current] + [n for n in range(1, (os.cpu_count() or 1) + 1) if n != current]
+    for n in candidates:
+        torch.set_num_threads(n)
+        if determinism_class(spec, device) == provider_class:
+            if n != current:
+                log.info("replaying with %d threads: the provider's determinism class", n)
+            return n
+    torch.set_num_threads(current)
+    return None
 
 
 def check_final(result_uri: str, final_state_hash: bytes, fetch: Fetch | None = None) -> FinalCheck:

@@ -35,6 +35,8 @@ class SegmentCheck(BaseModel):
     end_fetched: bool = False
     replay_hash: str | None = None
     same_class: bool = True
+    #: the determinism class the replay ran in (threads are matched to the provider's when possible)
+    replay_class: str | None = None
     #: relative L2 distance ||replayed - claimed|| / ||claimed|| over the model parameters
     distance: float | None = None
     #: the segment's own update size ||claimed_end - start|| / ||claimed_end||
