@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -212,7 +212,8 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunRecord:
-        d = dict(d)
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}  # run.json may carry extra keys (job_id, root)
         d["spec_hash"] = bytes.fromhex(d["spec_hash"])
         d["determinism_class"] = bytes.fromhex(d["determinism_class"])
         d["state_hashes"] = [bytes.fromhex(h) for h in d["state_hashes"]]
