@@ -34,7 +34,7 @@ from greenproof.merkle import commitment_tree
 from worker.config import WorkerConfig
 from worker.journal import JobRow, Journal, Phase
 from worker.market import JobState, Market, OnchainJob
-from worker.policy import Offer, Standing, estimated_seconds, evaluate
+from worker.policy import Offer, Standing, evaluate
 
 log = logging.getLogger("greenproof.worker")
 
@@ -156,7 +156,7 @@ class Worker:
         self.trainer = Trainer(self)
         self.result_base = config.base_url()
         self._handled_any = False
-        self._deploy_block = int(getattr(chain.deployment, "block", 0) or 0)
+        self._deploy_block = int(getattr(chain.deployment, "deployment_block", 0) or 0)
 
     # -------------------------------------------------------------- life cycle
     def run(self) -> int:
@@ -533,6 +533,7 @@ class Worker:
     def train(self, row: JobRow) -> None:
         """Train one job with the engine, journaling every durable boundary."""
         import json
+        import sys
 
         spec_mod, engine, _, run_mod = _engine()
         from greenproof.energy import make_meter
@@ -540,24 +541,23 @@ class Worker:
         spec = spec_mod.parse_spec(json.loads(row.spec_json or "{}"))
         job_id = row.job_id
         self.journal.set_phase(job_id, Phase.TRAINING)
-        resumed = len(self.journal.boundaries(job_id))
+        prior = self.journal.boundaries(job_id)
         log.info(
             "job %d: training %d segments x %d steps on %s%s",
             job_id, spec.num_segments, spec.segment_steps, self.config.device,
-            f" (resuming after boundary {resumed - 1})" if resumed else "",
+            f" (resuming at boundary {prior[-1].k})" if prior else "",
         )
         rate = self.throughput.get(spec.task) or self.config.policy.steps_per_second
-        progress = _progress(job_id, spec.num_segments)
         started = time.monotonic()
         trained_steps = 0
 
         def on_boundary(k: int, state_hash: bytes, energy_mj: int) -> None:
-            if self.cheat is not None:
+            # a resumed run reports its start boundary again, already journaled as is
+            if self.cheat is not None and not (prior and k == start_k):
                 energy_mj = int(self.cheat.energy(k, energy_mj))
             self.journal.record_boundary(job_id, k, state_hash, energy_mj)
             log.info("job %d: boundary %d/%d state 0x%s energy %d mJ",
                      job_id, k, spec.num_segments, state_hash.hex()[:16], energy_mj)
-            progress(k)
 
         def segment_hook(spec_: Any, state: Any, k: int, run_segment: Callable[..., Any]) -> Any:
             nonlocal rate, trained_steps
@@ -585,17 +585,28 @@ class Worker:
             rate = self.throughput.get(spec.task) or rate
             return result
 
+        resume: dict[str, Any] = {}
+        if prior:
+            last = prior[-1]
+            resume = {
+                "start_k": last.k,
+                "start_state": self.store.get(last.state_hash),
+                "start_energy_mj": last.energy_mj,
+                "history": [(b.state_hash, b.energy_mj) for b in prior[:-1]],
+            }
+        start_k = resume.get("start_k", 0)
+
         meter = make_meter(self.config.device, prefer=self.config.energy_source)
         try:
             record = run_mod.train_run(
                 spec,
                 self.store,
                 meter,
-                resume=True,
-                run_dir=self.config.runs_dir / str(job_id),
                 device=self.config.device,
                 on_boundary=on_boundary,
                 segment_hook=segment_hook,
+                progress=sys.stderr.isatty(),
+                **resume,
             )
         except GiveUp as exc:
             if self.stopping.is_set():
@@ -604,8 +615,6 @@ class Worker:
             self.journal.set_phase(job_id, Phase.ABANDONED, str(exc))
             log.warning("job %d: giving up: %s", job_id, exc)
             return
-        finally:
-            progress(None)
         bounds = self.journal.boundaries(job_id)
         if len(bounds) != spec.num_segments + 1 or bounds[-1].state_hash != record.final_state_hash:
             raise RuntimeError(
@@ -619,33 +628,4 @@ class Worker:
         )
 
 
-def _progress(job_id: int, total: int) -> Callable[[int | None], None]:
-    """A rich progress bar over segments when stderr is a terminal, else a no-op."""
-    import sys
-
-    if not sys.stderr.isatty():
-        return lambda k: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar = Progress(
-        f"job {job_id}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    )
-    task = bar.add_task("train", total=total)
-    bar.start()
-
-    def update(k: int | None) -> None:
-        if k is None:
-            bar.stop()
-        else:
-            bar.update(task, completed=k)
-
-    return update
-
-
-def estimate_seconds_left(spec: Any, done_boundaries: int, rate: float, safety: float) -> float:
-    """Training time left for a job with ``done_boundaries`` journaled boundaries."""
-    left = max(0, spec.num_segments + 1 - max(done_boundaries, 1)) * spec.segment_steps
-    return left / rate * safety
-
-
-__all__ = ["ChainClock", "GiveUp", "Trainer", "Worker", "estimated_seconds"]
+__all__ = ["ChainClock", "GiveUp", "Trainer", "Worker"]

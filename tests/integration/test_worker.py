@@ -1,0 +1,311 @@
+"""The provider's worker as a real process against anvil: the paid path, kill -9, RPC outages.
+
+Each test runs ``greenproof worker run … --exit-when-idle`` as a subprocess (so
+SIGKILL is real), posts a job as the requester through the chain bindings and
+plays the rest of the world: it mines the blocks the audit seed needs and warps
+time past the vote windows (nobody votes, so the optimistic outcome applies).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from greenproof.attestation import sign_attestation
+from greenproof.chain.accounts import dev_account
+from greenproof.chain.client import Chain, RetryPolicy, make_web3
+from greenproof.spec import parse_spec
+
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.anvil
+
+TOKEN = 10**18
+PROVIDER, REQUESTER = 2, 1  # TEST::N indices, as in conftest.ROLES
+PAYMENT = 100 * TOKEN
+STAKE = 1_000 * TOKEN
+GREEN_BPS = 8_000
+STATE = {1: "OPEN", 2: "ACCEPTED", 3: "COMMITTED", 4: "AUDITING", 5: "VOTING", 6: "PAID", 7: "SLASHED",
+         8: "CANCELLED", 9: "EXPIRED"}
+
+
+def tiny_spec(segments: int) -> tuple[Any, str]:
+    """A few-second mlp job and its spec URI (compact JSON: the market caps URIs at 256 bytes)."""
+    raw = {
+        "task": "mlp",
+        "model": {"hidden": 16, "depth": 1},
+        "dataset": {"uri": "builtin://digits"},
+        "batch_size": 32,
+        "total_steps": 2 * segments,
+        "segment_steps": 2,
+    }
+    compact = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return parse_spec(raw), "data:application/json;base64," + base64.b64encode(compact.encode()).decode()
+
+
+# ------------------------------------------------------------------ the world around the worker
+def stake_provider(provider: Chain, amount: int = STAKE) -> None:
+    provider.ensure_allowance(provider.stake.address, amount)
+    provider.transact(provider.stake.functions.stake(amount), what="stake")
+
+
+def attest_green(owner: Chain, attestor: Any, provider_address: str, green_bps: int = GREEN_BPS) -> None:
+    """Register the attestor, sign and submit an attestation, fund the bonus pool."""
+    owner.transact(owner.registry.functions.add_attestor(attestor.address), what="add attestor")
+    now = owner.timestamp()
+    signed = sign_attestation(
+        attestor, owner.registry.address, owner.chain_id, provider=provider_address,
+        green_bps=green_bps, carbon_g_per_kwh=50, region="eu-north", valid_from=now - 60,
+        valid_until=now + 30 * 86_400, nonce=1,
+    )
+    owner.transact(
+        owner.registry.functions.submit_attestation(*signed.attestation.call_args(), signed.signature),
+        what="submit attestation",
+    )
+    owner.ensure_allowance(owner.registry.address, 1_000 * TOKEN)
+    owner.transact(owner.registry.functions.fund_pool(1_000 * TOKEN), what="fund pool")
+
+
+def post_job(requester: Chain, spec_and_uri: tuple[Any, str], *, audit_samples: int = 2,
+             duration: int = 3_600) -> int:
+    spec, uri = spec_and_uri
+    requester.ensure_allowance(requester.market.address, PAYMENT + TOKEN)
+    receipt = requester.transact(
+        requester.market.functions.post_job(
+            spec.spec_hash(), uri, spec.num_segments, audit_samples, PAYMENT, TOKEN,
+            PAYMENT, requester.timestamp() + duration, 0,
+        ),
+        what="post job",
+    )
+    return int(requester.market.events.JobPosted().process_receipt(receipt)[0]["args"]["job_id"])
+
+
+def job_state(chain: Chain, job_id: int) -> str:
+    return STATE.get(int(chain.call(chain.market.functions.job_state(job_id))), "NONE")
+
+
+class WorkerProcess:
+    """``greenproof worker run`` as a child process with its log in a file."""
+
+    def __init__(self, rpc_url: str, manifest: Path, data_dir: Path, log_path: Path) -> None:
+        exe = shutil.which("greenproof", path=str(Path(sys.executable).parent)) or "greenproof"
+        self.cmd = [
+            exe, "worker", "run", "--network", rpc_url, "--account", f"TEST::{PROVIDER}",
+            "--deployment", str(manifest), "--data-dir", str(data_dir), "--port", "0",
+            "--poll", "0.2", "--exit-when-idle",
+        ]
+        self.env = {**os.environ, "GREENPROOF_LOG": "INFO", "PYTHONUNBUFFERED": "1",
+                    "GREENPROOF_ENERGY_SOURCE": "tdp-estimate"}
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise AssertionError(f"worker exited early ({self.proc.returncode}):\n{self.log()[-4000:]}")
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit:\n{self.log()[-4000:]}") from None
+
+    def journal(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        path = self.data_dir / "journal.sqlite"
+        if not path.exists():
+            return []
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def boundaries(self, job_id: int) -> int:
+        rows = self.journal("SELECT count(*) FROM boundaries WHERE job_id = ?", str(job_id))
+        return int(rows[0][0]) if rows else 0
+
+    def stop(self) -> None:
+        if self.alive():
+            self.kill9()
+
+
+@contextmanager
+def worker_process(rpc_url: str, manifest: Path, tmp_path: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(rpc_url, manifest, tmp_path / "worker-data", tmp_path / "worker.log")
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def wait_for(what: str, pred: Callable[[], bool], worker: WorkerProcess | None, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if worker is not None:
+            worker.check_alive()
+        if time.monotonic() > end:
+            tail = worker.log()[-4000:] if worker is not None else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
+        time.sleep(0.2)
+
+
+def drive_to_paid(node: Any, chain: Chain, job_id: int, worker: WorkerProcess, timeout: float = 150) -> None:
+    """Play the world until the job is PAID: mine for the audit seed, warp past the vote windows."""
+    end = time.monotonic() + timeout
+    warped = False
+    while (state := job_state(chain, job_id)) != "PAID":
+        assert state not in ("SLASHED", "EXPIRED", "CANCELLED"), f"job {job_id} ended {state}\n{worker.log()[-4000:]}"
+        worker.check_alive()
+        if state == "COMMITTED":
+            node.mine(2)  # the seed block must be in the past; automine only mines on transactions
+        elif state == "VOTING" and not warped:
+            windows = [int(chain.call(getattr(chain.market.functions, name)()))
+                       for name in ("vote_commit_window", "vote_reveal_window")]
+            node.evm_increase_time(sum(windows) + 1)
+            warped = True
+        if time.monotonic() > end:
+            raise AssertionError(f"job {job_id} still {state}\n{worker.log()[-4000:]}")
+        time.sleep(0.2)
+
+
+def token_balance(chain: Chain, who: str) -> int:
+    return int(chain.call(chain.token.functions.balanceOf(who)))
+
+
+def accepted_count(chain: Chain, job_id: int) -> int:
+    return len(chain.logs("JobAccepted", 0, args={"job_id": job_id}))
+
+
+# ------------------------------------------------------------------ stories
+def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
+    anvil: Any, deployment: Any, deployment_path: Path, chain_for: Callable[[str], Chain],
+    attestor: Any, tmp_path: Path,
+) -> None:
+    provider, requester, owner = chain_for("provider"), chain_for("requester"), chain_for("owner")
+    stake_provider(provider)
+    attest_green(owner, attestor, provider.address)
+    before = token_balance(provider, provider.address)
+    spec = tiny_spec(segments=4)
+
+    with worker_process(anvil.rpc_url, deployment_path, tmp_path) as worker:
+        worker.start()
+        t0 = time.monotonic()
+        job_id = post_job(requester, spec, audit_samples=3)
+        drive_to_paid(anvil, requester, job_id, worker)
+        paid_after = time.monotonic() - t0
+        assert worker.wait(timeout=60) == 0  # --exit-when-idle, after withdrawing
+    log.warning("full paid job wall time (post -> PAID): %.1f s", paid_after)
+    print(f"\nfull paid job wall time (post -> PAID): {paid_after:.1f} s")
+
+    finalized = requester.logs("JobFinalized", 0, args={"job_id": job_id})
+    bonus = int(finalized[0]["args"]["bonus"])
+    expected_bonus = PAYMENT * deployment.parameters["max_bonus_bps"] * GREEN_BPS // 10_000 // 10_000
+    assert bonus == expected_bonus > 0
+    assert token_balance(provider, provider.address) - before == PAYMENT + bonus
+    assert int(provider.call(provider.stake.functions.locked(provider.address))) == 0
+    assert int(provider.call(provider.market.functions.claimable(provider.address))) == 0
+    job = provider.call(provider.market.functions.get_job(job_id))
+    committed = requester.logs("ResultCommitted", 0, args={"job_id": job_id})[0]["args"]
+    assert committed["result_uri"].endswith(f"/artifacts/{job_id}")
+    assert committed["final_state_hash"] == job[12]
+    # every audited segment was opened with proofs against the committed root
+    opened = {int(e["args"]["index"]) for e in requester.logs("SegmentOpened", 0, args={"job_id": job_id})}
+    assert opened == {int(i) for i in requester.call(requester.market.functions.audit_indices(job_id))}
+    assert accepted_count(requester, job_id) == 1
+
+
+def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
+    anvil: Any, deployment: Any, deployment_path: Path, chain_for: Callable[[str], Chain], tmp_path: Path,
+) -> None:
+    provider, requester = chain_for("provider"), chain_for("requester")
+    stake_provider(provider)
+    before = token_balance(provider, provider.address)
+    spec = tiny_spec(segments=6)
+
+    with worker_process(anvil.rpc_url, deployment_path, tmp_path) as worker:
+        worker.start()
+        job_id = post_job(requester, spec, audit_samples=4)
+        # 1. kill -9 in the middle of training
+        wait_for("two journaled boundaries", lambda: worker.boundaries(job_id) >= 2, worker)
+        worker.kill9()
+        done = worker.boundaries(job_id)
+        assert 2 <= done <= spec[0].num_segments + 1
+        assert job_state(requester, job_id) in ("ACCEPTED", "COMMITTED")
+
+        worker.start()
+        wait_for("the commitment", lambda: job_state(requester, job_id) == "COMMITTED", worker)
+        assert "resuming at boundary" in worker.log() or done == spec[0].num_segments + 1
+        # 2. kill -9 between commit and open; the requester draws the audit meanwhile
+        worker.kill9()
+        anvil.mine(2)
+        requester.transact(requester.market.functions.draw_audit(job_id), what="draw audit")
+        assert job_state(requester, job_id) == "AUDITING"
+
+        worker.start()
+        drive_to_paid(anvil, requester, job_id, worker)
+        assert worker.wait(timeout=60) == 0
+    assert accepted_count(requester, job_id) == 1  # never accepted twice
+    assert worker.log().count(f"job {job_id}: accepting") == 1
+    assert token_balance(provider, provider.address) - before == PAYMENT  # not green: no bonus
+
+
+def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> None:
+    node, deployment, manifest = private_anvil
+
+    def chain(role: str) -> Chain:
+        return Chain(make_web3(node.rpc_url), dev_account({"provider": PROVIDER, "requester": REQUESTER}[role]),
+                     deployment, poll=0.05,
+                     retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0))
+
+    provider, requester = chain("provider"), chain("requester")
+    stake_provider(provider)
+    before = token_balance(provider, provider.address)
+    spec = tiny_spec(segments=4)
+
+    with worker_process(node.rpc_url, manifest, tmp_path) as worker:
+        worker.start()
+        job_id = post_job(requester, spec)
+        wait_for("the job accepted", lambda: worker.boundaries(job_id) >= 1, worker)
+        node.restart(down_for=6.0)  # the node is gone for a while; its state comes back
+        requester = chain("requester")
+        drive_to_paid(node, requester, job_id, worker)
+        assert worker.wait(timeout=60) == 0
+    text = worker.log()
+    assert "retry" in text.lower() or "retrying" in text.lower(), text[-3000:]
+    assert token_balance(chain("provider"), provider.address) - before == PAYMENT
+
+
