@@ -22,6 +22,7 @@ anvil and fresh data directories, so a second run works like the first.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -41,16 +42,31 @@ from greenproof.report import MoneyFlow, Report, ReportJob, render_report
 log = logging.getLogger(__name__)
 console = Console()
 
-EXAMPLES = Path(__file__).parent / "examples"
 TOKEN = 10**18
+
+#: The demo's jobs: one per task family, small enough that the whole market
+#: (training, audits, replays, votes) runs in minutes on two CPU cores.
+DEMO_SPECS: dict[str, dict[str, Any]] = {
+    "mlp": {"task": "mlp", "dataset": {"uri": "builtin://digits"}, "batch_size": 32,
+            "total_steps": 40, "segment_steps": 10, "seed": 1},
+    "cnn": {"task": "cnn", "dataset": {"uri": "builtin://synthetic?kind=images&n=512&classes=10&size=8&seed=0"},
+            "batch_size": 32, "total_steps": 40, "segment_steps": 10, "seed": 2},
+    "gpt": {"task": "gpt", "model": {"block_size": 32, "n_embd": 32},
+            "dataset": {"uri": "builtin://synthetic?kind=text&n=8192&vocab=32&seed=0"},
+            "batch_size": 16, "total_steps": 40, "segment_steps": 10, "seed": 3},
+}
 
 # Deploy parameters for a demo that fits in minutes: short windows, small lookahead.
 DEMO_PARAMS: dict[str, int] = {
     "seed_lookahead": 2,
     "open_window": 120,
-    "vote_commit_window": 20,
-    "vote_reveal_window": 20,
+    # the verifiers fetch and replay the audited segments inside the commit window
+    "vote_commit_window": 90,
+    "vote_reveal_window": 30,
     "max_audit_samples": 8,
+    # each vote locks min(free stake, max_vote_stake): keep it small so that one
+    # verifier can vote on all three jobs at once
+    "max_vote_stake": 100 * 10**18,
     "min_collateral_bps": 5_000,
     "max_job_duration": 3_600,
 }
@@ -91,10 +107,8 @@ class DemoError(click.ClickException):
 
 
 def _greenproof() -> list[str]:
-    """Run the CLI of this very installation (works inside and outside the venv)."""
-    return [sys.executable, "-m", "greenproof.cli"] if not shutil.which("greenproof") else [
-        shutil.which("greenproof") or "greenproof"
-    ]
+    """The CLI of this very interpreter and installation (no reliance on PATH)."""
+    return [sys.executable, "-c", "from greenproof.cli import main; main()"]
 
 
 # --------------------------------------------------------------------------- setup on chain
@@ -105,8 +119,8 @@ def default_actors() -> dict[str, Actor]:
     return {
         "owner": Actor("owner", "TEST::0"),
         "requester": Actor("requester", "TEST::1"),
-        "green": Actor("green provider", "TEST::2"),
-        "cheater": Actor("cheating provider", "TEST::3"),
+        "green": Actor("green", "TEST::2"),
+        "cheater": Actor("cheater", "TEST::3"),
         "verifier_a": Actor("verifier A", "TEST::4"),
         "verifier_b": Actor("verifier B", "TEST::5"),
         "attestor": Actor("attestor", "TEST::6"),
@@ -166,12 +180,14 @@ def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
 def _worker_argv(rpc: str, manifest: Path, actor: Actor, data_dir: Path, port: int,
                  extra: list[str]) -> list[str]:
     return [*_greenproof(), "-v", "worker", "run", "--network", rpc, "--account", actor.account,
-            "--deployment", str(manifest), "--data-dir", str(data_dir), "--port", str(port), *extra]
+            "--deployment", str(manifest), "--data-dir", str(data_dir), "--port", str(port),
+            "--poll", "0.5", *extra]
 
 
 def _verifier_argv(rpc: str, manifest: Path, actor: Actor, data_dir: Path) -> list[str]:
     return [*_greenproof(), "-v", "verifier", "run", "--network", rpc, "--account", actor.account,
-            "--deployment", str(manifest), "--data-dir", str(data_dir)]
+            "--deployment", str(manifest), "--data-dir", str(data_dir), "--poll", "1",
+            "--threads", "1"]
 
 
 def _free_port() -> int:
@@ -184,15 +200,19 @@ def _free_port() -> int:
 
 
 def _post(requester: Any, job: DemoJob) -> int:
+    from greenproof.cli.requester import SPEC_URI_MAX, spec_data_uri
     from greenproof.spec import load_spec
 
     spec = load_spec(str(job.spec))
+    uri = spec_data_uri(job.spec, spec)
+    if len(uri.encode()) > SPEC_URI_MAX:  # too long for the chain: every daemon here shares the disk
+        uri = job.spec.resolve().as_uri()
     market = requester.market
     deadline = requester.timestamp() + 1_800
     collateral = job.payment // 2
     requester.ensure_allowance(market.address, job.payment + job.verifier_fee)
     receipt = requester.transact(
-        market.functions.post_job(spec.spec_hash(), spec.to_data_uri(), spec.num_segments,
+        market.functions.post_job(spec.spec_hash(), uri, spec.num_segments,
                                   min(2, spec.num_segments), job.payment, job.verifier_fee,
                                   collateral, deadline, job.min_green_bps),
         what=f"post {job.task} job",
@@ -205,10 +225,12 @@ def _post(requester: Any, job: DemoJob) -> int:
     return job.job_id
 
 
-def _plan(cfg: DemoConfig) -> list[DemoJob]:
+def _plan(cfg: DemoConfig, spec_dir: Path) -> list[DemoJob]:
     jobs = []
+    spec_dir.mkdir(parents=True, exist_ok=True)
     for task in cfg.tasks:
-        spec = EXAMPLES / f"{task}.yaml"
+        spec = spec_dir / f"{task}.json"
+        spec.write_text(json.dumps(DEMO_SPECS[task], indent=1))
         if task == cfg.cheater_task:
             # cheap and open to anyone: below the green provider's price
             jobs.append(DemoJob(task, spec, 2 * TOKEN, TOKEN // 2, 0, "cheater"))
@@ -236,7 +258,10 @@ def _progress_table(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str,
 
 
 def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str],
-               data_dirs: list[Path], wall_s: float, cfg: DemoConfig) -> Report:
+               data_dirs: list[Path], wall_s: float, cfg: DemoConfig,
+               intensity: dict[str, int]) -> Report:
+    """The report's numbers. CO2 is energy x the provider's attested (or default) grid
+    intensity in g/kWh, in grams with decimals (the chain rounds to whole grams)."""
     from greenproof.dashboard.rundata import RunDataStore
 
     runs = RunDataStore(data_dirs)
@@ -250,7 +275,8 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
         report.jobs.append(ReportJob(
             job_id=j.job_id, task=dj.task, provider=labels.get((j.provider or "").lower(), "—"),
             outcome=j.state.value, paid=j.paid, slashed=j.slashed, bonus=j.bonus,
-            energy_wh=j.energy_wh, co2_g=float(j.carbon_g),
+            energy_wh=j.energy_wh,
+            co2_g=j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0),
             wall_s=j.wall_s if j.wall_s is not None else 0.0,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
         ))
@@ -282,7 +308,7 @@ def _summary_table(report: Report) -> Table:
                  else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
         style = "green" if j.outcome == "PAID" else "red"
         t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
-                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.2f}",
+                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.4f}",
                   f"{j.wall_s:.0f}")
     return t
 
@@ -306,8 +332,8 @@ def run_demo(cfg: DemoConfig) -> Report:
 
     sup = Supervisor()
     sup.install_handlers()
-    anvil = Anvil(block_time=1, state_dir=data / "anvil")
-    jobs = _plan(cfg)
+    anvil = Anvil(block_time=1, state_dir=data / "anvil", extra_args=["--disable-code-size-limit"])  # TEMP
+    jobs = _plan(cfg, data / "specs")
     try:
         with console.status("starting anvil and deploying…"):
             anvil.start()
@@ -339,10 +365,15 @@ def run_demo(cfg: DemoConfig) -> Report:
         # let the verifiers settle their votes and withdraw (a few blocks)
         time.sleep(3)
         snap = indexer.snapshot()
+        intensity = {
+            p.address.lower(): int(requester.call(
+                requester.registry.functions.carbon_intensity_of(p.address)))
+            for p in snap.providers
+        }
     finally:
         sup.stop_all()
         anvil.stop()
-    report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg)
+    report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg, intensity)
     index = render_report(report, out)
     console.print(_summary_table(report))
     console.print(f"report: [bold]{index}[/] · logs: {logs}")
