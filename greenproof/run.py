@@ -123,15 +123,16 @@ class CheckpointWriter:
         self._check()
         self._todo.put((k, state))
 
-    def done(self) -> list[tuple[int, bytes]]:
-        """Boundaries stored since the last call, in submission order."""
+    def done(self, check: bool = True) -> list[tuple[int, bytes]]:
+        """Boundaries stored since the last call, in submission order (re-raises a writer failure)."""
         out: list[tuple[int, bytes]] = []
         while True:
             try:
                 out.append(self._done.get_nowait())
             except queue.Empty:
                 break
-        self._check()
+        if check:
+            self._check()
         return out
 
     def close(self) -> None:
@@ -352,9 +353,11 @@ def train_run(
         report(writer.done())
         finished = True
     finally:
-        if not finished:  # flush what was queued (durable checkpoints help a resume), then stop
+        if not finished:  # flush what was queued and report it: a resume starts from there
             with contextlib.suppress(RuntimeError):
                 writer.close()
+            with contextlib.suppress(Exception):
+                report(writer.done(check=False))
         meter.close()
         if bar:
             bar.close()

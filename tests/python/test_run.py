@@ -1,0 +1,199 @@
+"""A whole run: boundaries in order, durable checkpoints, commitments that verify, resumable."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+import torch
+
+from greenproof.engine import init_state, run_segment
+from greenproof.merkle import leaf, verify
+from greenproof.run import CheckpointWriter, RunRecord, train_run
+from greenproof.spec import parse_spec
+from greenproof.statehash import state_hash
+from greenproof.store import ArtifactStore
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def spec():
+    return parse_spec(
+        {
+            "task": "mlp",
+            "model": {"hidden": 16, "depth": 1},
+            "dataset": {"uri": "builtin://digits"},
+            "batch_size": 8,
+            "total_steps": 10,
+            "segment_steps": 2,
+            "seed": 11,
+        }
+    )
+
+
+class CountingMeter:
+    """A fake meter: 1000 mJ more at every read."""
+
+    source = "fake"
+
+    def __init__(self):
+        self.mj, self.started, self.closed = 0, False, False
+
+    def start(self):
+        self.started = True
+
+    def read_mj(self):
+        self.mj += 1000
+        return self.mj
+
+    def close(self):
+        self.closed = True
+
+
+def honest_hashes(spec):
+    state = init_state(spec, CPU)
+    out = [state_hash(state)]
+    for k in range(spec.num_segments):
+        state = run_segment(spec, state, k, CPU).state
+        out.append(state_hash(state))
+    return out
+
+
+def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
+    store, meter, seen = ArtifactStore(tmp_path), CountingMeter(), []
+
+    def on_boundary(k, h, e):
+        assert store.has(h)  # durable before it is reported
+        seen.append((k, h, e))
+
+    record = train_run(spec, store, meter, device=CPU, on_boundary=on_boundary, progress=False)
+    assert record.state_hashes == honest_hashes(spec)
+    assert [k for k, _, _ in seen] == list(range(spec.num_segments + 1))
+    assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e in seen]
+    assert record.final_state_hash == record.state_hashes[-1] and record.energy_mj == 5000
+    assert meter.started and meter.closed and record.energy_source == "fake"
+    assert len(record.losses) == spec.total_steps
+    for h in record.state_hashes:
+        assert state_hash(store.get(h)) == h
+
+
+def test_openings_verify_against_the_root(spec, tmp_path):
+    record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False)
+    job_id = 7
+    root = record.root(job_id)
+    for i in range(record.num_segments):
+        o = record.opening(job_id, i)
+        assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj))
+        assert verify(o.end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj))
+        assert not verify(o.end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj))
+    last = record.opening(job_id, record.num_segments - 1)
+    assert last.end_hash == record.final_state_hash and last.end_energy_mj == record.energy_mj
+    with pytest.raises(IndexError):
+        record.opening(job_id, record.num_segments)
+
+
+def test_record_round_trips_through_json(spec, tmp_path):
+    record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False)
+    record.save(tmp_path / "run.json")
+    back = RunRecord.load(tmp_path / "run.json")
+    assert back.root(3) == record.root(3) and back.determinism_class == record.determinism_class
+
+
+def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
+    full = train_run(spec, ArtifactStore(tmp_path / "a"), CountingMeter(), device=CPU, progress=False)
+    journal = []
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_2(spec_, state, k, run):
+        if k == 2:
+            raise Crash
+        return run(spec_, state, k)
+
+    store = ArtifactStore(tmp_path / "b")
+    with pytest.raises(Crash):
+        train_run(spec, store, CountingMeter(), device=CPU, progress=False,
+                  on_boundary=lambda k, h, e: journal.append((h, e)), segment_hook=crash_after_2)
+    assert len(journal) == 3  # boundaries 0, 1, 2 were durable and reported
+    k = len(journal) - 1
+    resumed = train_run(
+        spec, store, CountingMeter(), device=CPU, progress=False,
+        start_state=store.get(journal[k][0]), start_k=k, start_energy_mj=journal[k][1], history=journal[:k],
+    )
+    assert resumed.state_hashes == full.state_hashes
+    assert resumed.energies_mj[: k + 1] == [e for _, e in journal]
+    assert resumed.energies_mj == sorted(resumed.energies_mj)
+
+
+def test_resume_needs_history(spec, tmp_path):
+    with pytest.raises(ValueError, match="needs history of boundaries 0..1"):
+        train_run(spec, ArtifactStore(tmp_path), CountingMeter(), start_k=2, start_state={}, progress=False)
+
+
+def test_segment_hook_sees_every_segment_and_can_cheat(spec, tmp_path):
+    calls = []
+
+    def lazy(spec_, state, k, run):
+        calls.append(k)
+        result = run(spec_, state, k)
+        if k == 3:  # a cheat: perturb the output
+            result.state["model.1.bias"] = result.state["model.1.bias"] + 1
+        return result
+
+    record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False, segment_hook=lazy)
+    honest = honest_hashes(spec)
+    assert calls == list(range(spec.num_segments))
+    assert record.state_hashes[:4] == honest[:4] and record.state_hashes[4] != honest[4]
+
+
+class SlowStore(ArtifactStore):
+    def put_bytes(self, h, raw):
+        time.sleep(random.uniform(0, 0.02))
+        super().put_bytes(h, raw)
+
+
+class BrokenStore(ArtifactStore):
+    def put_bytes(self, h, raw):
+        raise OSError("disk full")
+
+
+def test_background_writer_keeps_order_under_a_slow_store(tmp_path):
+    writer = CheckpointWriter(SlowStore(tmp_path), maxsize=2)
+    states = [{"x": torch.full((3,), float(i))} for i in range(12)]
+    done = []
+    for i, s in enumerate(states):
+        writer.submit(i, s)
+        done += writer.done()
+    writer.close()
+    done += writer.done()
+    assert done == [(i, state_hash(s)) for i, s in enumerate(states)]
+
+
+def test_background_writer_failure_stops_the_run_without_hanging(spec, tmp_path):
+    with pytest.raises(RuntimeError, match="checkpoint writer failed: disk full"):
+        train_run(spec, BrokenStore(tmp_path), CountingMeter(), device=CPU, progress=False)
+    writer = CheckpointWriter(BrokenStore(tmp_path), maxsize=1)
+    writer.submit(0, {"x": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match="disk full"):
+        for i in range(1, 50):  # never blocks forever on the full queue
+            writer.submit(i, {"x": torch.zeros(1)})
+            time.sleep(0.01)
+    with pytest.raises(RuntimeError):
+        writer.close()
+
+
+def test_default_meter_is_used_when_none_is_given(spec, tmp_path):
+    record = train_run(spec, ArtifactStore(tmp_path), None, device=CPU, progress=False)
+    assert record.energy_source and record.energy_source != "fake"
+    assert record.energies_mj[0] == 0 and record.energies_mj == sorted(record.energies_mj)

@@ -1,0 +1,118 @@
+"""Checkpoints and the content-addressed store refuse anything that is not what its name says."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+
+import pytest
+import torch
+
+from greenproof import store as store_mod
+from greenproof.statehash import state_hash
+from greenproof.store import (
+    ArtifactError,
+    ArtifactStore,
+    fetch_state,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def sample_state() -> dict[str, torch.Tensor]:
+    return {
+        "model.w": torch.randn(4, 3),
+        "model.b": torch.zeros(3, dtype=torch.bfloat16),
+        "train.step": torch.tensor(12),
+        "rng.key": torch.tensor(99, dtype=torch.int64),
+    }
+
+
+def test_checkpoint_round_trip_keeps_the_hash(tmp_path):
+    state = sample_state()
+    save_checkpoint(state, tmp_path / "c.safetensors")
+    back = load_checkpoint(tmp_path / "c.safetensors")
+    assert state_hash(back) == state_hash(state)
+    assert back["train.step"].shape == () and back["model.b"].dtype == torch.bfloat16
+
+
+def test_store_put_get_has_path(tmp_path):
+    s = ArtifactStore(tmp_path / "art")
+    state = sample_state()
+    h = s.put(state)
+    assert h == state_hash(state) and s.has(h) and s.has(h.hex()) and s.has("0x" + h.hex())
+    assert s.path(h).name == h.hex()
+    assert state_hash(s.get(h)) == h
+    with s.open_bytes(h) as f:
+        assert f.read(8)
+    assert s.put(state) == h  # idempotent
+    assert not s.has(b"\x00" * 32)
+    with pytest.raises(ArtifactError, match="no artifact"):
+        s.get(b"\x00" * 32)
+
+
+def test_store_refuses_a_tampered_artifact(tmp_path):
+    s = ArtifactStore(tmp_path)
+    good, other = sample_state(), sample_state()
+    h = s.put(good)
+    save_checkpoint(other, s.path(h))  # a valid checkpoint under the wrong name
+    with pytest.raises(ArtifactError, match=f"checkpoint hash mismatch .*expected {h.hex()}"):
+        s.get(h)
+    s.path(h).write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="not a safetensors checkpoint"):
+        s.get(h)
+
+
+def test_a_crash_mid_write_leaves_no_checkpoint(tmp_path, monkeypatch):
+    s = ArtifactStore(tmp_path)
+
+    def crash(src, dst):
+        raise OSError("disk unplugged")
+
+    monkeypatch.setattr(store_mod.os, "replace", crash)
+    with pytest.raises(OSError, match="disk unplugged"):
+        h = s.put(sample_state())
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+    h = s.put(sample_state())
+    assert s.has(h)
+
+
+def test_fsspec_store(tmp_path):
+    s = ArtifactStore("memory://greenproof-test-store")
+    state = sample_state()
+    h = s.put(state)
+    assert s.has(h) and state_hash(s.get(h)) == h
+    assert state_hash(fetch_state("memory://greenproof-test-store", h)) == h
+
+
+@pytest.fixture
+def served(tmp_path):
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield ArtifactStore(tmp_path), f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_fetch_state_over_http_and_file(served, tmp_path):
+    s, url = served
+    state = sample_state()
+    h = s.put(state)
+    assert state_hash(fetch_state(url, h)) == h
+    assert state_hash(fetch_state(f"file://{tmp_path}", h)) == h
+    with pytest.raises(ArtifactError, match="checkpoint unfetchable: GET .* returned HTTP 404"):
+        fetch_state(url, b"\x11" * 32)
+    with pytest.raises(ArtifactError, match="exceeds 10 bytes"):
+        fetch_state(url, h, max_bytes=10)
+
+
+def test_fetch_state_refuses_a_swapped_artifact(served):
+    s, url = served
+    h = s.put(sample_state())
+    save_checkpoint(sample_state(), s.path(h))
+    with pytest.raises(ArtifactError, match="checkpoint hash mismatch"):
+        fetch_state(url, h)
+    with pytest.raises(ArtifactError, match="checkpoint unfetchable"):
+        fetch_state("http://127.0.0.1:9", h, timeout=2)
