@@ -209,7 +209,7 @@ def _post(requester: Any, job: DemoJob) -> int:
         uri = job.spec.resolve().as_uri()
     market = requester.market
     deadline = requester.timestamp() + 1_800
-    collateral = job.payment // 2
+    collateral = job.payment  # what a provider loses when caught
     requester.ensure_allowance(market.address, job.payment + job.verifier_fee)
     receipt = requester.transact(
         market.functions.post_job(spec.spec_hash(), uri, spec.num_segments,
@@ -233,7 +233,7 @@ def _plan(cfg: DemoConfig, spec_dir: Path) -> list[DemoJob]:
         spec.write_text(json.dumps(DEMO_SPECS[task], indent=1))
         if task == cfg.cheater_task:
             # cheap and open to anyone: below the green provider's price
-            jobs.append(DemoJob(task, spec, 2 * TOKEN, TOKEN // 2, 0, "cheater"))
+            jobs.append(DemoJob(task, spec, 4 * TOKEN, TOKEN, 0, "cheater"))
         else:
             jobs.append(DemoJob(task, spec, 100 * TOKEN, 5 * TOKEN, 5_000, "green"))
     return jobs
@@ -302,13 +302,13 @@ def _summary_table(report: Report) -> Table:
     for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
                       ("outcome", "left"), ("paid / slashed", "right"), ("bonus", "right"),
                       ("energy Wh", "right"), ("CO2 g", "right"), ("wall s", "right")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for j in report.jobs:
         money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome == "PAID"
                  else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
         style = "green" if j.outcome == "PAID" else "red"
         t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
-                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.4f}",
+                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.6f}",
                   f"{j.wall_s:.0f}")
     return t
 

@@ -4,6 +4,7 @@ Workers keep run records (the per-step losses and per-boundary energies of a
 training run) and verifiers keep evidence reports (one JSON file per audited
 job) in their data directories. The dashboard and the demo are given those
 directories (``--data-dir``, repeatable) and read any ``*.json`` file under them
+(and, for per-boundary energies, a worker's ``journal.sqlite``, read-only)
 that names the job (a ``job_id`` field, or a worker's ``runs/<job id>/`` folder): a file with a ``losses`` list is a run record, a file with a
 ``verdict`` is evidence. Files are read lazily, size-capped and cached by mtime,
 so a dashboard over a busy data dir stays cheap; nothing is ever written.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,25 @@ class RunDataStore:
                         return files
         return files
 
+    def _journal_energies(self, job_id: int) -> list[int]:
+        """Cumulative energy per boundary from a worker's journal (``journal.sqlite``), read-only."""
+        for d in self.dirs:
+            path = d / "journal.sqlite"
+            if not path.is_file():
+                continue
+            try:
+                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1) as db:
+                    rows = db.execute(
+                        "SELECT k, energy_mj FROM boundaries WHERE job_id = ? ORDER BY k",
+                        (str(job_id),),
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                log.debug("rundata: cannot read %s: %s", path, exc)
+                continue
+            if rows and [k for k, _ in rows] == list(range(len(rows))):
+                return [int(e) for _, e in rows]
+        return []
+
     def for_job(self, job_id: int) -> JobRunData:
         data = JobRunData()
         for path in self._files():
@@ -104,4 +125,6 @@ class RunDataStore:
             energies = doc.get("energies_mj")
             if isinstance(energies, list) and len(energies) > len(data.energies_mj):
                 data.energies_mj = [int(x) for x in energies if isinstance(x, int | float)]
+        if not data.energies_mj:
+            data.energies_mj = self._journal_energies(job_id)
         return data
