@@ -98,7 +98,7 @@ class DemoConfig:
     cheat: str = "noisy_weights"
     tasks: tuple[str, ...] = ("mlp", "cnn", "gpt")
     cheater_task: str = "cnn"
-    green_min_price_per_step: int = 10**15
+    green_min_price_per_step: int = 10**18  # cheap job: 1e17 per step; green jobs: 2.5e18
     actors: dict[str, Actor] = field(default_factory=lambda: default_actors())
 
 
