@@ -23,12 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from greenproof.attestation import sign_attestation
 from greenproof.chain.accounts import dev_account
 from greenproof.chain.client import Chain, RetryPolicy, make_web3
 from greenproof.spec import parse_spec
+from greenproof.statehash import state_hash
+from greenproof.store import fetch_state
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +186,8 @@ def wait_for(what: str, pred: Callable[[], bool], worker: WorkerProcess | None, 
         time.sleep(0.2)
 
 
-def drive_to_paid(node: Any, chain: Chain, job_id: int, worker: WorkerProcess, timeout: float = 150) -> None:
+def drive_to_paid(node: Any, chain: Chain, job_id: int, worker: WorkerProcess, timeout: float = 150,
+                  on_voting: Callable[[], None] | None = None) -> None:
     """Play the world until the job is PAID: mine for the audit seed, warp past the vote windows."""
     end = time.monotonic() + timeout
     warped = False
@@ -193,6 +197,8 @@ def drive_to_paid(node: Any, chain: Chain, job_id: int, worker: WorkerProcess, t
         if state == "COMMITTED":
             node.mine(2)  # the seed block must be in the past; automine only mines on transactions
         elif state == "VOTING" and not warped:
+            if on_voting is not None:
+                on_voting()
             windows = [int(chain.call(getattr(chain.market.functions, name)()))
                        for name in ("vote_commit_window", "vote_reveal_window")]
             node.evm_increase_time(sum(windows) + 1)
@@ -225,12 +231,26 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
         worker.start()
         t0 = time.monotonic()
         job_id = post_job(requester, spec, audit_samples=3)
-        drive_to_paid(anvil, requester, job_id, worker)
+        served: dict[str, Any] = {}
+
+        def fetch_artifacts() -> None:
+            """What a verifier and the requester do while the job is in VOTING."""
+            committed = requester.logs("ResultCommitted", 0, args={"job_id": job_id})[0]["args"]
+            uri, final = committed["result_uri"], bytes(committed["final_state_hash"])
+            served["final"] = state_hash(fetch_state(uri, final))
+            served["model"] = httpx.get(f"{uri}/final").status_code
+            served["post"] = httpx.post(f"{uri}/{final.hex()}", content=b"x").status_code
+            served["unknown"] = httpx.get(f"{uri}/{'ab' * 32}").status_code
+            served["expected"] = final
+
+        drive_to_paid(anvil, requester, job_id, worker, on_voting=fetch_artifacts)
         paid_after = time.monotonic() - t0
         assert worker.wait(timeout=60) == 0  # --exit-when-idle, after withdrawing
     log.warning("full paid job wall time (post -> PAID): %.1f s", paid_after)
     print(f"\nfull paid job wall time (post -> PAID): {paid_after:.1f} s")
 
+    assert served["final"] == served["expected"]  # the checkpoint behind the commitment
+    assert (served["model"], served["post"], served["unknown"]) == (200, 405, 404)
     finalized = requester.logs("JobFinalized", 0, args={"job_id": job_id})
     bonus = int(finalized[0]["args"]["bonus"])
     expected_bonus = PAYMENT * deployment.parameters["max_bonus_bps"] * GREEN_BPS // 10_000 // 10_000
@@ -307,5 +327,6 @@ def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> N
     text = worker.log()
     assert "retry" in text.lower() or "retrying" in text.lower(), text[-3000:]
     assert token_balance(chain("provider"), provider.address) - before == PAYMENT
+
 
 
