@@ -327,6 +327,3 @@ def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> N
     text = worker.log()
     assert "retry" in text.lower() or "retrying" in text.lower(), text[-3000:]
     assert token_balance(chain("provider"), provider.address) - before == PAYMENT
-
-
-
