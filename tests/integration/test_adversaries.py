@@ -68,9 +68,10 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def drive(anvil, market: Market, job_id: int, verifier_addr: str, procs: list[subprocess.Popen],
-          logs: list[Path], timeout: float = 150.0) -> JobState:
+          logs: list[Path], on_voting, timeout: float = 150.0) -> JobState:
     """Mine blocks for the seed draw and warp past the vote windows once the
-    verifier has committed (then revealed); return the job's final state."""
+    verifier has committed (then revealed); return the job's final state.
+    ``on_voting()`` runs once when the job enters voting."""
     commit_w = market.param("vote_commit_window")
     reveal_w = market.param("vote_reveal_window")
     deadline = time.monotonic() + timeout
@@ -84,6 +85,9 @@ def drive(anvil, market: Market, job_id: int, verifier_addr: str, procs: list[su
         if job.state in (JobState.COMMITTED, JobState.AUDITING):
             anvil.mine(1)  # the seed block, then keep blocks coming for the daemons
         elif job.state is JobState.VOTING:
+            if on_voting is not None:
+                on_voting()
+                on_voting = None
             status = int(market.call("vote_of", job_id, verifier_addr)[2])
             now = market.chain.timestamp()
             if status == 1 and now < job.voting_start + commit_w:
@@ -127,8 +131,15 @@ def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, d
                      "--fetch-attempts", "2", "--fetch-backoff", "0.2"]
     logs = [tmp_path / "worker.log", tmp_path / "verifier.log"]
     procs = [start(worker_argv, logs[0], env), start(verifier_argv, logs[1], env)]
+    checked: dict[str, object] = {}
+
+    def challenge() -> None:  # `verifier check` while the artifacts are served
+        result = CliRunner().invoke(cli, ["verifier", "check", str(job_id), "--json", *net,
+                                          "--data-dir", str(tmp_path / "check"), "--fetch-attempts", "2"])
+        checked.update(code=result.exit_code, report=json.loads(result.output))
+
     try:
-        final = drive(anvil, market, job_id, verifier.address, procs, logs)
+        final = drive(anvil, market, job_id, verifier.address, procs, logs, challenge)
         for p, path in zip(procs, logs, strict=True):  # both settle, withdraw and exit by themselves
             try:
                 assert p.wait(60) == 0, path.read_text()[-4000:]
@@ -145,6 +156,8 @@ def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, d
     assert "commit_vote" in actions and "reveal_vote" in actions
     requester_after = balance(requester) + market.claimable(requester.address)
     verifier_gain = balance(verifier) - verifier_before
+    assert checked["report"]["verdict"] == report["verdict"]
+    assert checked["code"] == (1 if cheat else 0)
     if cheat is None:
         assert final is JobState.PAID and report["verdict"] == "ok"
         assert requester_after == requester_before  # paid the provider; the fee went to the verifier
