@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -298,11 +299,12 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
 
 
 def _summary_table(report: Report) -> Table:
-    t = Table(title=f"greenproof demo — {report.wall_s:.0f} s")
+    t = Table(title=f"greenproof demo — {report.wall_s:.0f} s", box=box.SIMPLE_HEAD,
+              collapse_padding=True, pad_edge=False)
     for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
-                      ("outcome", "left"), ("paid / slashed", "right"), ("bonus", "right"),
-                      ("energy Wh", "right"), ("CO2 g", "right"), ("wall s", "right")):
-        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+                      ("outcome", "left"), ("paid/slashed", "right"), ("bonus", "right"),
+                      ("Wh", "right"), ("CO2 g", "right"), ("wall s", "right")):
+        t.add_column(col, justify=just, min_width=len(col))  # type: ignore[arg-type]
     for j in report.jobs:
         money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome == "PAID"
                  else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
