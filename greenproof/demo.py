@@ -260,14 +260,14 @@ def _progress_table(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str,
 
 def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str],
                data_dirs: list[Path], wall_s: float, cfg: DemoConfig,
-               intensity: dict[str, int]) -> Report:
+               intensity: dict[str, int], symbol: str) -> Report:
     """The report's numbers. CO2 is energy x the provider's attested (or default) grid
     intensity in g/kWh, in grams with decimals (the chain rounds to whole grams)."""
     from greenproof.dashboard.rundata import RunDataStore
 
     runs = RunDataStore(data_dirs)
-    report = Report(title="greenproof demo", token_symbol="GPT", wall_s=wall_s)
-    refunds = verifier_fees = 0
+    report = Report(title="greenproof demo", token_symbol=symbol, wall_s=wall_s)
+    refunds = 0
     for dj in jobs:
         j = snap.job(dj.job_id) if dj.job_id is not None else None
         if j is None:
@@ -281,18 +281,15 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
             wall_s=j.wall_s if j.wall_s is not None else 0.0,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
         ))
-        if j.state is JobState.PAID:
-            verifier_fees += j.verifier_fee if any(v.revealed for v in j.votes) else 0
-        elif j.state in (JobState.SLASHED, JobState.EXPIRED, JobState.CANCELLED):
+        if j.state in (JobState.SLASHED, JobState.EXPIRED, JobState.CANCELLED):
             refunds += j.payment
     rewards = sum(v.rewards for v in snap.verifiers)
     report.money = [
         MoneyFlow(label="paid to providers", amount=sum(j.paid for j in report.jobs)),
         MoneyFlow(label="green bonus (pool)", amount=sum(j.bonus for j in report.jobs)),
-        MoneyFlow(label="refunded to requester", amount=refunds),
-        MoneyFlow(label="slashed from providers", amount=sum(j.slashed for j in report.jobs)),
-        MoneyFlow(label="verifier fees (honest jobs)", amount=verifier_fees),
-        MoneyFlow(label="verifier rewards settled", amount=rewards),
+        MoneyFlow(label="payment refunded to requester", amount=refunds),
+        MoneyFlow(label="collateral slashed", amount=sum(j.slashed for j in report.jobs)),
+        MoneyFlow(label="verifier rewards (fees + slash shares)", amount=rewards),
     ]
     report.notes.append(f"cheating provider ran with --cheat {cfg.cheat}")
     return report
@@ -367,6 +364,7 @@ def run_demo(cfg: DemoConfig) -> Report:
         # let the verifiers settle their votes and withdraw (a few blocks)
         time.sleep(3)
         snap = indexer.snapshot()
+        symbol = str(requester.call(requester.token.functions.symbol()))
         intensity = {
             p.address.lower(): int(requester.call(
                 requester.registry.functions.carbon_intensity_of(p.address)))
@@ -375,7 +373,8 @@ def run_demo(cfg: DemoConfig) -> Report:
     finally:
         sup.stop_all()
         anvil.stop()
-    report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg, intensity)
+    report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg, intensity,
+                        symbol)
     index = render_report(report, out)
     console.print(_summary_table(report))
     console.print(f"report: [bold]{index}[/] · logs: {logs}")
