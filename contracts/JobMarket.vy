@@ -230,6 +230,9 @@ VOTE_FRAUD: constant(uint256) = 3
 
 # @dev Hard cap of `max_audit_samples` (the opened set is a 64-bit mask).
 MAX_AUDIT_SAMPLES: public(constant(uint256)) = 64
+# @dev Most openings in one `open_segments` call (bounds its memory). A job
+#      with more distinct audited indices opens them in several calls.
+MAX_OPENINGS: public(constant(uint256)) = 16
 # @dev Longest Merkle proof: `num_segments + 1 <= 2**32` leaves.
 MAX_PROOF: constant(uint256) = 32
 MAX_URI: constant(uint256) = 256
@@ -514,12 +517,10 @@ def post_job(
     """
     assert spec_hash != empty(bytes32), "market: empty spec hash"
     assert num_segments > 0, "market: zero segments"
-    assert num_segments < max_value(uint32), "market: too many segments"
     assert audit_samples > 0, "market: zero audit samples"
     assert audit_samples <= self.max_audit_samples, "market: too many audit samples"
     assert payment > 0, "market: zero payment"
-    assert payment <= MAX_AMOUNT, "market: payment too large"
-    assert verifier_fee <= MAX_AMOUNT, "market: fee too large"
+    assert payment <= MAX_AMOUNT and verifier_fee <= MAX_AMOUNT, "market: amount too large"
     assert collateral * BPS >= payment * self.min_collateral_bps, "market: collateral too low"
     assert collateral <= MAX_COLLATERAL, "market: collateral too large"
     assert deadline > block.timestamp, "market: deadline in the past"
@@ -575,7 +576,6 @@ def cancel_job(job_id: uint256):
 # EXTERNAL: PROVIDER #
 
 @external
-@nonreentrant
 def accept_job(job_id: uint256, determinism_class: bytes32):
     """
     @notice Accepts an OPEN job: locks `collateral` of the caller's free stake.
@@ -667,12 +667,13 @@ def open_segment(
     @param end_proof Proof of leaf `index + 1`.
     """
     ctx: OpenCtx = self._open_begin(job_id)
-    ctx.mask = self._open_one(job_id, ctx, index, start_hash, start_energy_mj, end_hash, end_energy_mj, start_proof, end_proof)
+    ctx.mask = self._mark(ctx.mask, self._bits_of(ctx.indices, index))
+    self._open_one(job_id, ctx.root, ctx.num_segments, index, start_hash, start_energy_mj, end_hash, end_energy_mj, start_proof, end_proof)
     self._open_end(job_id, ctx)
 
 
 @external
-def open_segments(job_id: uint256, openings: DynArray[Opening, MAX_AUDIT_SAMPLES]):
+def open_segments(job_id: uint256, openings: DynArray[Opening, MAX_OPENINGS]):
     """
     @notice Opens several audited segments in one transaction. When every
             audited index is open the job moves to VOTING.
@@ -680,13 +681,14 @@ def open_segments(job_id: uint256, openings: DynArray[Opening, MAX_AUDIT_SAMPLES
          verify against `root` with proofs of the canonical length; `end_energy_mj >= start_energy_mj`; boundary 0 has
          energy 0; the last segment ends at `final_state_hash` / `energy_mj`.
     @param job_id The job (AUDITING, caller its provider, inside the open window).
-    @param openings The segments to open, at least one.
+    @param openings The segments to open, 1 to `MAX_OPENINGS` (16).
     """
     assert len(openings) > 0, "market: no openings"
     ctx: OpenCtx = self._open_begin(job_id)
     for o: Opening in openings:
-        ctx.mask = self._open_one(
-            job_id, ctx, o.index, o.start_hash, o.start_energy_mj, o.end_hash, o.end_energy_mj, o.start_proof, o.end_proof
+        ctx.mask = self._mark(ctx.mask, self._bits_of(ctx.indices, o.index))
+        self._open_one(
+            job_id, ctx.root, ctx.num_segments, o.index, o.start_hash, o.start_energy_mj, o.end_hash, o.end_energy_mj, o.start_proof, o.end_proof
         )
     self._open_end(job_id, ctx)
 
@@ -763,7 +765,6 @@ def draw_audit(job_id: uint256):
 # EXTERNAL: VOTING #
 
 @external
-@nonreentrant
 def commit_vote(job_id: uint256, commitment: bytes32):
     """
     @notice Commits a sealed vote and locks its weight
@@ -1209,37 +1210,6 @@ def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint25
     return self._leaf(job_id, k, state_hash, energy_mj)
 
 
-@pure
-@external
-def verify_leaf(
-    root: bytes32,
-    num_leaves: uint256,
-    job_id: uint256,
-    k: uint32,
-    state_hash: bytes32,
-    energy_mj: uint256,
-    proof: DynArray[bytes32, MAX_PROOF],
-) -> bool:
-    """
-    @notice Whether leaf `k` (built from the other arguments) is in the tree
-            `root` of `num_leaves` leaves, with a proof of canonical length.
-            The same check `open_segments` applies.
-    @param root The tree root.
-    @param num_leaves Leaves of the tree.
-    @param job_id The job.
-    @param k The boundary.
-    @param state_hash state_hash at boundary `k`.
-    @param energy_mj Cumulative energy at boundary `k`.
-    @param proof Siblings from the leaf up.
-    @return bool True if the proof is valid.
-    """
-    if convert(k, uint256) >= num_leaves:
-        return False
-    if len(proof) != self._proof_length(convert(k, uint256), num_leaves):
-        return False
-    return merkle_proof_verification._verify(proof, root, self._leaf(job_id, k, state_hash, energy_mj))
-
-
 # INTERNAL #
 
 @view
@@ -1265,10 +1235,19 @@ def _open_begin(job_id: uint256) -> OpenCtx:
     )
 
 
+@pure
+@internal
+def _mark(mask: uint256, bits: uint256) -> uint256:
+    assert bits != 0, "market: index not audited"
+    assert mask & bits == 0, "market: segment already opened"
+    return mask | bits
+
+
 @internal
 def _open_one(
     job_id: uint256,
-    ctx: OpenCtx,
+    root: bytes32,
+    num_segments: uint256,
     index32: uint32,
     start_hash: bytes32,
     start_energy_mj: uint256,
@@ -1276,24 +1255,33 @@ def _open_one(
     end_energy_mj: uint256,
     start_proof: DynArray[bytes32, MAX_PROOF],
     end_proof: DynArray[bytes32, MAX_PROOF],
-) -> uint256:
+):
+    """
+    @dev `end_proof` may leave out its tail where it equals `start_proof`'s
+         tail (above the level where the paths of leaves `index` and
+         `index + 1` meet); the missing siblings are taken from `start_proof`.
+         Either way the completed proof must have the canonical length and
+         verify, so this only saves calldata.
+    """
     index: uint256 = convert(index32, uint256)
-    assert index < ctx.num_segments, "market: index out of range"
-    bits: uint256 = self._bits_of(ctx.indices, index32)
-    assert bits != 0, "market: index not audited"
-    assert ctx.mask & bits == 0, "market: segment already opened"
+    assert index < num_segments, "market: index out of range"
     assert end_energy_mj >= start_energy_mj, "market: energy not monotone"
     if index == 0:
         assert start_energy_mj == 0, "market: start energy not zero"
-    assert len(start_proof) == self._proof_length(index, ctx.num_segments + 1), "market: bad start proof length"
-    assert len(end_proof) == self._proof_length(index + 1, ctx.num_segments + 1), "market: bad end proof length"
+    start_len: uint256 = len(start_proof)
+    assert start_len == self._proof_length(index, num_segments + 1), "market: bad start proof length"
+    end_len: uint256 = self._proof_length(index + 1, num_segments + 1)
+    assert len(end_proof) <= end_len and end_len - len(end_proof) <= start_len, "market: bad end proof length"
+    full_end: DynArray[bytes32, MAX_PROOF] = end_proof
+    for j: uint256 in range(start_len - (end_len - len(end_proof)), start_len, bound=MAX_PROOF):
+        full_end.append(start_proof[j])
     assert merkle_proof_verification._verify(
-        start_proof, ctx.root, self._leaf(job_id, index32, start_hash, start_energy_mj)
+        start_proof, root, self._leaf(job_id, index32, start_hash, start_energy_mj)
     ), "market: invalid start proof"
     assert merkle_proof_verification._verify(
-        end_proof, ctx.root, self._leaf(job_id, index32 + 1, end_hash, end_energy_mj)
+        full_end, root, self._leaf(job_id, index32 + 1, end_hash, end_energy_mj)
     ), "market: invalid end proof"
-    if index + 1 == ctx.num_segments:
+    if index + 1 == num_segments:
         assert end_hash == self._jobs[job_id].final_state_hash, "market: final state mismatch"
         assert end_energy_mj == self._jobs[job_id].terms >> 128, "market: final energy mismatch"
     log SegmentOpened(
@@ -1304,7 +1292,6 @@ def _open_one(
         end_hash=end_hash,
         end_energy_mj=end_energy_mj,
     )
-    return ctx.mask | bits
 
 
 @internal
