@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from greenproof.chain import Anvil, connect
 from greenproof.cli import cli
-from greenproof.demo import TOKEN, default_actors, setup_market
+from greenproof.demo import DEV_ANVIL_ARGS, TOKEN, default_actors, setup_market
 
 pytestmark = pytest.mark.anvil
 
@@ -35,7 +35,7 @@ seed: 7
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     data = tmp_path_factory.mktemp("requester-market")
-    with Anvil(state_dir=data / "anvil", extra_args=["--disable-code-size-limit"]) as node:  # TEMP
+    with Anvil(state_dir=data / "anvil", extra_args=DEV_ANVIL_ARGS) as node:
         actors = default_actors()
         manifest = setup_market(node.rpc_url, actors, data)
         spec = data / "job.yaml"

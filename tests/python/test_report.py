@@ -1,0 +1,32 @@
+"""The demo report: an index page that links plots which exist and are real PNGs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from greenproof.report import MoneyFlow, Report, ReportJob, render_report
+
+
+def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
+    report = Report(
+        token_symbol="MOCK", wall_s=123.4,
+        jobs=[
+            ReportJob(job_id=1, task="mlp", provider="green", outcome="PAID", paid=100 * 10**18,
+                      bonus=20 * 10**18, energy_wh=0.5, co2_g=0.01, wall_s=90,
+                      losses=[2.3, 1.5, 0.9], segment_energy_wh=[0.2, 0.3]),
+            ReportJob(job_id=2, task="cnn", provider="cheater <b>", outcome="SLASHED",
+                      slashed=4 * 10**18, energy_wh=0.1, segment_energy_wh=[0.05, 0.05]),
+        ],
+        money=[MoneyFlow(label="paid to providers", amount=100 * 10**18),
+               MoneyFlow(label="collateral slashed", amount=4 * 10**18)],
+    )
+    index = render_report(report, tmp_path / "out")
+    page = index.read_text()
+    linked = set(re.findall(r'src="([^"]+)"', page))
+    assert linked == {"loss_1.png", "energy.png", "money.png"}  # no loss curve for job 2
+    for name in linked:
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "cheater &lt;b&gt;" in page and "<b>" not in page.split("<body>")[1].split("<h2>")[0]
+    assert "100.00" in page and "SLASHED" in page and "123 s" in page
+    assert Report.model_validate_json((tmp_path / "out" / "summary.json").read_text()) == report
