@@ -1,0 +1,118 @@
+"""JobMarket: post, cancel, accept: every rule and its revert reason; no funds move on revert."""
+
+from __future__ import annotations
+
+import ape
+import pytest
+from job_market_helpers import (
+    ACCEPTED,
+    COLLATERAL,
+    DETERMINISM,
+    FEE,
+    OPEN,
+    PAYMENT,
+    PROVIDER_STAKE,
+    SPEC_HASH,
+    SPEC_URI,
+    attest,
+    fund,
+    post,
+)
+
+
+@pytest.fixture(scope="module")
+def s(system, requester, provider, provider2):
+    fund(system, requester)
+    fund(system, provider, stake=PROVIDER_STAKE)
+    fund(system, provider2, stake=COLLATERAL - 1)
+    return system
+
+
+def test_post_job_escrows_and_emits_every_parameter(s, chain, requester):
+    m = s.market
+    before = s.token.balanceOf(requester)
+    deadline = chain.pending_timestamp + 600
+    job = post(m, requester, chain, deadline=deadline, min_green_bps=2_500)
+    assert job == 1 and m.next_job_id() == 2
+    assert s.token.balanceOf(requester) == before - PAYMENT - FEE
+    assert s.token.balanceOf(m) == PAYMENT + FEE
+    j = m.get_job(job)
+    assert (j.requester, j.state, j.num_segments, j.audit_samples) == (requester.address, OPEN, 8, 4)
+    assert (j.payment, j.verifier_fee, j.collateral, j.deadline, j.min_green_bps) == (
+        PAYMENT, FEE, COLLATERAL, deadline, 2_500)
+    assert j.spec_hash == SPEC_HASH
+    logs = list(m.JobPosted.range(0, chain.blocks.head.number + 1))
+    ev = logs[-1]
+    assert ev.spec_uri == SPEC_URI and ev.spec_hash == SPEC_HASH and ev.collateral == COLLATERAL
+    assert ev.deadline == deadline and ev.min_green_bps == 2_500 and ev.num_segments == 8
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"spec_hash": b"\0" * 32}, "market: empty spec hash"),
+        ({"num_segments": 0}, "market: zero segments"),
+        ({"audit_samples": 0}, "market: zero audit samples"),
+        ({"audit_samples": 33}, "market: too many audit samples"),
+        ({"payment": 0}, "market: zero payment"),
+        ({"payment": 2**128, "collateral": 2**129}, "market: amount too large"),
+        ({"verifier_fee": 2**128}, "market: amount too large"),
+        ({"collateral": PAYMENT - 1}, "market: collateral too low"),
+        ({"payment": 2**112, "collateral": 2**112}, "market: collateral too large"),
+        ({"deadline": 1}, "market: deadline in the past"),
+        ({"deadline": 2**40}, "market: deadline too far"),
+        ({"min_green_bps": 10_001}, "market: green bps above 10000"),
+    ],
+)
+def test_post_job_rejects_bad_terms(s, chain, requester, override, reason):
+    before = s.token.balanceOf(requester)
+    with ape.reverts(reason):
+        post(s.market, requester, chain, **override)
+    assert s.token.balanceOf(requester) == before
+
+
+def test_cancel_rules(s, chain, requester, provider):
+    m = s.market
+    job = post(m, requester, chain)
+    with ape.reverts("market: caller is not the requester"):
+        m.cancel_job(job, sender=provider)
+    with ape.reverts("market: job not open"):
+        m.cancel_job(job + 1, sender=requester)
+    m.accept_job(job, DETERMINISM, sender=provider)
+    with ape.reverts("market: job not open"):
+        m.cancel_job(job, sender=requester)
+    assert s.token.balanceOf(m) == PAYMENT + FEE
+
+
+def test_accept_locks_collateral(s, chain, requester, provider):
+    m = s.market
+    job = post(m, requester, chain)
+    tx = m.accept_job(job, DETERMINISM, sender=provider)
+    ev = tx.events.filter(m.JobAccepted)[0]
+    assert (ev["provider"], ev.determinism_class, ev.collateral) == (provider.address, DETERMINISM, COLLATERAL)
+    assert s.stake_manager.locked(provider) == COLLATERAL
+    j = m.get_job(job)
+    assert j.state == ACCEPTED and j.provider == provider.address
+    with ape.reverts("market: job not open"):
+        m.accept_job(job, DETERMINISM, sender=provider)
+
+
+def test_accept_rules(s, chain, owner, attestor, requester, provider, provider2):
+    m = s.market
+    job = post(m, requester, chain, deadline=chain.pending_timestamp + 100)
+    with ape.reverts("market: requester cannot accept"):
+        m.accept_job(job, DETERMINISM, sender=requester)
+    with ape.reverts("market: insufficient free stake"):
+        m.accept_job(job, DETERMINISM, sender=provider2)
+    chain.mine(1, timestamp=chain.pending_timestamp + 100)
+    with ape.reverts("market: deadline passed"):
+        m.accept_job(job, DETERMINISM, sender=provider)
+    green = post(m, requester, chain, min_green_bps=6_000)
+    with ape.reverts("market: provider not green enough"):
+        m.accept_job(green, DETERMINISM, sender=provider)
+    attest(s, chain, owner, attestor, provider, green_bps=5_999)
+    with ape.reverts("market: provider not green enough"):
+        m.accept_job(green, DETERMINISM, sender=provider)
+    attest(s, chain, owner, attestor, provider, green_bps=6_000)
+    m.accept_job(green, DETERMINISM, sender=provider)
+    assert s.stake_manager.locked(provider) == COLLATERAL
