@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never open a window, never need a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def _plot_energy(jobs: list[ReportJob], path: Path) -> None:
         if job.segment_energy_wh:
             xs = range(len(job.segment_energy_wh))
             ax.plot(xs, job.segment_energy_wh, marker="o", label=f"job {job.job_id} ({job.task})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("energy per segment")
     ax.set_xlabel("segment")
     ax.set_ylabel("Wh")
