@@ -1,0 +1,89 @@
+"""greenproof.merkle (Python, the worker's side) against JobMarket (Vyper, snekmate's verifier).
+
+Vectors: same leaf bytes; trees of several shapes (odd last nodes carried up)
+whose proofs the contract accepts in real openings; a proof for another index,
+a proof of the wrong length and a short end proof are handled as specified.
+"""
+
+from __future__ import annotations
+
+import ape
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from job_market_helpers import (
+    DETERMINISM,
+    PROVIDER_STAKE,
+    RESULT_URI,
+    draw,
+    fund,
+    make_run,
+    post,
+    unique,
+)
+
+from greenproof.merkle import leaf
+
+VECTORS = [
+    (1, 0, b"\x00" * 32, 0),
+    (7, 3, keccak(b"state 3"), 123_456_789),
+    (2**256 - 1, 2**32 - 1, b"\xff" * 32, 2**256 - 1),
+]
+
+
+@pytest.fixture(scope="module")
+def s(system, requester, provider):
+    fund(system, requester)
+    fund(system, provider, stake=PROVIDER_STAKE)
+    return system
+
+
+@pytest.mark.parametrize(("job_id", "k", "state_hash", "energy"), VECTORS)
+def test_leaf_hash_matches(market, job_id, k, state_hash, energy):
+    expected = keccak(keccak(encode(["uint256", "uint32", "bytes32", "uint256"], [job_id, k, state_hash, energy])))
+    assert leaf(job_id, k, state_hash, energy) == expected
+    assert market.leaf_hash(job_id, k, state_hash, energy) == expected
+
+
+@pytest.mark.parametrize("num_segments", [1, 2, 5, 12, 33])
+def test_python_proofs_open_on_chain(s, chain, requester, provider, num_segments):
+    """Every audited segment opens with the Python proofs (odd trees included), full and short."""
+    m = s.market
+    job = post(m, requester, chain, num_segments=num_segments, audit_samples=min(num_segments, 16))
+    run = make_run(job, num_segments)
+    m.accept_job(job, DETERMINISM, sender=provider)
+    m.commit_result(job, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
+    indices = unique(draw(m, chain, job, requester))
+    openings = []
+    for n, i in enumerate(indices):
+        o = list(run.opening(i))
+        if n % 2:  # every other opening with a short end proof
+            start, end = o[5], o[6]
+            shared = 0
+            while shared < min(len(start), len(end)) and start[-1 - shared] == end[-1 - shared]:
+                shared += 1
+            o[6] = end[: len(end) - shared]
+        openings.append(o)
+    m.open_segments(job, openings, sender=provider)
+    assert all(m.is_opened(job, i) for i in indices)
+
+
+def test_proof_of_another_index_is_rejected(s, chain, requester, provider):
+    m = s.market
+    job = post(m, requester, chain, num_segments=16, audit_samples=1)
+    run = make_run(job, 16)
+    m.accept_job(job, DETERMINISM, sender=provider)
+    m.commit_result(job, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
+    (i,) = draw(m, chain, job, requester)
+    other = (i + 4) % 16  # same proof length (a full tree of 16 + 1 leaves: depth 5 except the last)
+    o = list(run.opening(i))
+    wrong = list(run.opening(other))
+    with ape.reverts("market: invalid start proof"):
+        m.open_segment(job, *(o[:5] + [wrong[5], o[6]]), sender=provider)
+    with ape.reverts("market: invalid end proof"):
+        m.open_segment(job, *(o[:6] + [run.tree.proof(other + 1)]), sender=provider)
+    # the leaf of another job with the same state is not in this tree
+    foreign = make_run(job + 1, 16)
+    with ape.reverts("market: invalid start proof"):
+        m.open_segment(job, *(o[:5] + [foreign.tree.proof(i), o[6]]), sender=provider)
+    m.open_segment(job, *o, sender=provider)
