@@ -621,6 +621,11 @@ class Worker:
                 f"worker: job {job_id}: run ended with {len(bounds)} journaled boundaries, "
                 f"expected {spec.num_segments + 1}"
             )
+        # The run record (losses, energy source, device) feeds the dashboard and the report;
+        # after a resume it covers the segments trained since the restart.
+        run_dir = self.config.runs_dir / str(job_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record.save(run_dir / "record.json")
         self.journal.set_phase(job_id, Phase.TRAINED)
         log.info(
             "job %d: trained in %.1fs (%d steps this session), final state 0x%s",

@@ -266,6 +266,10 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
     opened = {int(e["args"]["index"]) for e in requester.logs("SegmentOpened", 0, args={"job_id": job_id})}
     assert opened == {int(i) for i in requester.call(requester.market.functions.audit_indices(job_id))}
     assert accepted_count(requester, job_id) == 1
+    # the run record behind the dashboard's loss curve: every step's loss, the root's final hash
+    record = json.loads((tmp_path / "worker-data" / "runs" / str(job_id) / "record.json").read_text())
+    assert len(record["losses"]) == spec[0].total_steps
+    assert record["state_hashes"][-1] == served["expected"].hex()
 
 
 def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
