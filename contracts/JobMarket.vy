@@ -235,7 +235,9 @@ MAX_AUDIT_SAMPLES: public(constant(uint256)) = 64
 MAX_OPENINGS: public(constant(uint256)) = 16
 # @dev Longest Merkle proof: `num_segments + 1 <= 2**32` leaves.
 MAX_PROOF: constant(uint256) = 32
-MAX_URI: constant(uint256) = 256
+# @dev Longest `spec_uri` / `result_uri`. URIs are only emitted, never stored, so a
+#      spec can travel on chain as a `data:` URI (a few hundred bytes to a few KiB).
+MAX_URI: public(constant(uint256)) = 4096
 BPS: constant(uint256) = 10_000
 # @dev mJ per kWh: carbon_g = energy_mj * g_per_kwh / MJ_PER_KWH.
 MJ_PER_KWH: constant(uint256) = 3_600_000_000

@@ -45,11 +45,6 @@ console = Console()
 
 TOKEN = 10**18
 
-#: Extra anvil flags for the demo and its tests. JobMarket's bytecode is above the
-#: EIP-170 limit (24 KiB) while it is being slimmed; public chains enforce that
-#: limit, so this list must be empty again before a testnet deployment.
-DEV_ANVIL_ARGS: list[str] = ["--disable-code-size-limit"]
-
 #: The demo's jobs: one per task family, small enough that the whole market
 #: (training, audits, replays, votes) runs in minutes on two CPU cores.
 DEMO_SPECS: dict[str, dict[str, Any]] = {
@@ -336,7 +331,7 @@ def run_demo(cfg: DemoConfig) -> Report:
 
     sup = Supervisor()
     sup.install_handlers()
-    anvil = Anvil(block_time=1, state_dir=data / "anvil", extra_args=DEV_ANVIL_ARGS)
+    anvil = Anvil(block_time=1, state_dir=data / "anvil")
     jobs = _plan(cfg, data / "specs")
     try:
         with console.status("starting anvil and deploying…"):

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DURATION_S = 3600
 #: JobMarket's ``MAX_URI``: the longest ``spec_uri`` / ``result_uri`` it accepts (bytes).
-SPEC_URI_MAX = 256
+SPEC_URI_MAX = 4096
 
 
 def spec_data_uri(spec_path: Path, spec: Any) -> str:
@@ -142,7 +142,7 @@ def requester() -> None:
 @click.option("--duration", type=click.IntRange(min=1), default=None,
               help=f"Commit deadline as seconds from now (default {DEFAULT_DURATION_S}).")
 @click.option("--audit-samples", type=click.IntRange(min=1), default=None,
-              help="Segments to audit (default: the market's maximum, capped by segments).")
+              help="Audit samples, drawn with replacement (default: the market's max_audit_samples; see docs/economics.md).")
 @click.option("--min-green-bps", type=click.IntRange(0, 10_000), default=0, show_default=True,
               help="Only providers with at least this attested green share (basis points).")
 @click.option("--spec-uri", default=None,
@@ -189,8 +189,9 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
         else:
             coll = to_base_units(collateral, decimals, "--collateral")
         if audit_samples is None:
-            cap = _view(chain, market, "max_audit_samples", default=3) or 3
-            audit_samples = max(1, min(cap, num_segments))
+            # Samples are drawn with replacement: more samples than segments still raise the
+            # chance of catching a partial cheat, so the default is not capped by num_segments.
+            audit_samples = _view(chain, market, "max_audit_samples", default=32) or 32
         now = chain.timestamp()
         due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
         if due <= now:

@@ -47,6 +47,18 @@ def test_post_job_escrows_and_emits_every_parameter(s, chain, requester):
     assert ev.deadline == deadline and ev.min_green_bps == 2_500 and ev.num_segments == 8
 
 
+def test_a_spec_travels_as_a_data_uri_of_up_to_max_uri_bytes(s, chain, requester):
+    m = s.market
+    longest = "data:application/json;base64," + "A" * (m.MAX_URI() - 29)
+    assert len(longest) == m.MAX_URI() == 4096
+    job = post(m, requester, chain, spec_uri=longest)
+    assert list(m.JobPosted.range(0, chain.blocks.head.number + 1))[-1].spec_uri == longest
+    before = s.token.balanceOf(requester)
+    with ape.reverts():  # one byte over the ABI bound: rejected before any state change
+        post(m, requester, chain, spec_uri=longest + "A")
+    assert s.token.balanceOf(requester) == before and m.next_job_id() == job + 1
+
+
 @pytest.mark.parametrize(
     ("override", "reason"),
     [

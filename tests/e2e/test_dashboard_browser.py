@@ -55,10 +55,10 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     from click.testing import CliRunner
 
     from greenproof.cli import cli
-    from greenproof.demo import DEV_ANVIL_ARGS, default_actors, setup_market
+    from greenproof.demo import default_actors, setup_market
 
     data = tmp_path_factory.mktemp("dashboard-market")
-    with Anvil(state_dir=data / "anvil", extra_args=DEV_ANVIL_ARGS) as node:
+    with Anvil(state_dir=data / "anvil") as node:
         actors = default_actors()
         manifest = setup_market(node.rpc_url, actors, data)
         spec = data / "job.yaml"

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from greenproof.chain import Anvil, connect
 from greenproof.cli import cli
-from greenproof.demo import DEV_ANVIL_ARGS, TOKEN, default_actors, setup_market
+from greenproof.demo import TOKEN, default_actors, setup_market
 
 pytestmark = pytest.mark.anvil
 
@@ -35,7 +35,7 @@ seed: 7
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     data = tmp_path_factory.mktemp("requester-market")
-    with Anvil(state_dir=data / "anvil", extra_args=DEV_ANVIL_ARGS) as node:
+    with Anvil(state_dir=data / "anvil") as node:
         actors = default_actors()
         manifest = setup_market(node.rpc_url, actors, data)
         spec = data / "job.yaml"
@@ -60,6 +60,8 @@ def test_requester_posts_a_job_and_the_escrow_leaves_the_wallet(market: dict) ->
     assert code == 0, out
     posted = json.loads(out)
     assert posted["num_segments"] == 2 and posted["payment"] == 10 * TOKEN
+    # samples are drawn with replacement: the default is the market's maximum, not num_segments
+    assert posted["audit_samples"] == chain.call(chain.market.functions.max_audit_samples()) > 2
     assert chain.call(chain.token.functions.balanceOf(chain.address)) == before - 11_5 * TOKEN // 10
     code, out = requester_cli(market, "status", str(posted["job_id"]), "--json", account=None)
     assert code == 0, out
