@@ -11,7 +11,7 @@ export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
 # Number of hypothesis examples for the stateful contract fuzz (make fuzz raises it).
 FUZZ_EXAMPLES ?= 1000
 
-.PHONY: setup demo test test-contracts test-python test-integration test-e2e fuzz bench lint clean
+.PHONY: setup compile browser demo test test-python test-contracts test-integration fuzz bench lint clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -34,17 +34,31 @@ compile: setup
 demo: setup
 	$(BIN)/greenproof demo
 
-test: setup
-	ape compile >/dev/null
+# Contracts run under ape's pytest plugin on its in-process chain; everything else is
+# plain pytest (the ape plugin off) and starts its own anvil nodes where it needs one.
+test: setup browser
+	ape compile
+	$(MAKE) --no-print-directory test-python test-contracts test-integration
+
+test-python: setup
 	$(BIN)/python -m pytest -p no:ape_test tests/python tests/fuzz -q
+
+test-contracts: setup
 	ape test tests/contracts -q
+
+test-integration: setup browser
 	$(BIN)/python -m pytest -p no:ape_test tests/integration tests/e2e -q
+
+# Debian's chromium for the Playwright browser test (installed only when missing).
+browser:
+	bash scripts/install-browser.sh
 
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -p no:ape_test tests/fuzz -q
 
+# Each benchmark prints a table and writes bench/results/NAME.json.
 bench: setup
-	$(BIN)/python bench/gas.py
+	for b in gas hashing overhead replay verify; do $(BIN)/python bench/$$b.py || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check .
