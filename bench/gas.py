@@ -56,19 +56,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gas.json"
 log = logging.getLogger("bench.gas")
 
 
-def short_end_proof(tree: Any, index: int) -> list[bytes]:
-    """Proof of leaf ``index + 1`` without the tail it shares with leaf ``index``'s proof.
-
-    JobMarket completes a short end proof from the start proof (calldata is
-    most of an opening's gas).
-    """
-    start, end = tree.proof(index), tree.proof(index + 1)
-    shared = 0
-    while shared < min(len(start), len(end)) and start[-1 - shared] == end[-1 - shared]:
-        shared += 1
-    return end[: len(end) - shared]
-
-
 def lifecycle_gas(node: Anvil, num_segments: int, samples: int = SAMPLES) -> dict[str, int]:
     """Deploy a fresh system on ``node`` and run one honest job; gas used per transaction."""
     w3 = make_web3(node.rpc_url)
@@ -108,7 +95,7 @@ def lifecycle_gas(node: Anvil, num_segments: int, samples: int = SAMPLES) -> dic
     measure("draw_audit", anyone, anyone.market.functions.draw_audit(job_id))
     indices = sorted({int(i) for i in prov.market.functions.audit_indices(job_id).call()})
     openings = [
-        (i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], tree.proof(i), short_end_proof(tree, i))
+        (i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], *tree.segment_proofs(i))
         for i in indices
     ]
     measure("open_segments", prov, prov.market.functions.open_segments(job_id, openings))

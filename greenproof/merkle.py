@@ -93,6 +93,27 @@ class MerkleTree:
             index //= 2
         return out
 
+    def segment_proofs(self, index: int) -> tuple[list[bytes], list[bytes]]:
+        """Proofs for opening segment ``index``: leaf ``index`` and a short proof of leaf ``index + 1``.
+
+        The end proof leaves out the tail it shares with the start proof (the two
+        leaves meet at some level and share every sibling above it); JobMarket
+        completes it from the start proof. Calldata is most of an opening's gas.
+        """
+        start, end = self.proof(index), self.proof(index + 1)
+        return start, short_end_proof(start, end)
+
+
+def short_end_proof(start_proof: Sequence[bytes], end_proof: Sequence[bytes]) -> list[bytes]:
+    """``end_proof`` without the siblings it shares, at its top, with ``start_proof``."""
+    shared = 0
+    while (
+        shared < min(len(start_proof), len(end_proof))
+        and start_proof[-1 - shared] == end_proof[-1 - shared]
+    ):
+        shared += 1
+    return list(end_proof[: len(end_proof) - shared])
+
 
 def verify(proof: Sequence[bytes], root: bytes, node: bytes) -> bool:
     """Python twin of snekmate's ``merkle_proof_verification.verify``."""

@@ -193,15 +193,15 @@ class RunRecord:
     def opening(self, job_id: int, index: int) -> SegmentOpening:
         if not 0 <= index < self.num_segments:
             raise IndexError(f"segment {index} outside 0..{self.num_segments - 1}")
-        tree = self.tree(job_id)
+        start_proof, end_proof = self.tree(job_id).segment_proofs(index)
         return SegmentOpening(
             index=index,
             start_hash=self.state_hashes[index],
             start_energy_mj=self.energies_mj[index],
             end_hash=self.state_hashes[index + 1],
             end_energy_mj=self.energies_mj[index + 1],
-            start_proof=tree.proof(index),
-            end_proof=tree.proof(index + 1),
+            start_proof=start_proof,
+            end_proof=end_proof,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -471,10 +471,7 @@ class Worker:
             )
 
         def args(i: int) -> tuple[Any, ...]:
-            return (
-                i, hashes[i], energies[i], hashes[i + 1], energies[i + 1],
-                tree.proof(i), tree.proof(i + 1),
-            )
+            return (i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], *tree.segment_proofs(i))
 
         log.info("job %d: opening audited segments %s", row.job_id, todo)
         if self.market.has("open_segments"):

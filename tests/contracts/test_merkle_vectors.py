@@ -22,7 +22,7 @@ from job_market_helpers import (
     unique,
 )
 
-from greenproof.merkle import leaf
+from greenproof.merkle import leaf, short_end_proof
 
 VECTORS = [
     (1, 0, b"\x00" * 32, 0),
@@ -58,11 +58,7 @@ def test_python_proofs_open_on_chain(s, chain, requester, provider, num_segments
     for n, i in enumerate(indices):
         o = list(run.opening(i))
         if n % 2:  # every other opening with a short end proof
-            start, end = o[5], o[6]
-            shared = 0
-            while shared < min(len(start), len(end)) and start[-1 - shared] == end[-1 - shared]:
-                shared += 1
-            o[6] = end[: len(end) - shared]
+            o[6] = short_end_proof(o[5], o[6])
         openings.append(o)
     m.open_segments(job, openings, sender=provider)
     assert all(m.is_opened(job, i) for i in indices)

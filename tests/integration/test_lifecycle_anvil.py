@@ -22,14 +22,6 @@ NUM_SEGMENTS, SAMPLES = 32, 8
 PAID = 6
 
 
-def _short_end_proof(tree, i: int) -> list[bytes]:
-    start, end = tree.proof(i), tree.proof(i + 1)
-    shared = 0
-    while shared < min(len(start), len(end)) and start[-1 - shared] == end[-1 - shared]:
-        shared += 1
-    return end[: len(end) - shared]
-
-
 def test_honest_lifecycle_on_anvil(anvil, chain_for, test_params):
     req, prov = chain_for("requester"), chain_for("provider")
     voters = [chain_for("verifier"), chain_for("verifier2")]
@@ -58,7 +50,7 @@ def test_honest_lifecycle_on_anvil(anvil, chain_for, test_params):
     req.transact(market.functions.draw_audit(job), what="draw")
     indices = sorted({int(i) for i in market.functions.audit_indices(job).call()})
     assert len(market.functions.audit_indices(job).call()) == SAMPLES
-    openings = [(i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], tree.proof(i), _short_end_proof(tree, i))
+    openings = [(i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], *tree.segment_proofs(i))
                 for i in indices]
     prov.transact(market.functions.open_segments(job, openings), what="open")
     assert all(market.functions.is_opened(job, i).call() for i in indices)

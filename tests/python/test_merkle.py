@@ -98,3 +98,16 @@ def test_bad_inputs_are_rejected():
         MerkleTree.build([])
     with pytest.raises(CommitmentError, match="outside"):
         MerkleTree.build([b"\x00" * 32]).proof(1)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 9, 33])
+def test_short_end_proof_completes_from_the_start_proof(n: int):
+    """What JobMarket does with a short end proof: append the start proof's shared tail."""
+    tree = MerkleTree.build([leaf(1, k, s, k) for k, s in enumerate(_hashes(n))])
+    for i in range(n - 1):
+        start, short = tree.segment_proofs(i)
+        full = tree.proof(i + 1)
+        assert len(short) <= len(full)
+        tail = start[len(start) - (len(full) - len(short)):] if len(full) > len(short) else []
+        assert short + tail == full
+        assert verify(short + tail, tree.root, tree.levels[0][i + 1])
