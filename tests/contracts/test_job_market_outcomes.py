@@ -107,6 +107,8 @@ def test_fraud_majority_slashes_provider_and_penalises_ok_minority(
     assert m.job_state(job) == SLASHED
     ev = tx.events.filter(m.ProviderSlashed)[0]
     assert (ev.amount, ev.reason) == (COLLATERAL, "fraud")
+    fin = tx.events.filter(m.JobFinalized)[0]  # a slashed job's energy claim is void
+    assert (fin.outcome, fin.paid, fin.bonus, fin.energy_mj, fin.carbon_g) == (SLASHED, 0, 0, 0, 0)
     assert sm.staked(provider) == PROVIDER_STAKE - COLLATERAL
     to_requester = COLLATERAL * m.requester_share_bps() // 10_000
     assert m.claimable(requester) == PAYMENT + to_requester
