@@ -20,9 +20,8 @@ from greenproof.cli.options import chain_options, connect_from_options
 from greenproof.cli.provider import (
     _fail_on_chain_errors,
     amount_argument,
+    bond_stake,
     format_amount,
-    parse_amount,
-    token_decimals,
     wei_option,
 )
 
@@ -58,20 +57,8 @@ def verifier() -> None:
 def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
           confirmations: int) -> None:
     """Bond AMOUNT tokens of verifier stake (approves the StakeManager first)."""
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-    decimals = token_decimals(chain)
-    value = parse_amount(amount, decimals, wei=wei)
-
-    def run() -> None:
-        balance = chain.call(chain.token.functions.balanceOf(chain.address))
-        if balance < value:
-            raise click.ClickException(
-                f"verifier: balance {format_amount(balance, decimals)} is below {format_amount(value, decimals)} tokens"
-            )
-        chain.ensure_allowance(chain.stake.address, value)
-        chain.transact(chain.stake.functions.stake(value), what="stake")
-
-    _fail_on_chain_errors(run)
+    chain, value, decimals = bond_stake("verifier", amount, wei, network, account, deployment,
+                                        confirmations)
     free = chain.call(chain.stake.functions.free_stake(chain.address))
     need = chain.call(chain.market.functions.min_verifier_stake())
     click.echo(f"staked {format_amount(value, decimals)}; free stake {format_amount(free, decimals)} "

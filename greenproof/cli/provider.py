@@ -77,13 +77,12 @@ amount_argument = click.argument("amount", metavar="AMOUNT")
 wei_option = click.option("--wei", is_flag=True, help="AMOUNT is in token base units.")
 
 
-@provider.command()
-@amount_argument
-@wei_option
-@chain_options
-def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
-          confirmations: int) -> None:
-    """Bond AMOUNT tokens as stake (approves the StakeManager first if needed)."""
+def bond_stake(role: str, amount: str, wei: bool, network: str, account: str | None,
+               deployment: Path | None, confirmations: int) -> tuple[Any, int, int]:
+    """Approve (if needed) and bond AMOUNT as stake; the one path for providers and verifiers.
+
+    Returns ``(chain, value, decimals)`` so the caller can print its own summary.
+    """
     chain = connect_from_options(network, account, deployment, confirmations=confirmations)
     decimals = token_decimals(chain)
     value = parse_amount(amount, decimals, wei=wei)
@@ -92,13 +91,25 @@ def stake(amount: str, wei: bool, network: str, account: str | None, deployment:
         balance = chain.call(chain.token.functions.balanceOf(chain.address))
         if balance < value:
             raise click.ClickException(
-                f"provider: balance {format_amount(balance, decimals)} is below "
+                f"{role}: balance {format_amount(balance, decimals)} is below "
                 f"{format_amount(value, decimals)} tokens"
             )
         chain.ensure_allowance(chain.stake.address, value)
         chain.transact(chain.stake.functions.stake(value), what="stake")
 
     _fail_on_chain_errors(run)
+    return chain, value, decimals
+
+
+@provider.command()
+@amount_argument
+@wei_option
+@chain_options
+def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
+          confirmations: int) -> None:
+    """Bond AMOUNT tokens as stake (approves the StakeManager first if needed)."""
+    chain, value, decimals = bond_stake("provider", amount, wei, network, account, deployment,
+                                        confirmations)
     total = chain.call(chain.stake.functions.staked(chain.address))
     click.echo(f"staked {format_amount(value, decimals)}; total stake {format_amount(total, decimals)}")
 
