@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from greenproof.chain.market import STATE_ORDER, JobState, decode_state
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,6 @@ MJ_PER_WH = 3_600_000
 
 def mj_to_wh(energy_mj: int | float) -> float:
     return energy_mj / MJ_PER_WH
-
-
-class JobState(StrEnum):
-    OPEN = "OPEN"
-    ACCEPTED = "ACCEPTED"
-    COMMITTED = "COMMITTED"
-    AUDITING = "AUDITING"
-    VOTING = "VOTING"
-    PAID = "PAID"
-    SLASHED = "SLASHED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def final(self) -> bool:
-        return self in (JobState.PAID, JobState.SLASHED, JobState.CANCELLED, JobState.EXPIRED)
 
 
 class ChainEvent(BaseModel):
@@ -198,18 +183,13 @@ def _addr(value: Any) -> str:
     return str(value) if value is not None else ""
 
 
-#: JobMarket's state codes (``STATE_*`` constants; JobFinalized's ``outcome`` is one of them).
-STATE_CODES: dict[int, JobState] = {
-    1: JobState.OPEN, 2: JobState.ACCEPTED, 3: JobState.COMMITTED, 4: JobState.AUDITING,
-    5: JobState.VOTING, 6: JobState.PAID, 7: JobState.SLASHED, 8: JobState.CANCELLED,
-    9: JobState.EXPIRED,
-}
-
-
 def _outcome(value: Any) -> JobState:
     """JobFinalized's outcome code -> PAID or SLASHED (anything unknown counts as PAID)."""
-    state = STATE_CODES.get(int(value)) if isinstance(value, int) else None
-    return JobState.SLASHED if state is JobState.SLASHED else JobState.PAID
+    slashed = (
+        isinstance(value, int) and 0 <= value < len(STATE_ORDER)
+        and decode_state(value) is JobState.SLASHED
+    )
+    return JobState.SLASHED if slashed else JobState.PAID
 
 
 # --------------------------------------------------------------------------- reducer

@@ -97,8 +97,8 @@ def _one(logs: list[Any], what: str, job_id: int) -> Any:
 
 def read_audit_job(chain: Any, job_id: int, from_block: int = 0) -> tuple[AuditJob, Any]:
     """Everything the decision needs for ``job_id``, read from events and views."""
+    from greenproof.chain.market import Market
     from greenproof.spec import load_spec
-    from worker.market import Market
 
     market = Market(chain)
     job = market.job(job_id)
@@ -154,7 +154,7 @@ class Verifier:
     """The daemon. ``run()`` loops; ``tick()`` is one pass (tests drive it directly)."""
 
     def __init__(self, chain: Any, config: VerifierConfig, fetch: Fetch | None = None) -> None:
-        from worker.market import Market
+        from greenproof.chain.market import Market
 
         self.chain = chain
         self.config = config
@@ -217,7 +217,7 @@ class Verifier:
     def advance(self, job_id: int, now: int) -> None:
         """Move one job forward as far as the chain's clock allows."""
         from greenproof.chain.client import TxError
-        from worker.market import JobState
+        from greenproof.chain.market import JobState
 
         job = self.market.job(job_id)
         stage = self.journal.job_stage(self.chain_id, self.addr, job_id)
@@ -366,7 +366,7 @@ class Verifier:
     # ------------------------------------------------------------------ idle
     def idle(self) -> bool:
         """Every market job closed, every vote of ours settled, nothing claimable."""
-        from worker.market import FINAL_STATES
+        from greenproof.chain.market import FINAL_STATES
 
         if self.journal.jobs(self.chain_id, self.addr, (JobStage.SEEN, JobStage.AUDITED)):
             return False

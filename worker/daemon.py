@@ -30,10 +30,10 @@ import requests
 from web3.exceptions import Web3Exception
 
 from greenproof.chain.client import Chain, ChainError, TxError
+from greenproof.chain.market import JobState, Market, OnchainJob
 from greenproof.merkle import commitment_tree
 from worker.config import WorkerConfig
 from worker.journal import JobRow, Journal, Phase
-from worker.market import JobState, Market, OnchainJob
 from worker.policy import Offer, Standing, evaluate
 
 log = logging.getLogger("greenproof.worker")

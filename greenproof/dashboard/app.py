@@ -195,7 +195,7 @@ def create_app(
         tokens=lambda a: _tokens(a, token_decimals),
         symbol=token_symbol,
         title=title,
-        states=list(JobState),
+        states=[st for st in JobState if st is not JobState.NONE],
         wh=lambda mj: f"{mj_to_wh(mj):.4f}",
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -260,7 +260,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page_jobs(request: Request) -> HTMLResponse:
         s = snap()
-        by_state = {st: [j for j in s.jobs if j.state == st] for st in JobState}
+        by_state = {st: [j for j in s.jobs if j.state == st] for st in JobState if st is not JobState.NONE}
         return templates.TemplateResponse(
             request, "jobs.html", {"snap": s, "by_state": by_state, "page": "jobs"}
         )

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from greenproof.chain.market import FINAL_STATES, JobState, Market
 from greenproof.cli import cli
-from worker.market import FINAL_STATES, JobState, Market
 
 pytestmark = pytest.mark.anvil
 

@@ -1,7 +1,7 @@
-"""Typed reads of JobMarket (and the provider's standing) for the worker.
+"""Typed reads of JobMarket (and an account's standing): the one place that knows its ABI shapes.
 
-Everything the daemon reads from the chain goes through here, so that the
-state machine in :mod:`worker.daemon` deals in named fields, not ABI tuples.
+The worker, the verifier and the indexer read the chain through here, so their
+state machines deal in named fields and one ``JobState``, not ABI tuples and codes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ class JobState(StrEnum):
     SLASHED = "SLASHED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
 
 
 #: JobMarket's ``STATE_*`` constants, in value order (``get_job(...).state``).
