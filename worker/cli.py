@@ -23,7 +23,8 @@ def worker() -> None:
 @chain_options
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("worker-data"),
               show_default=True, help="Journal (sqlite) and checkpoints; keep it across restarts.")
-@click.option("--device", default="cpu", show_default=True, help="Training device: cpu, cuda, cuda:N.")
+@click.option("--device", default="auto", show_default=True,
+              help="Training device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
 @click.option("--min-price-per-step", type=click.IntRange(min=0), default=0, show_default=True,
               help="Refuse jobs paying less per training step (token base units).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=1_000_000, show_default=True,
@@ -83,10 +84,12 @@ def run(
     from worker.policy import PolicyConfig
 
     logging.getLogger("greenproof").setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
+    from greenproof.engine import select_device
+
     try:
         config = WorkerConfig(
             data_dir=data_dir,
-            device=device,
+            device=str(select_device(device)),  # resolved once: training, energy and class agree
             policy=PolicyConfig(
                 min_price_per_step=min_price_per_step,
                 max_steps=max_steps,
