@@ -8,7 +8,9 @@ confirmation prompts); both write the same ``deployments/<chain id>.json``.
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,6 +31,37 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, int]:
     return params
 
 
+def _parse_mints(values: tuple[str, ...]) -> list[tuple[str, Decimal]]:
+    from eth_utils import is_address
+
+    from greenproof.chain.accounts import AccountError, load_account
+
+    out: list[tuple[str, Decimal]] = []
+    for item in values:
+        who, sep, raw = item.rpartition("=")
+        try:
+            amount = Decimal(raw)
+        except InvalidOperation:
+            amount = Decimal(-1)
+        if not sep or not who or amount <= 0:
+            raise click.BadParameter(f"{item!r}: expected ACCOUNT=TOKENS, e.g. TEST::2=10000",
+                                     param_hint="--mint")
+        try:
+            address = who if is_address(who) else load_account(who).address
+        except AccountError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--mint") from None
+        out.append((address, amount))
+    return out
+
+
+def _mint(chain: Any, recipients: list[tuple[str, Decimal]]) -> None:
+    decimals = int(chain.call(chain.token.functions.decimals()))
+    for address, amount in recipients:
+        chain.transact(chain.token.functions.mint(address, int(amount * 10**decimals)),
+                       what="mint mock tokens", context={"to": address})
+        click.echo(f"minted {amount} tokens to {address}")
+
+
 @click.command()
 @network_option
 @account_option
@@ -45,14 +78,17 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Manifest file or folder (default: deployments/<chain id>.json).")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+@click.option("--mint", "mints", multiple=True, metavar="ACCOUNT=TOKENS",
+              help="Dev chains: mint mock tokens to an account (TEST::N, alias or address), repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def deploy(network: str, account: str | None, confirmations: int, token: str | None,
            params: tuple[str, ...], unbonding_period: int | None, max_bonus_bps: int,
-           default_carbon: int, out: Path | None, force: bool, as_json: bool) -> None:
+           default_carbon: int, out: Path | None, force: bool, mints: tuple[str, ...],
+           as_json: bool) -> None:
     """Deploy StakeManager, GreenRegistry, JobMarket (and a mock token) and wire them."""
     from eth_utils import is_address
 
-    from greenproof.chain.client import ChainError
+    from greenproof.chain.client import Chain, ChainError
     from greenproof.chain.compile import CompileError
     from greenproof.chain.deploy import deploy_system
     from greenproof.cli.options import connect_from_options
@@ -60,12 +96,17 @@ def deploy(network: str, account: str | None, confirmations: int, token: str | N
     parsed = _parse_params(params)
     if token is not None and not is_address(token):
         raise click.BadParameter(f"{token!r} is not an address", param_hint="--token")
+    if token is not None and mints:
+        raise click.BadParameter("minting needs the mock token; drop --token", param_hint="--mint")
+    recipients = _parse_mints(mints)
     chain = connect_from_options(network, account, None, need_deployment=False,
                                  confirmations=confirmations)
     try:
         deployment = deploy_system(chain, chain.account, token=token, params=parsed,
                                    unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
                                    default_carbon=default_carbon, out=out, force=force)
+        if recipients:
+            _mint(Chain(chain.w3, chain.account, deployment), recipients)
     except (ChainError, CompileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
