@@ -115,6 +115,32 @@ def short_end_proof(start_proof: Sequence[bytes], end_proof: Sequence[bytes]) ->
     return list(end_proof[: len(end_proof) - shared])
 
 
+def proof_length(k: int, num_leaves: int) -> int:
+    """Siblings on leaf ``k``'s path in a tree of ``num_leaves`` (JobMarket's ``_proof_length``)."""
+    depth = 0
+    while num_leaves > 1:
+        if k ^ 1 < num_leaves:
+            depth += 1
+        k >>= 1
+        num_leaves = (num_leaves + 1) >> 1
+    return depth
+
+
+def complete_end_proof(
+    start_proof: Sequence[bytes], end_proof: Sequence[bytes], index: int, num_leaves: int
+) -> list[bytes]:
+    """What JobMarket does with a (possibly short) end proof of segment ``index``.
+
+    The missing siblings are the tail of the start proof; a proof longer than
+    the leaf's canonical length, or one missing more than the start proof has,
+    is rejected as the contract rejects it.
+    """
+    missing = proof_length(index + 1, num_leaves) - len(end_proof)
+    if missing < 0 or missing > len(start_proof):
+        raise CommitmentError(f"bad end proof length {len(end_proof)} for leaf {index + 1}")
+    return [*end_proof, *start_proof[len(start_proof) - missing :]]
+
+
 def verify(proof: Sequence[bytes], root: bytes, node: bytes) -> bool:
     """Python twin of snekmate's ``merkle_proof_verification.verify``."""
     for sibling in proof:

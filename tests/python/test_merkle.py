@@ -13,8 +13,10 @@ from greenproof.merkle import (
     CommitmentError,
     MerkleTree,
     commitment_tree,
+    complete_end_proof,
     hash_pair,
     leaf,
+    proof_length,
     verify,
 )
 
@@ -107,7 +109,10 @@ def test_short_end_proof_completes_from_the_start_proof(n: int):
     for i in range(n - 1):
         start, short = tree.segment_proofs(i)
         full = tree.proof(i + 1)
-        assert len(short) <= len(full)
-        tail = start[len(start) - (len(full) - len(short)):] if len(full) > len(short) else []
-        assert short + tail == full
-        assert verify(short + tail, tree.root, tree.levels[0][i + 1])
+        assert len(short) <= len(full) == proof_length(i + 1, n)
+        assert len(start) == proof_length(i, n)
+        assert complete_end_proof(start, short, i, n) == full
+        assert complete_end_proof(start, full, i, n) == full  # full proofs are accepted too
+        assert verify(complete_end_proof(start, short, i, n), tree.root, tree.levels[0][i + 1])
+    with pytest.raises(CommitmentError, match="bad end proof length"):
+        complete_end_proof([], tree.proof(1) + [b"\x00" * 32], 0, n)

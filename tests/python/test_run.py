@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from greenproof.engine import init_state, run_segment
-from greenproof.merkle import leaf, verify
+from greenproof.merkle import complete_end_proof, leaf, verify
 from greenproof.run import CheckpointWriter, RunRecord, train_run
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
@@ -94,8 +94,9 @@ def test_openings_verify_against_the_root(spec, tmp_path):
     for i in range(record.num_segments):
         o = record.opening(job_id, i)
         assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj))
-        assert verify(o.end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj))
-        assert not verify(o.end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj))
+        end_proof = complete_end_proof(o.start_proof, o.end_proof, i, record.num_segments + 1)
+        assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj))
+        assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj))
     last = record.opening(job_id, record.num_segments - 1)
     assert last.end_hash == record.final_state_hash and last.end_energy_mj == record.energy_mj
     with pytest.raises(IndexError):
