@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from greenproof.cli.options import chain_options, connect_from_options
+from greenproof.cli.options import chain_options, connect_from_options, daemon_logging
 from greenproof.cli.provider import (
     _fail_on_chain_errors,
     amount_argument,
@@ -89,6 +89,7 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
 
     from verifier.daemon import Verifier, VerifierConfig
 
+    daemon_logging()
     chain = connect_from_options(network, account, deployment, confirmations=confirmations)
     config = VerifierConfig(
         data_dir=data_dir, max_parallel=max_parallel, threads_per_replay=threads_per_replay,

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from greenproof.cli.options import chain_options, connect_from_options
+from greenproof.cli.options import chain_options, connect_from_options, daemon_logging
 
 log = logging.getLogger("greenproof.worker")
 
@@ -83,7 +83,7 @@ def run(
     from worker.journal import JournalError
     from worker.policy import PolicyConfig
 
-    logging.getLogger("greenproof").setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
+    daemon_logging()
     from greenproof.engine import select_device
 
     try:

@@ -102,3 +102,13 @@ def connect_from_options(
                        require_deployment=need_deployment)
     except (NetworkError, AccountError, ChainError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def daemon_logging() -> None:
+    """Daemons report what they do (accepts, commits, verdicts, votes) at INFO by default.
+
+    ``greenproof -vv …`` or ``GREENPROOF_LOG=debug`` still turns on more.
+    """
+    import logging
+
+    logging.getLogger("greenproof").setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
