@@ -412,4 +412,9 @@ def _wait_for_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str]
               help="Cheating strategy of the dishonest provider (see worker/cheats.py).")
 def demo(out: Path, timeout: float, cheat: str) -> None:
     """Run the whole market on a local anvil and write a report."""
-    run_demo(DemoConfig(out=out, timeout=timeout, cheat=cheat))
+    from greenproof.chain.devnet import DevnetError
+
+    try:
+        run_demo(DemoConfig(out=out, timeout=timeout, cheat=cheat))
+    except DevnetError as exc:
+        raise DemoError(str(exc)) from None

@@ -38,8 +38,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Where `make setup` puts the pinned anvil (package.json), found even without PATH set.
+PROJECT_ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
+
+
 def anvil_binary() -> str:
-    path = shutil.which("anvil")
+    path = shutil.which("anvil") or (str(PROJECT_ANVIL) if PROJECT_ANVIL.exists() else None)
     if path is None:
         raise DevnetError(
             "devnet: `anvil` not found on PATH; run `make setup` (it installs anvil into "
