@@ -171,41 +171,23 @@ def held(system) -> int:
     return t.balanceOf(system.market) + t.balanceOf(system.stake_manager) + t.balanceOf(system.green_registry)
 
 
-ATTESTATION_TYPES = {
-    "EnergyAttestation": [
-        {"name": "provider", "type": "address"},
-        {"name": "green_bps", "type": "uint16"},
-        {"name": "carbon_g_per_kwh", "type": "uint32"},
-        {"name": "region", "type": "bytes32"},
-        {"name": "valid_from", "type": "uint64"},
-        {"name": "valid_until", "type": "uint64"},
-        {"name": "nonce", "type": "uint64"},
-    ]
-}
-
-
 def attest(system, chain, owner, attestor, provider, *, green_bps: int, carbon: int = 50) -> None:
-    """Register ``attestor`` and submit its EIP-712 attestation that ``provider`` is ``green_bps`` green."""
+    """Register ``attestor`` and submit its EIP-712 attestation that ``provider`` is ``green_bps`` green.
+
+    Signed with ``greenproof.attestation`` (the `greenproof attestor sign` code path).
+    """
     from eth_account import Account
+
+    from greenproof.attestation import sign_attestation
 
     registry = system.green_registry
     if not registry.is_attestor(attestor):
         registry.add_attestor(attestor, sender=owner)
     now = chain.pending_timestamp
-    fields = {
-        "provider": str(provider.address),
-        "green_bps": green_bps,
-        "carbon_g_per_kwh": carbon,
-        "region": b"EU-DE".ljust(32, b"\0"),
-        "valid_from": now - 60,
-        "valid_until": now + 30 * 86_400,
-        "nonce": int(registry.nonce_of(provider)) + 1,
-    }
-    domain = {
-        "name": "greenproof",
-        "version": "1",
-        "chainId": chain.chain_id,
-        "verifyingContract": str(registry.address),
-    }
-    sig = Account.sign_typed_data(attestor.private_key, domain, ATTESTATION_TYPES, fields).signature
-    registry.submit_attestation(*fields.values(), bytes(sig), sender=attestor)
+    signed = sign_attestation(
+        Account.from_key(attestor.private_key), str(registry.address), chain.chain_id,
+        provider=str(provider.address), green_bps=green_bps, carbon_g_per_kwh=carbon,
+        region="EU-DE", valid_from=now - 60, valid_until=now + 30 * 86_400,
+        nonce=int(registry.nonce_of(provider)) + 1,
+    )
+    registry.submit_attestation(*signed.submit_args(), sender=attestor)

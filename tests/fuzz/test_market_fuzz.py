@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from vyper.compiler.output import build_layout_output
 
+from greenproof.attestation import sign_attestation
 from greenproof.merkle import commitment_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,17 +65,6 @@ VOTE_COMMITTED, VOTE_OK, VOTE_FRAUD = 1, 2, 3
 
 ATTESTOR_KEY = "0x" + "a7" * 32
 ATTESTATION_VALID_UNTIL = 4_000_000_000  # year 2096: never expires within a sequence
-ATTESTATION_TYPES = {
-    "EnergyAttestation": [
-        {"name": "provider", "type": "address"},
-        {"name": "green_bps", "type": "uint16"},
-        {"name": "carbon_g_per_kwh", "type": "uint32"},
-        {"name": "region", "type": "bytes32"},
-        {"name": "valid_from", "type": "uint64"},
-        {"name": "valid_until", "type": "uint64"},
-        {"name": "nonce", "type": "uint64"},
-    ]
-}
 
 
 # ------------------------------------------------------------------ one deployment
@@ -267,23 +257,13 @@ def signed_attestation(
 ) -> tuple[list, bytes]:
     """``(submit_attestation args, EIP-712 signature)``; valid from the epoch for
     ten years, so the same few signatures serve every sequence (EC signing is slow)."""
-    fields = {
-        "provider": provider,
-        "green_bps": green_bps,
-        "carbon_g_per_kwh": 40,
-        "region": b"\x01" * 32,
-        "valid_from": 1,
-        "valid_until": ATTESTATION_VALID_UNTIL,
-        "nonce": nonce,
-    }
-    domain = {
-        "name": "greenproof",
-        "version": "1",
-        "chainId": chain_id,
-        "verifyingContract": registry,
-    }
-    sig = Account.sign_typed_data(ATTESTOR_KEY, domain, ATTESTATION_TYPES, fields).signature
-    return [fields[k["name"]] for k in ATTESTATION_TYPES["EnergyAttestation"]], bytes(sig)
+    signed = sign_attestation(
+        Account.from_key(ATTESTOR_KEY), registry, chain_id, provider=provider,
+        green_bps=green_bps, carbon_g_per_kwh=40, region="fuzz", valid_from=1,
+        valid_until=ATTESTATION_VALID_UNTIL, nonce=nonce,
+    )
+    *args, signature = signed.submit_args()
+    return list(args), bytes(signature)
 
 
 # ------------------------------------------------------------------ the model
