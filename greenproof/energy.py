@@ -33,6 +33,7 @@ import os
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,7 @@ class _Meter:
         return f"<{type(self).__name__} source={self.source} state={self._state}>"
 
 
-class _PolledMeter(_Meter):
+class _PolledMeter(_Meter, ABC):
     """A meter whose reading must be refreshed regularly by a background thread.
 
     ``_poll()`` (under the lock) updates the accumulated energy; the thread calls
@@ -238,8 +239,9 @@ class _PolledMeter(_Meter):
         self.samples = 0
         self.failed_samples = 0
 
+    @abstractmethod
     def _poll(self) -> None:
-        raise NotImplementedError
+        """Take one sample and add it to the accumulated energy (under the lock)."""
 
     def _safe_poll(self) -> None:
         try:
@@ -259,8 +261,9 @@ class _PolledMeter(_Meter):
         self._safe_poll()
         return self._accumulated_mj()
 
+    @abstractmethod
     def _accumulated_mj(self) -> int:
-        raise NotImplementedError
+        """Energy accumulated since ``start()``, in mJ."""
 
     def _after_start(self) -> None:
         self._thread = threading.Thread(
