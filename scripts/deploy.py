@@ -29,53 +29,26 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
 
+from greenproof.chain.deploy import (
+    DAY,
+    MARKET_PARAMS,
+    MOCK_TOKEN,
+    PROVISIONAL_UNBONDING,
+    ParamError,
+)
+from greenproof.chain.deploy import parse_params as _parse_params
 from greenproof.chain.manifest import Deployment, default_path
 
-DAY = 86_400
-PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
-MOCK_TOKEN = ("greenproof test token", "GPT", 18)
 LOCAL_CHAIN_IDS = {1337, 31337}
 MAINNET, SEPOLIA = 1, 11_155_111
 
-# JobMarket parameters with an owner setter `set_<name>` (DESIGN.md §2.3).
-MARKET_PARAMS = (
-    "seed_lookahead",
-    "open_window",
-    "vote_commit_window",
-    "vote_reveal_window",
-    "max_audit_samples",
-    "min_collateral_bps",
-    "min_verifier_stake",
-    "max_vote_stake",
-    "voter_slash_bps",
-    "requester_share_bps",
-    "max_job_duration",
-)
-
 
 def parse_params(values: tuple[str, ...]) -> dict[str, int]:
-    """``("open_window=60", …)`` -> ``{"open_window": 60}``, with actionable errors."""
-    params: dict[str, int] = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise click.BadParameter(f"expected name=value, got {item!r}", param_hint="--param")
-        if name not in MARKET_PARAMS:
-            raise click.BadParameter(
-                f"unknown JobMarket parameter {name!r}; known: {', '.join(MARKET_PARAMS)}",
-                param_hint="--param",
-            )
-        try:
-            value = int(raw.strip().replace("_", ""), 0)
-        except ValueError:
-            raise click.BadParameter(
-                f"{name}: not an integer: {raw!r}", param_hint="--param"
-            ) from None
-        if value < 0:
-            raise click.BadParameter(f"{name}: must be >= 0, got {value}", param_hint="--param")
-        params[name] = value
-    return params
+    """``--param`` values through the one parser ``greenproof deploy`` uses too."""
+    try:
+        return _parse_params(values)
+    except ParamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
 
 
 def abi_of(contract_type: Any) -> list[dict[str, Any]]:

@@ -48,6 +48,30 @@ class DeployError(ChainError):
     """A deployment step failed; the message names the step."""
 
 
+class ParamError(ValueError):
+    """A ``--param NAME=VALUE`` that names no JobMarket parameter or is not a whole number."""
+
+
+def parse_params(values: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """``("open_window=60", …)`` -> ``{"open_window": 60}``; both deploy commands use it."""
+    params: dict[str, int] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParamError(f"expected NAME=VALUE (e.g. open_window=600), got {item!r}")
+        if name not in MARKET_PARAMS:
+            raise ParamError(f"unknown JobMarket parameter {name!r}; known: {', '.join(MARKET_PARAMS)}")
+        try:
+            value = int(raw.strip().replace("_", ""), 0)
+        except ValueError:
+            raise ParamError(f"{name}: not an integer: {raw!r}") from None
+        if value < 0:
+            raise ParamError(f"{name}: must be >= 0, got {value}")
+        params[name] = value
+    return params
+
+
 def _deploy(chain: Chain, art: Artifact, *args: Any, what: str) -> tuple[str, int]:
     factory = chain.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
     receipt = chain.transact(factory.constructor(*args), what=what)

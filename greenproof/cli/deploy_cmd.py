@@ -18,17 +18,12 @@ from greenproof.cli.options import account_option, confirmations_option, network
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, int]:
-    params: dict[str, int] = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. open_window=600",
-                                     param_hint="--param")
-        try:
-            params[name.strip()] = int(raw.replace("_", ""), 0)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: {raw!r} is not an integer", param_hint="--param") from None
-    return params
+    from greenproof.chain.deploy import ParamError, parse_params
+
+    try:
+        return parse_params(values)
+    except ParamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
 
 
 def _parse_mints(values: tuple[str, ...]) -> list[tuple[str, Decimal]]:
