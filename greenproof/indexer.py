@@ -433,7 +433,7 @@ class Indexer:
     def from_chain(cls, chain: Any, **kw: Any) -> Indexer:
         """Build from a :class:`greenproof.chain.Chain` (uses its manifest's deployment block)."""
         deployment = getattr(chain, "deployment", None)
-        block = int(getattr(deployment, "block", 0) or 0)
+        block = int(getattr(deployment, "deployment_block", 0) or 0)
         return cls(chain.market, getattr(chain, "stake", None), getattr(chain, "registry", None),
                    from_block=kw.pop("from_block", block), **kw)
 

@@ -108,3 +108,18 @@ def test_unknown_events_and_orphans_do_not_break_the_index() -> None:
     assert [j.job_id for j in snap.jobs] == [7]
     assert snap.jobs[0].state is JobState.ACCEPTED
     assert snap.block == 6
+
+
+def test_indexer_from_a_chain_starts_at_the_manifest_deployment_block():
+    """A testnet indexer must not rescan from genesis: it starts where the contracts were deployed."""
+    from types import SimpleNamespace
+
+    from greenproof.chain.manifest import Deployment
+    from greenproof.indexer import Indexer
+
+    market = SimpleNamespace(w3=None, address="0x" + "11" * 20, abi=[])
+    assert "deployment_block" in Deployment.model_fields
+    chain = SimpleNamespace(market=market, stake=None, registry=None,
+                            deployment=SimpleNamespace(deployment_block=4_242))
+    assert Indexer.from_chain(chain).next_block == 4_242
+    assert Indexer.from_chain(chain, from_block=7).next_block == 7
