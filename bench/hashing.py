@@ -1,4 +1,4 @@
-"""State hashing throughput (DESIGN.md §3 framing) against raw hashlib SHA-256.
+"""State hashing throughput (docs/protocol.md §3 framing) against raw hashlib SHA-256.
 
 Usage: python bench/hashing.py [--mb 256]
 Figure: hash_gbps (target >= 1 GB/s); also raw_sha256_gbps, the ceiling on this CPU.

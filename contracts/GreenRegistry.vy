@@ -3,7 +3,7 @@
 @title GreenRegistry
 @custom:contract-name GreenRegistry
 @license GNU Affero General Public License v3.0 only
-@notice Energy attestations and the green bonus pool (DESIGN.md §2.2).
+@notice Energy attestations and the green bonus pool (docs/protocol.md §2.2).
         Guarantees:
         - an attestation is accepted only if signed (EIP-712, domain
           "greenproof"/"1", this chain, this contract) by a registered

@@ -4,7 +4,7 @@
 @title JobMarket
 @custom:contract-name JobMarket
 @license GNU Affero General Public License v3.0 only
-@notice Escrow and state machine of greenproof training jobs (DESIGN.md §2.3).
+@notice Escrow and state machine of greenproof training jobs (docs/protocol.md §2.3).
         Guarantees:
         - a job's `payment + verifier_fee` sits in escrow from `post_job` until
           the job ends, and is paid out exactly once (cancel, expire, unopened
@@ -15,7 +15,7 @@
           loses the fraud vote;
         - audited segments are drawn from a block hash that did not exist when
           the result was committed; openings are Merkle-verified against the
-          committed root in the leaf format of DESIGN.md §3;
+          committed root in the leaf format of docs/protocol.md §3;
         - `finalize` is O(1): it never loops over voters; each vote is settled
           by its own `settle_vote` call;
         - no token is created or lost: every base unit that enters (escrow,
@@ -54,7 +54,7 @@
      `JobSlots` for the bit layout. `spec_uri` and `result_uri` are only
      emitted, never stored. Ownership is snekmate's 2-step ownership; Merkle
      proofs use snekmate's `merkle_proof_verification`.
-     Beyond DESIGN.md: a proof must have exactly the length that leaf `k`
+     Beyond docs/protocol.md: a proof must have exactly the length that leaf `k`
      has in the canonical tree of `num_segments + 1` leaves
      (`greenproof.merkle.MerkleTree.proof`). Sorted-pair trees do not bind positions; with the length
      rule a provider cannot hide two different leaves for one boundary
@@ -504,7 +504,7 @@ def post_job(
     """
     @notice Posts a training job and pulls `payment + verifier_fee` into escrow
             (needs an ERC20 approval).
-    @param spec_hash keccak256 of the canonical job spec JSON (DESIGN.md §3).
+    @param spec_hash keccak256 of the canonical job spec JSON (docs/protocol.md §3).
     @param spec_uri Where the spec can be fetched (emitted only).
     @param num_segments Segments of the run, > 0 (the tree has one more leaf).
     @param audit_samples Segments to audit, `1 <= audit_samples <= max_audit_samples`.
@@ -615,7 +615,7 @@ def commit_result(
             boundaries, the final state and the total energy. Arms the audit
             seed `seed_lookahead` blocks ahead.
     @param job_id The job (ACCEPTED, caller its provider, before the deadline).
-    @param root Root of the commitment tree (DESIGN.md §3), non-zero.
+    @param root Root of the commitment tree (docs/protocol.md §3), non-zero.
     @param final_state_hash state_hash at boundary `num_segments`.
     @param energy_mj Cumulative energy at boundary `num_segments`, `< 2**128`.
     @param result_uri Base URI of the checkpoints (emitted only).
@@ -1201,7 +1201,7 @@ def vote_of(job_id: uint256, voter: address) -> VoteView:
 @external
 def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256) -> bytes32:
     """
-    @notice Leaf `k` of the commitment tree (DESIGN.md §3):
+    @notice Leaf `k` of the commitment tree (docs/protocol.md §3):
             `keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj)))`.
     @param job_id The job.
     @param k The boundary, `0 <= k <= num_segments`.

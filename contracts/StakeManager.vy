@@ -4,7 +4,7 @@
 @custom:contract-name StakeManager
 @license GNU Affero General Public License v3.0 only
 @notice Role-agnostic bonded stake for greenproof providers and verifiers
-        (DESIGN.md §2.1). Guarantees:
+        (docs/protocol.md §2.1). Guarantees:
         - `locked(a) <= staked(a)` for every account, always;
         - only free stake (`staked - locked`) can start unbonding, and
           unbonding stake is released only after `unbonding_period`;

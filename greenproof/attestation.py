@@ -1,4 +1,4 @@
-"""EIP-712 energy attestations, exactly as ``GreenRegistry`` checks them (DESIGN §2.2).
+"""EIP-712 energy attestations, exactly as ``GreenRegistry`` checks them (docs/protocol.md §2.2).
 
 An attestor (an accredited energy auditor) signs::
 

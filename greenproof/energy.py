@@ -1,6 +1,6 @@
 """Energy meters: NVML counter -> NVML power sampling -> RAPL -> TDP estimate.
 
-DESIGN.md §5. The worker measures the cumulative energy of a run at every
+docs/protocol.md §5. The worker measures the cumulative energy of a run at every
 segment boundary with one :class:`EnergyMeter`; the source used is recorded in
 the run's metadata (``meter.source`` and ``meter.describe()``).
 

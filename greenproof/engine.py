@@ -1,6 +1,6 @@
 """The one training code path: the worker trains with it, the verifier replays with it.
 
-A training state is a flat ``dict[str, Tensor]`` (DESIGN.md §3)::
+A training state is a flat ``dict[str, Tensor]`` (docs/protocol.md §3)::
 
     model.<name>           parameters and buffers (``model.state_dict()``)
     optim.<name>.<slot>    optimizer state per parameter (AdamW: step, exp_avg, exp_avg_sq;
@@ -130,7 +130,7 @@ def determinism_info(spec: JobSpec, device: torch.device | str) -> dict[str, obj
 
 
 def determinism_class(spec: JobSpec, device: torch.device | str) -> bytes:
-    """keccak256 of the canonical JSON of :func:`determinism_info` (DESIGN.md §3)."""
+    """keccak256 of the canonical JSON of :func:`determinism_info` (docs/protocol.md §3)."""
     info = determinism_info(spec, device)
     return keccak(json.dumps(info, sort_keys=True, separators=(",", ":")).encode())
 

@@ -1,6 +1,6 @@
 """Commitment formats shared by the worker, the verifier and JobMarket.
 
-DESIGN.md §3:
+docs/protocol.md §3:
 
 * leaf ``k`` = ``keccak256(keccak256(abi_encode(job_id uint256, k uint32,
   state_hash_k bytes32, energy_mj_k uint256)))``; ``energy_mj_k`` is the

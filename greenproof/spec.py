@@ -1,4 +1,4 @@
-"""The job spec (DESIGN.md §3): what to train, on what, for how long, how to replay it.
+"""The job spec (docs/protocol.md §3): what to train, on what, for how long, how to replay it.
 
 ``spec_hash = keccak256(canonical JSON)``; canonical JSON is
 ``json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),

@@ -1,4 +1,4 @@
-"""The framed SHA-256 of a training state (DESIGN.md §3).
+"""The framed SHA-256 of a training state (docs/protocol.md §3).
 
 For every tensor, in Python ``sorted`` order of the names::
 
@@ -60,7 +60,7 @@ def frame_header(name: str, t: torch.Tensor, nbytes: int) -> bytes:
 
 
 def state_hash(state: Mapping[str, torch.Tensor]) -> bytes:
-    """SHA-256 (32 bytes) of ``state`` framed per DESIGN.md §3."""
+    """SHA-256 (32 bytes) of ``state`` framed per docs/protocol.md §3."""
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name]

@@ -1,6 +1,6 @@
 """Checkpoints (safetensors) and the content-addressed artifact store.
 
-An artifact's name is the lowercase hex of its state hash (DESIGN.md §3); whoever
+An artifact's name is the lowercase hex of its state hash (docs/protocol.md §3); whoever
 reads one recomputes the hash and refuses a mismatch. Writes are atomic (temporary
 file, fsync, rename, fsync of the directory), so a crash never leaves a half
 checkpoint under a valid name.

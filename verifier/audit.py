@@ -1,4 +1,4 @@
-"""The verifier's decision logic (DESIGN.md §4): pure, no chain.
+"""The verifier's decision logic (docs/protocol.md §4): pure, no chain.
 
 Given the job spec, the opened segments (their start/end state hashes and
 cumulative energies as revealed on chain) and where the provider serves its
@@ -22,7 +22,7 @@ Besides the sampled segments the delivered model is checked: the final
 checkpoint must be fetchable and hash to the committed ``final_state_hash``
 (what the requester pays for; a swapped model is fraud whatever the sample).
 
-A cross-class pass is only a vote: the vote decides (DESIGN §4). The rule is
+A cross-class pass is only a vote: the vote decides (docs/protocol.md §4). The rule is
 asymmetric on purpose: a mismatch in the same class is proof; a cross-class
 distance above tolerance is the verifier's honest judgement.
 """

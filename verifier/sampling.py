@@ -1,6 +1,6 @@
 """Audit sampling and the detection arithmetic behind docs/economics.md.
 
-``audit_indices`` is the Python twin of ``JobMarket.audit_indices`` (DESIGN §2.3):
+``audit_indices`` is the Python twin of ``JobMarket.audit_indices`` (docs/protocol.md §2.3):
 the ``j``-th audited segment is ``keccak256(abi_encode(seed, job_id, j)) % N``.
 """
 

@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 
 DAY = 86_400
 PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
-DEFAULT_MAX_BONUS_BPS = 2_000  # +20 % at 100 % green (DESIGN §2.2)
+DEFAULT_MAX_BONUS_BPS = 2_000  # +20 % at 100 % green (docs/protocol.md §2.2)
 DEFAULT_CARBON_G_PER_KWH = 400  # a typical grid mix
 MOCK_TOKEN = ("greenproof test token", "GPT", 18)
 
-# JobMarket parameters settable through `set_<name>` (DESIGN §2.3)
+# JobMarket parameters settable through `set_<name>` (docs/protocol.md §2.3)
 MARKET_PARAMS = (
     "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
     "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",

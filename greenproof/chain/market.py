@@ -16,7 +16,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class JobState(StrEnum):
-    """JobMarket's job states (DESIGN.md §2.3)."""
+    """JobMarket's job states (docs/protocol.md §2.3)."""
 
     NONE = "NONE"
     OPEN = "OPEN"

@@ -1,4 +1,4 @@
-"""The verifier's decision rule (DESIGN §4) on real engine runs, no chain."""
+"""The verifier's decision rule (docs/protocol.md §4) on real engine runs, no chain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Energy meters (DESIGN.md §5): every selection branch with a fake NVML and a fake
+"""Energy meters (docs/protocol.md §5): every selection branch with a fake NVML and a fake
 powercap tree, plus this machine's real fallback."""
 
 from __future__ import annotations

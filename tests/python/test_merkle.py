@@ -1,4 +1,4 @@
-"""The commitment format of DESIGN.md §3, checked against an independent
+"""The commitment format of docs/protocol.md §3, checked against an independent
 re-derivation (hand-written ABI encoding, a naive tree) and its own edge cases.
 The contract side of these vectors is checked in tests/contracts."""
 

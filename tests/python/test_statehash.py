@@ -1,4 +1,4 @@
-"""state_hash follows DESIGN.md §3 framing byte for byte."""
+"""state_hash follows docs/protocol.md §3 framing byte for byte."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from greenproof.statehash import state_hash
 
-# Published test vector: recompute it in any language from the framing in DESIGN.md §3.
+# Published test vector: recompute it in any language from the framing in docs/protocol.md §3.
 VECTOR_STATE = {
     "w": torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float32),
     "step": torch.tensor(7, dtype=torch.int64),
