@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-node_modules/.installed: package.json
-	npm install --no-audit --no-fund --loglevel=error
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	anvil --version >/dev/null
 	touch $@
 
@@ -36,9 +36,15 @@ demo: setup
 
 # Contracts run under ape's pytest plugin on its in-process chain; everything else is
 # plain pytest (the ape plugin off) and starts its own anvil nodes where it needs one.
+# Every group runs even when an earlier one fails (one failure never hides the rest);
+# the target fails if any group did, and names which.
+TEST_GROUPS := test-python test-contracts test-integration
 test: setup browser
 	ape compile
-	$(MAKE) --no-print-directory test-python test-contracts test-integration
+	@failed=""; for group in $(TEST_GROUPS); do \
+	    $(MAKE) --no-print-directory $$group || failed="$$failed $$group"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi
 
 test-python: setup
 	$(BIN)/python -m pytest -p no:ape_test tests/python tests/fuzz -q

@@ -394,7 +394,7 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
     try:
         if progress:
             progress.start()
-        if config.max_parallel <= 1 or len(segments) <= 1 or fetch is not None:
+        if config.max_parallel <= 1 or len(segments) <= 1:
             for seg in segments:
                 log.info("job %d: auditing segment %d", job.job_id, seg.index)
                 checks.append(check_segment(spec, seg, job.result_uri, job.provider_class, config, fetch))
@@ -409,7 +409,7 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
                 initargs=(config.threads_per_replay,),
             ) as pool:
                 futures = [
-                    pool.submit(check_segment, spec, seg, job.result_uri, job.provider_class, config)
+                    pool.submit(check_segment, spec, seg, job.result_uri, job.provider_class, config, fetch)
                     for seg in segments
                 ]
                 for fut in cf.as_completed(futures):

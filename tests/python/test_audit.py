@@ -157,3 +157,39 @@ def test_salt_is_durable_before_the_commit_and_reused_after_a_crash(tmp_path):
     assert again.commitment == vote_commitment(3, voter, True, rec.salt)
     assert vote_commitment(3, voter, False, rec.salt) != rec.commitment
 
+
+
+class PidRecordingFetch:
+    """A picklable fetch (like the daemon's RetryingFetch) that records which process called it."""
+
+    def __init__(self, store_root, log_dir) -> None:
+        self.store_root, self.log_dir = str(store_root), str(log_dir)
+
+    def __call__(self, result_uri, h):
+        import os
+        from pathlib import Path
+
+        from greenproof.store import ArtifactStore
+
+        (Path(self.log_dir) / f"{os.getpid()}-{h.hex()[:8]}").touch()
+        return ArtifactStore(self.store_root).get(h)
+
+
+def test_max_parallel_is_honoured_when_the_daemon_passes_its_own_fetch(honest, tmp_path):
+    """The daemon always passes a fetch; --max-parallel must still replay in worker processes."""
+    import os
+
+    from greenproof.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    for state in honest.states.values():
+        store.put(state)
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    fetch = PidRecordingFetch(tmp_path / "artifacts", calls)
+    report = audit_job(honest.audit_job([1, 3]), dataclasses.replace(NO_ENERGY, max_parallel=2,
+                                                                     threads_per_replay=1,
+                                                                     check_final=False), fetch=fetch)
+    assert report.verdict is Verdict.OK
+    pids = {int(p.name.split("-")[0]) for p in calls.iterdir()}
+    assert pids and os.getpid() not in pids
