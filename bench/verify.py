@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
+from greenproof.adversaries.simulate import simulate_run
 from greenproof.spec import parse_spec
 from verifier.audit import AuditConfig, audit_job
 from verifier.sampling import audit_indices
-from verifier.simulate import simulate_run
 
 DEFAULT_SAMPLES = 32
 

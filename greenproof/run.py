@@ -1,13 +1,24 @@
 """A whole training run: segments, boundary hashes, checkpoints, energy, commitment.
 
-``train_run`` trains segment after segment with :func:`greenproof.engine.run_segment`.
-At every boundary ``k`` it reads the energy meter (cumulative millijoules) and hands
-the state to a background :class:`CheckpointWriter` (bounded queue) that hashes
-and durably stores it, so the training thread never waits for hashing or disk
-unless the writer falls two boundaries behind. ``on_boundary(k, state_hash,
-energy_mj)`` is then called from the calling thread, in boundary order, once that
-checkpoint is durable: a worker persists it and can resume after a crash from the
-last reported boundary.
+``train_run`` is the one loop over a run's segments in the repository: the worker,
+``greenproof train``, the benches and the adversary simulations
+(:mod:`greenproof.adversaries.simulate`) all train through it, and differ only by
+the hooks and the checkpoint sink they hand it. It trains segment after segment
+with :func:`greenproof.engine.run_segment`. At every boundary ``k`` it reads the
+energy meter (cumulative millijoules) and hands the state to a background
+:class:`CheckpointWriter` (bounded queue) that hashes and keeps it in a
+:class:`CheckpointSink` (the durable :class:`~greenproof.store.ArtifactStore`, or
+:class:`MemoryCheckpoints` for simulations), so the training thread never waits
+for hashing or disk unless the writer falls two boundaries behind.
+
+Hooks (typed below):
+
+* ``segment_hook(spec, state, k, run_segment) -> SegmentResult`` trains segment
+  ``k`` in place of the plain ``run_segment(spec, state, k)``: the worker checks
+  its deadline and throughput there, a test or an adversary can alter the result;
+* ``on_boundary(k, state_hash, energy_mj)`` is called from the calling thread, in
+  boundary order, once boundary ``k``'s checkpoint is kept: a worker journals it
+  and can resume after a crash from the last reported boundary.
 
 States handed to the writer are never mutated afterwards: ``run_segment`` copies
 its input into a fresh model and optimizer, so the writer reads them while the
@@ -23,7 +34,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +42,7 @@ from typing import Any, Protocol
 import torch
 
 from greenproof.engine import (
+    Progress,
     SegmentResult,
     TrainState,
     determinism_class,
@@ -41,12 +53,61 @@ from greenproof.engine import (
 from greenproof.merkle import MerkleTree, commitment_tree
 from greenproof.spec import JobSpec
 from greenproof.statehash import state_hash
-from greenproof.store import ArtifactStore, checkpoint_bytes
 
 log = logging.getLogger(__name__)
 
-OnBoundary = Callable[[int, bytes, int], None]
-SegmentHook = Callable[[JobSpec, TrainState, int, Callable[..., SegmentResult]], SegmentResult]
+# ---------------------------------------------------------------------------- hook types
+
+
+class RunSegment(Protocol):
+    """``run_segment`` bound to the run's device and progress bar: what a segment
+    hook calls to train segment ``k`` (possibly of a modified spec) from ``state``."""
+
+    def __call__(self, spec: JobSpec, state: TrainState, k: int, /) -> SegmentResult: ...
+
+
+class SegmentHook(Protocol):
+    """Trains segment ``k`` from ``state`` in place of ``run_segment(spec, state, k)``.
+
+    It may refuse to go on (raise: the run stops, boundaries up to ``k`` stay
+    reported) or return another result (tests, :mod:`greenproof.adversaries`);
+    ``Cheat.train_segment`` is one.
+    """
+
+    def __call__(self, spec: JobSpec, state: TrainState, k: int, run_segment: RunSegment, /) -> SegmentResult: ...
+
+
+class OnBoundary(Protocol):
+    """Boundary ``k`` is kept: its state hash and the cumulative energy (mJ) measured up to it."""
+
+    def __call__(self, k: int, state_hash: bytes, energy_mj: int, /) -> None: ...
+
+
+class CheckpointSink(Protocol):
+    """Where the writer keeps boundary states: :class:`~greenproof.store.ArtifactStore`
+    (durable files, what a worker serves) or :class:`MemoryCheckpoints`."""
+
+    def put(self, state: TrainState) -> bytes:
+        """Keep ``state`` (a no-op if already kept) and return its state hash."""
+        ...
+
+
+class MemoryCheckpoints:
+    """Boundary states kept in memory by state hash (simulations and tests: nothing durable)."""
+
+    def __init__(self) -> None:
+        self.states: dict[bytes, TrainState] = {}
+
+    def put(self, state: TrainState) -> bytes:
+        h = state_hash(state)
+        self.states.setdefault(h, state)
+        return h
+
+    def has(self, h: bytes) -> bool:
+        return h in self.states
+
+    def get(self, h: bytes) -> TrainState:
+        return self.states[h]
 
 
 class Meter(Protocol):
@@ -82,7 +143,7 @@ def default_meter(device: torch.device) -> Meter:
 
 
 class CheckpointWriter:
-    """Hashes and stores boundary states on one background thread, in submission order.
+    """Hashes and keeps boundary states (``store.put``) on one background thread, in submission order.
 
     ``submit`` blocks when ``maxsize`` states are waiting (back-pressure bounds
     memory). A failure in the writer is re-raised in the caller at the next
@@ -90,7 +151,7 @@ class CheckpointWriter:
     not written.
     """
 
-    def __init__(self, store: ArtifactStore, maxsize: int = 2):
+    def __init__(self, store: CheckpointSink, maxsize: int = 2):
         self.store = store
         self._todo: queue.Queue[tuple[int, TrainState] | None] = queue.Queue(maxsize)
         self._done: queue.Queue[tuple[int, bytes]] = queue.Queue()
@@ -103,10 +164,7 @@ class CheckpointWriter:
             k, state = item
             try:
                 cpu = {n: t.detach().cpu() for n, t in state.items()}
-                h = state_hash(cpu)
-                if not self.store.has(h):
-                    self.store.put_bytes(h, checkpoint_bytes(cpu))
-                self._done.put((k, h))
+                self._done.put((k, self.store.put(cpu)))
             except BaseException as e:  # surfaced in the training thread
                 log.exception("checkpoint writer failed at boundary %d", k)
                 self._error = e
@@ -231,7 +289,7 @@ class RunRecord:
 # ---------------------------------------------------------------------------- the run
 
 
-def _default_hook(spec: JobSpec, state: TrainState, k: int, run: Callable[..., SegmentResult]) -> SegmentResult:
+def _default_hook(spec: JobSpec, state: TrainState, k: int, run: RunSegment, /) -> SegmentResult:
     return run(spec, state, k)
 
 
@@ -273,7 +331,7 @@ class _Bar:
 
 def train_run(
     spec: JobSpec,
-    store: ArtifactStore,
+    store: CheckpointSink,
     meter: Meter | None = None,
     *,
     device: torch.device | str | None = None,
@@ -283,15 +341,21 @@ def train_run(
     history: Sequence[tuple[bytes, int]] | None = None,
     on_boundary: OnBoundary | None = None,
     segment_hook: SegmentHook | None = None,
-    progress: bool | Callable[[int, float], None] = True,
+    progress: bool | Progress = True,
 ) -> RunRecord:
     """Train segments ``start_k … num_segments-1`` and return the run's commitment data.
+
+    ``store`` keeps every boundary state (see :class:`CheckpointSink`); ``meter``
+    is started here and closed at the end (default: the best meter for the
+    device). ``segment_hook`` trains each segment (default: plain ``run_segment``)
+    and ``on_boundary`` hears of each kept boundary (see the module docstring).
+    ``progress``: True draws a progress bar, False nothing, a callable gets
+    ``(steps done in total, loss)`` after every step.
 
     Resuming (``start_k > 0``) needs the state at boundary ``start_k`` (e.g. from
     the store), the cumulative energy there, and ``history``: ``(state_hash,
     energy_mj)`` of boundaries ``0 … start_k-1`` as reported by ``on_boundary``.
-    ``on_boundary`` is also called for boundary ``start_k`` itself. The meter is
-    started here and closed at the end.
+    ``on_boundary`` is also called for boundary ``start_k`` itself.
     """
     dev = select_device(device)
     if not 0 <= start_k <= spec.num_segments:
@@ -314,7 +378,7 @@ def train_run(
         losses=[],
         device=str(dev),
         determinism_class=determinism_class(spec, dev),
-        energy_source=getattr(meter, "source", "unknown"),
+        energy_source=meter.source,
     )
     energies: dict[int, int] = {start_k: start_energy_mj}
     bar = _Bar(spec, start_k * spec.segment_steps) if progress is True else None

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 
+from greenproof.adversaries.simulate import simulate_run
 from greenproof.engine import STEP_KEY
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
 from verifier.evidence import AuditReport, Verdict
 from verifier.sampling import audit_indices, detection_probability, wilson_interval
-from verifier.simulate import simulate_run
 from verifier.votes import VoteJournal, VoteStage, vote_commitment
 
 OTHER_CLASS = b"\x11" * 32

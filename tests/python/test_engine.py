@@ -18,6 +18,7 @@ from greenproof.engine import (
     run_segment,
     select_device,
 )
+from greenproof.run import MemoryCheckpoints, ZeroMeter, train_run
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 
@@ -41,14 +42,11 @@ def tiny(task: str = "mlp", **over):
     return parse_spec(d)
 
 
-def boundaries(spec, state=None):
-    state = state if state is not None else init_state(spec, CPU)
-    hashes, states = [state_hash(state)], [state]
-    for k in range(spec.num_segments):
-        state = run_segment(spec, state, k, CPU).state
-        hashes.append(state_hash(state))
-        states.append(state)
-    return hashes, states
+def boundaries(spec):
+    """Boundary hashes and states of a whole run (``train_run``, states kept in memory)."""
+    kept = MemoryCheckpoints()
+    hashes = train_run(spec, kept, ZeroMeter(), device=CPU, progress=False).state_hashes
+    return hashes, [kept.get(h) for h in hashes]
 
 
 @pytest.mark.parametrize("task", sorted(FAMILIES))

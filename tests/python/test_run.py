@@ -10,7 +10,7 @@ import torch
 
 from greenproof.engine import init_state, run_segment
 from greenproof.merkle import complete_end_proof, leaf, verify
-from greenproof.run import CheckpointWriter, RunRecord, train_run
+from greenproof.run import CheckpointWriter, MemoryCheckpoints, RunRecord, train_run
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from greenproof.store import ArtifactStore
@@ -56,12 +56,8 @@ class CountingMeter:
 
 
 def honest_hashes(spec):
-    state = init_state(spec, CPU)
-    out = [state_hash(state)]
-    for k in range(spec.num_segments):
-        state = run_segment(spec, state, k, CPU).state
-        out.append(state_hash(state))
-    return out
+    """Boundaries of a run with no hooks, states kept in memory."""
+    return train_run(spec, MemoryCheckpoints(), CountingMeter(), device=CPU, progress=False).state_hashes
 
 
 def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
@@ -72,7 +68,11 @@ def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
         seen.append((k, h, e))
 
     record = train_run(spec, store, meter, device=CPU, on_boundary=on_boundary, progress=False)
-    assert record.state_hashes == honest_hashes(spec)
+    hashes = record.state_hashes
+    assert hashes[0] == state_hash(init_state(spec, CPU))
+    for k in range(spec.num_segments):  # every boundary is the engine's segment from the previous one
+        assert state_hash(run_segment(spec, store.get(hashes[k]), k, CPU).state) == hashes[k + 1]
+    assert hashes == honest_hashes(spec)  # a memory sink keeps the same run
     assert [k for k, _, _ in seen] == list(range(spec.num_segments + 1))
     assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e in seen]
     assert record.final_state_hash == record.state_hashes[-1] and record.energy_mj == 5000

@@ -5,10 +5,11 @@ For the adversary suite it can be given one ``Cheat`` object
 (``greenproof worker run … --cheat NAME``), which it consults at three fixed
 points; with no cheat configured the worker never imports this module.
 
-Hooks (the worker calls exactly these):
+Hooks (the worker and :mod:`greenproof.adversaries.simulate` call exactly these):
 
 * ``train_segment(spec, state, k, run_segment) -> SegmentResult`` instead of
-  ``run_segment(spec, state, k)`` for segment ``k``;
+  ``run_segment(spec, state, k)`` for segment ``k`` (a
+  :class:`greenproof.run.SegmentHook`);
 * ``energy(k, energy_mj) -> int``: the cumulative energy (millijoules) measured
   up to boundary ``k``; the return value is what gets committed;
 * ``serve(job_id, state_hash) -> "withhold" | bytes | None`` when the artifact
@@ -27,15 +28,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import BaseModel
+from safetensors.torch import save
+
+from greenproof.engine import STEP_KEY, SegmentResult, TrainState
+from greenproof.run import RunSegment
+from greenproof.spec import JobSpec
+from greenproof.statehash import state_hash
 
 log = logging.getLogger(__name__)
 
 ServeAnswer = Literal["withhold"] | bytes | None
-RunSegment = Callable[..., Any]
 
 
 class CheatError(ValueError):
@@ -58,12 +64,12 @@ def _is_param(name: str, tensor: torch.Tensor) -> bool:
     return name.startswith("model.") and tensor.is_floating_point()
 
 
-def _replace_state(result: Any, state: dict[str, torch.Tensor]) -> Any:
+def _replace_state(result: SegmentResult, state: TrainState) -> SegmentResult:
     """The engine's SegmentResult with another state (losses kept)."""
     return dataclasses.replace(result, state=state)
 
 
-def _with_spec(spec: Any, path: str, value: Any) -> Any:
+def _with_spec(spec: BaseModel, path: str, value: Any) -> Any:
     """A copy of the (pydantic) spec with the dotted field ``path`` set to ``value``."""
     head, _, rest = path.partition(".")
     if not rest:
@@ -85,23 +91,23 @@ class Cheat:
         self.fraction = fraction
         self.seed = seed
 
-    def faked(self, spec: Any, k: int) -> bool:
+    def faked(self, spec: JobSpec, k: int) -> bool:
         return k in faked_segments(spec.num_segments, self.fraction, self.seed)
 
     # --- hooks -----------------------------------------------------------------
-    def train_segment(self, spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment) -> Any:
+    def train_segment(self, spec: JobSpec, state: TrainState, k: int, run_segment: RunSegment, /) -> SegmentResult:
         if self.faked(spec, k):
             log.warning("cheat %s: faking segment %d", self.name, k)
             return self.fake_segment(spec, state, k, run_segment)
         return run_segment(spec, state, k)
 
-    def fake_segment(self, spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment) -> Any:
+    def fake_segment(self, spec: JobSpec, state: TrainState, k: int, run_segment: RunSegment) -> SegmentResult:
         return run_segment(spec, state, k)
 
     def energy(self, k: int, energy_mj: int) -> int:
         return energy_mj
 
-    def serve(self, job_id: int, state_hash: bytes) -> ServeAnswer:
+    def serve(self, job_id: int, h: bytes) -> ServeAnswer:
         return None
 
 
@@ -193,14 +199,12 @@ class Withhold(Cheat):
         self.withheld: set[bytes] = set()
 
     def fake_segment(self, spec, state, k, run_segment):
-        from greenproof.statehash import state_hash
-
         result = run_segment(spec, state, k)
         self.withheld.add(state_hash(result.state))
         return result
 
-    def serve(self, job_id, state_hash):
-        return "withhold" if state_hash in self.withheld else None
+    def serve(self, job_id, h):
+        return "withhold" if h in self.withheld else None
 
 
 class SwapFinal(Cheat):
@@ -218,17 +222,13 @@ class SwapFinal(Cheat):
         return self.fraction > 0 and k == spec.num_segments - 1
 
     def fake_segment(self, spec, state, k, run_segment):
-        from safetensors.torch import save
-
-        from greenproof.statehash import state_hash
-
         result = run_segment(spec, state, k)
         before = {n: t.detach().cpu().contiguous() for n, t in state.items()}
         self.swapped[state_hash(result.state)] = save(before)
         return result
 
-    def serve(self, job_id, state_hash):
-        return self.swapped.get(state_hash)
+    def serve(self, job_id, h):
+        return self.swapped.get(h)
 
 
 class InflateEnergy(Cheat):
@@ -272,28 +272,23 @@ def make_cheat(name: str, fraction: float = 1.0, seed: int = 0) -> Cheat:
 # --- spec variants and partial segments (over greenproof.engine) --------------------
 
 
-def run_partial(spec: Any, state: dict[str, torch.Tensor], k: int, run_segment: RunSegment, steps: int) -> Any:
+def run_partial(spec: JobSpec, state: TrainState, k: int, run_segment: RunSegment, steps: int) -> SegmentResult:
     """Train only the first ``steps`` steps of segment ``k`` and label the result as
     the segment's end (step counter at ``(k + 1) * segment_steps``)."""
-    from greenproof.engine import STEP_KEY
-
     first = k * spec.segment_steps
     chunk = steps if first % steps == 0 else 1
     sub = spec.model_copy(update={"segment_steps": chunk})
-    result, cur = None, state
-    for j in range(steps // chunk):
-        result = run_segment(sub, cur, first // chunk + j)
-        cur = result.state
-    out = dict(cur)
+    result = run_segment(sub, state, first // chunk)
+    for j in range(1, steps // chunk):
+        result = run_segment(sub, result.state, first // chunk + j)
+    out = dict(result.state)
     out[STEP_KEY] = torch.tensor((k + 1) * spec.segment_steps, dtype=torch.int64)
     return _replace_state(result, out)
 
 
-def fabricated_result(spec: Any, state: dict[str, torch.Tensor], k: int, seed: int) -> Any:
+def fabricated_result(spec: JobSpec, state: TrainState, k: int, seed: int) -> SegmentResult:
     """A SegmentResult with no training behind it: model tensors drawn at random
     (scaled like the real ones), everything else copied, the step counter advanced."""
-    from greenproof.engine import STEP_KEY, SegmentResult
-
     gen = torch.Generator().manual_seed(seed)
     fake: dict[str, torch.Tensor] = {}
     for name, t in state.items():
@@ -306,10 +301,10 @@ def fabricated_result(spec: Any, state: dict[str, torch.Tensor], k: int, seed: i
     return SegmentResult(state=fake, losses=[], steps=spec.segment_steps)
 
 
-def data_order_variant(spec: Any) -> Any:
+def data_order_variant(spec: JobSpec) -> JobSpec:
     """The spec with another data seed (data order is a function of ``(seed, epoch)``)."""
     return spec.model_copy(update={"seed": (spec.seed + 1) % 2**63})
 
 
-def learning_rate_variant(spec: Any, factor: float) -> Any:
+def learning_rate_variant(spec: JobSpec, factor: float) -> JobSpec:
     return _with_spec(spec, "optimizer.lr", spec.optimizer.lr * factor)

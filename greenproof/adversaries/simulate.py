@@ -1,0 +1,106 @@
+"""Engine-level simulation of a provider's run (honest or cheating), no chain.
+
+Used by the adversary tests and ``bench/verify.py``: trains a spec with
+:func:`greenproof.run.train_run` exactly like the worker (the cheat's
+``train_segment`` as the segment hook, its ``energy`` on every reported
+boundary, energy from a real meter or the one given, unless turned off), keeps
+the checkpoints in memory and serves them through the cheat's ``serve`` hook,
+and builds the ``AuditJob`` a verifier would read from the chain for a given set
+of audited indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from safetensors.torch import load
+
+from greenproof.adversaries.cheats import Cheat
+from greenproof.engine import TrainState
+from greenproof.run import MemoryCheckpoints, Meter, ZeroMeter, train_run
+from greenproof.spec import JobSpec
+from verifier.audit import AuditJob, OpenedSegment
+
+
+class Withheld(FileNotFoundError):
+    """The simulated artifact server answered 404."""
+
+
+@dataclass
+class SimulatedRun:
+    spec: JobSpec
+    job_id: int
+    hashes: list[bytes]
+    energies_mj: list[int]
+    states: dict[bytes, TrainState]
+    provider_class: bytes
+    cheat: Cheat | None = None
+    train_seconds: float = 0.0
+    segment_seconds: list[float] = field(default_factory=list)
+
+    def fetch(self, result_uri: str, h: bytes) -> TrainState:
+        """What the provider's artifact server would answer for ``h``."""
+        if self.cheat is not None:
+            answer = self.cheat.serve(self.job_id, h)
+            if answer == "withhold":
+                raise Withheld(f"404: {h.hex()} withheld")
+            if isinstance(answer, bytes):
+                return load(answer)
+        if h not in self.states:
+            raise Withheld(f"404: {h.hex()} unknown")
+        return self.states[h]
+
+    def opened(self, index: int) -> OpenedSegment:
+        return OpenedSegment(
+            index=index,
+            start_hash=self.hashes[index],
+            start_energy_mj=self.energies_mj[index],
+            end_hash=self.hashes[index + 1],
+            end_energy_mj=self.energies_mj[index + 1],
+        )
+
+    def audit_job(self, indices: list[int], provider_class: bytes | None = None) -> AuditJob:
+        return AuditJob(
+            job_id=self.job_id,
+            spec=self.spec,
+            result_uri="sim://provider",
+            provider_class=provider_class if provider_class is not None else self.provider_class,
+            audit_indices=list(indices),
+            opened=[self.opened(i) for i in sorted(set(indices))],
+            final_state_hash=self.hashes[-1],
+            energy_mj=self.energies_mj[-1],
+        )
+
+
+def simulate_run(spec: JobSpec, cheat: Cheat | None = None, job_id: int = 1, device: str | None = "cpu",
+                 measure_energy: bool = True, meter: Meter | None = None) -> SimulatedRun:
+    """Train ``spec`` like the worker does (with ``cheat``'s hooks when given).
+
+    ``meter`` measures the run (None: the best real one for ``device``; tests pass a
+    deterministic ``greenproof.energy.FakeMeter``); ``measure_energy=False`` measures nothing."""
+    checkpoints = MemoryCheckpoints()
+    energies: list[int] = []
+
+    def on_boundary(k: int, h: bytes, energy_mj: int) -> None:
+        energies.append(cheat.energy(k, energy_mj) if cheat is not None else energy_mj)
+
+    record = train_run(
+        spec,
+        checkpoints,
+        meter if measure_energy else ZeroMeter(),
+        device=device,
+        on_boundary=on_boundary,
+        segment_hook=cheat.train_segment if cheat is not None else None,
+        progress=False,
+    )
+    return SimulatedRun(
+        spec=spec,
+        job_id=job_id,
+        hashes=record.state_hashes,
+        energies_mj=energies,
+        states=checkpoints.states,
+        provider_class=record.determinism_class,
+        cheat=cheat,
+        train_seconds=record.wall_s,
+        segment_seconds=record.segment_wall_s,
+    )
