@@ -37,13 +37,16 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from greenproof.spec import JobSpec
 from verifier.evidence import AuditReport, FinalCheck, SegmentCheck
+
+if TYPE_CHECKING:
+    from greenproof.energy import EnergyMeter
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,9 @@ class AuditConfig:
     device: str | None = None
     #: measure the replay's energy (for the energy warning)
     measure_energy: bool = True
+    #: makes the replay's meter, not started (None: the best real one for ``device``); tests
+    #: pass ``greenproof.energy.FakeMeter``. Picklable (a class, a partial) when max_parallel > 1
+    meter_factory: Callable[[], EnergyMeter] | None = None
     #: check the delivered final model too
     check_final: bool = True
     #: show rich progress bars
@@ -175,10 +181,11 @@ def _meter_source(device: str | None) -> str:
     return meter.source
 
 
-def _measure(device: str | None) -> Any:
+def _measure(device: str | None, meter_factory: Callable[[], EnergyMeter] | None) -> EnergyMeter:
+    """A started meter: ``meter_factory()`` when given, else the best real one for ``device``."""
     from greenproof.energy import make_meter
 
-    meter = make_meter(device, prefer=_meter_source(device))
+    meter = meter_factory() if meter_factory is not None else make_meter(device, prefer=_meter_source(device))
     meter.start()
     return meter
 
@@ -254,7 +261,7 @@ def _check_segment(
         return check
 
     # --- replay with the worker's own code path
-    meter = _measure(config.device) if config.measure_energy else None
+    meter = _measure(config.device, config.meter_factory) if config.measure_energy else None
     t0 = time.perf_counter()
     try:
         replay = run_segment(spec, start, seg.index, device=config.device).state

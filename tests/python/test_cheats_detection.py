@@ -15,13 +15,14 @@ import random
 import pytest
 import torch
 
+from greenproof.adversaries.cheats import CHEATS, faked_segments, make_cheat
+from greenproof.adversaries.simulate import simulate_run
+from greenproof.energy import FakeMeter
 from greenproof.engine import init_state, run_segment
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
 from verifier.sampling import audit_indices, detection_probability, wilson_interval
-from verifier.simulate import simulate_run
-from worker.cheats import CHEATS, faked_segments, make_cheat
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,16 @@ def detected(seed: bytes, job_id: int, n: int, samples: int, fraud_at: dict[int,
 def test_every_strategy_is_caught_when_a_quarter_is_faked(name):
     spec = spec_for(8)
     cheat = make_cheat(name, fraction=0.25, seed=3)
-    run = simulate_run(spec, cheat=cheat)
-    fraud_at, report = verdicts(run, AuditConfig(energy_warn_ratio=3.0))
+    # energy from a meter that counts segments: provider and verifier measure the same
+    # 1 J per segment whatever the load, so energy ratios are exact
+    run = simulate_run(spec, cheat=cheat, meter=FakeMeter())
+    fraud_at, report = verdicts(run, AuditConfig(energy_warn_ratio=3.0, meter_factory=FakeMeter))
     faked = faked_segments(spec.num_segments, 0.25, 3)
     final_ok = report.final.ok
 
     if cheat.warning_only:  # inflated energy: never a fraud vote, always a warning
         assert not any(fraud_at.values()) and final_ok
-        assert all(s.energy_ratio > 3.0 for s in report.segments)
+        assert [s.energy_ratio for s in report.segments] == [cheat.factor] * spec.num_segments
         assert len(report.warnings) == spec.num_segments
         return
     if name == "swap_final":  # the delivered model is checked whatever the sample
@@ -73,6 +76,15 @@ def test_every_strategy_is_caught_when_a_quarter_is_faked(name):
     trials = [(rng.randbytes(32), rng.randrange(1, 2**32)) for _ in range(25)]
     caught = [detected(s, j, spec.num_segments, DEFAULT_SAMPLES, fraud_at, final_ok) for s, j in trials]
     assert all(caught), f"{name}: missed in {caught.count(False)} of {len(trials)} trials"
+
+
+def test_honest_energy_claims_raise_no_warning():
+    spec = spec_for(3)
+    run = simulate_run(spec, meter=FakeMeter())
+    _, report = verdicts(run, AuditConfig(meter_factory=FakeMeter))
+    assert run.energies_mj == [0, 1000, 2000, 3000]
+    assert [s.energy_ratio for s in report.segments] == [1.0] * spec.num_segments
+    assert not report.warnings and not report.fraud
 
 
 def test_detection_rate_at_ten_percent_matches_the_formula():

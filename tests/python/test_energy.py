@@ -3,6 +3,7 @@ powercap tree, plus this machine's real fallback."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -20,15 +21,20 @@ from greenproof.energy import (
     SOURCES,
     EnergyError,
     EnergyMeter,
+    FakeMeter,
     NVMLNotSupported,
     NVMLPowerMeter,
     NVMLUnavailable,
     PynvmlAdapter,
     TDPEstimateMeter,
+    base,
     carbon_grams,
     make_meter,
     mj_to_wh,
+    rapl,
+    warn_once,
 )
+from greenproof.energy.nvml import _GPU
 
 FAST = 0.005  # sampling interval for tests that exercise the background thread
 
@@ -175,7 +181,7 @@ def test_power_integration_is_trapezoidal() -> None:
     gpu_a, gpu_b = FakeGPU(power_mw=100_000), FakeGPU(power_mw=50_000)
     nvml = FakeNVML(gpu_a, gpu_b)
     clock = SimpleNamespace(t=10.0)
-    gpus = [energy._GPU(0, 0), energy._GPU(1, 1)]
+    gpus = [_GPU(0, 0), _GPU(1, 1)]
     # A long interval: the background thread never samples; only read_mj() does.
     meter = NVMLPowerMeter(nvml, gpus, interval_s=60.0, clock=lambda: clock.t)
     with meter:
@@ -473,7 +479,7 @@ def test_unreadable_rapl_counter_falls_back_to_tdp(
 ) -> None:
     locked = powercap / "intel-rapl:1" / "energy_uj"
     locked.chmod(0)
-    real_read = energy._read_int
+    real_read = rapl._read_int
 
     def read_int(path: Path) -> int:
         # root ignores file modes, so refuse like a non-root user would be refused
@@ -481,7 +487,7 @@ def test_unreadable_rapl_counter_falls_back_to_tdp(
             raise PermissionError(13, "Permission denied", str(path))
         return real_read(path)
 
-    monkeypatch.setattr(energy, "_read_int", read_int)
+    monkeypatch.setattr(rapl, "_read_int", read_int)
     meter = make_meter("cpu", powercap_root=str(powercap))
     assert meter.source == "tdp-estimate"
     reason = meter.describe()["fallbacks"][0]
@@ -558,6 +564,59 @@ def test_prefer_none_measures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert meter.describe()["source"] == "none"
     with pytest.raises(EnergyError, match="unknown energy source 'gpu'"):
         make_meter("cpu", prefer="gpu")
+
+
+def test_fake_meter_counts_readings_not_time() -> None:
+    meter = FakeMeter(250)
+    assert isinstance(meter, EnergyMeter) and meter.source == "fake"
+    with pytest.raises(EnergyError, match="before start"):
+        meter.read_mj()
+    with meter:
+        time.sleep(0.01)  # neither wall time nor CPU time moves it
+        sum(i * i for i in range(100_000))
+        assert [meter.read_mj() for _ in range(3)] == [250, 500, 750]
+    assert meter.read_mj() == 750  # close() freezes the value without counting a reading
+    info = meter.describe()
+    assert (info["source"], info["mj_per_read"], info["reads"]) == ("fake", 250, 3)
+    with FakeMeter() as default:
+        assert default.read_mj() == energy.DEFAULT_FAKE_MJ_PER_READ
+    with pytest.raises(ValueError, match="mj_per_read must be >= 0"):
+        FakeMeter(-1)
+    with pytest.raises(TypeError, match="mj_per_read must be an int"):
+        FakeMeter(1.5)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget what this process was already warned about."""
+    monkeypatch.setattr(base, "_warned", set())
+
+
+def test_fallback_warnings_are_logged_once_per_process(
+    fresh_warnings: None, no_powercap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="greenproof.energy")
+    meters = [make_meter("cpu", powercap_root=no_powercap) for _ in range(3)]  # one per segment
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("no RAPL" in w for w in warnings) == 1
+    assert sum("using a TDP estimate" in w for w in warnings) == 1
+    repeats = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("using a TDP estimate" in w for w in repeats) == 2  # still there at debug
+    for meter in meters:  # every meter still records why it fell back
+        assert "no RAPL" in meter.describe()["fallbacks"][0]
+
+
+def test_warn_once_keys_on_the_formatted_message(
+    fresh_warnings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("greenproof.energy.test")
+    assert warn_once(logger, "energy: no device at %s", "PCI 01")
+    assert not warn_once(logger, "energy: no device at %s", "PCI 01")
+    assert warn_once(logger, "energy: no device at %s", "PCI 02")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "energy: no device at PCI 01",
+        "energy: no device at PCI 02",
+    ]
 
 
 def test_lifecycle_errors_are_explicit(no_powercap: str) -> None:
