@@ -18,7 +18,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("nvml-energy", "nvml-power", "rapl", "tdp-estimate", "none")
+SOURCES: tuple[str, ...] = ("nvml-energy", "nvml-power", "rapl", "tdp-estimate", "none", "fake")
 """Every value ``EnergyMeter.source`` can take, best first."""
 
 MJ_PER_WH = 3_600_000

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenproof.energy.base import SOURCES, EnergyError, EnergyMeter, NVMLUnavailable, warn_once
-from greenproof.energy.fake import NullMeter
+from greenproof.energy.fake import FakeMeter, NullMeter
 from greenproof.energy.nvml import (
     _GPU,
     DEFAULT_SAMPLE_INTERVAL_S,
@@ -293,6 +293,8 @@ def make_meter(
 
     if sel.wants("none"):
         return NullMeter()
+    if sel.wants("fake"):  # tests of separate processes: energy by readings, not by time
+        return FakeMeter()
     if sel.wants("nvml-energy", "nvml-power") and kind != "cuda":
         raise EnergyError(f"energy: {prefer} needs a CUDA device, got {device!r}")
 

@@ -122,7 +122,7 @@ def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, d
     requester_before = balance(requester) + market.claimable(requester.address)
     verifier_before = balance(verifier)
 
-    env = {**os.environ, "GREENPROOF_ENERGY_SOURCE": "tdp-estimate"}
+    env = {**os.environ, "GREENPROOF_ENERGY_SOURCE": "fake"}
     port = free_port()
     worker_argv = ["worker", "run", *net, "--account", account_choice("provider"),
                    "--data-dir", str(tmp_path / "worker"), "--port", str(port), "--poll", "0.3",

@@ -113,7 +113,7 @@ class WorkerProcess:
             "--poll", "0.2", "--exit-when-idle",
         ]
         self.env = {**os.environ, "GREENPROOF_LOG": "INFO", "PYTHONUNBUFFERED": "1",
-                    "GREENPROOF_ENERGY_SOURCE": "tdp-estimate"}
+                    "GREENPROOF_ENERGY_SOURCE": "fake"}
         self.data_dir = data_dir
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None

@@ -633,7 +633,7 @@ def test_lifecycle_errors_are_explicit(no_powercap: str) -> None:
 
 
 def test_units_and_carbon_follow_the_contract_formula() -> None:
-    assert SOURCES == ("nvml-energy", "nvml-power", "rapl", "tdp-estimate", "none")
+    assert SOURCES == ("nvml-energy", "nvml-power", "rapl", "tdp-estimate", "none", "fake")
     assert mj_to_wh(3_600_000) == 1.0
     assert carbon_grams(3_600_000_000, 400) == 400  # 1 kWh at 400 g/kWh
     assert carbon_grams(3_599_999_999, 1) == 0  # integer floor, as on chain
@@ -642,3 +642,12 @@ def test_units_and_carbon_follow_the_contract_formula() -> None:
         carbon_grams(-1, 400)
     with pytest.raises(TypeError, match="g_per_kwh must be an int"):
         carbon_grams(1, 400.0)  # type: ignore[arg-type]
+
+
+def test_fake_source_is_forced_by_the_environment_for_daemons_under_test(monkeypatch) -> None:
+    """Separate processes (the worker, the verifier) take the deterministic meter from the env."""
+    monkeypatch.setenv(energy.ENV_ENERGY_SOURCE, "fake")
+    meter = energy.make_meter("cpu")
+    assert meter.source == "fake"
+    with meter:
+        assert meter.read_mj() == energy.DEFAULT_FAKE_MJ_PER_READ
