@@ -6,8 +6,11 @@ URIs:
 * ``builtin://text/<name>`` — public-domain text shipped in ``greenproof/data/<name>.txt``;
 * ``builtin://synthetic?kind=images&n=2048&classes=10&size=8&seed=0`` — seeded class prototypes plus noise;
 * ``builtin://synthetic?kind=text&n=65536&vocab=32&seed=0`` — a seeded random Markov chain of tokens;
-* a local path, ``file://``, ``http(s)://`` (streamed, size-capped, cached) or any fsspec URL
-  (``s3://``, ``gs://``, ``memory://`` …).
+* a local path, ``file://`` or ``http(s)://``, read through :mod:`greenproof.uri` under
+  :func:`dataset_limits` (2 GiB by default, ``GREENPROOF_MAX_DATASET_BYTES``; the deadline
+  allows the cap at 1 MiB/s). A pinned http(s) dataset streams to
+  ``$GREENPROOF_CACHE/datasets/<sha256>`` (default ``~/.cache/greenproof``), hashed while it
+  streams, and is kept there only if it matches. fsspec URLs are no longer read.
 
 Files ending ``.npz`` or ``.safetensors`` hold a classification set (``x``: float
 ``[N, …]``, ``y``: integer ``[N]``); any other file is a byte-level text corpus.
@@ -28,16 +31,25 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import parse_qsl, urlparse, urlsplit
 
 import torch
 
 from greenproof.statehash import state_hash
+from greenproof.uri import (
+    FetchError,
+    FetchHashMismatch,
+    FetchLimits,
+    FetchTooLarge,
+    download,
+    read_uri,
+)
 
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data"
 MAX_DOWNLOAD_BYTES = int(os.environ.get("GREENPROOF_MAX_DATASET_BYTES", 2 << 30))
+DATASET_MIN_RATE_BPS = 1 << 20
 TEXT_VOCAB = 256  # byte-level
 
 
@@ -156,60 +168,44 @@ def _builtin(uri: str) -> Dataset:
 # ---------------------------------------------------------------------------- files
 
 
+def dataset_limits(max_bytes: int = MAX_DOWNLOAD_BYTES) -> FetchLimits:
+    """A dataset may take ``max_bytes``, at no less than 1 MiB/s (after a 10 s grace)."""
+    return FetchLimits.sized(max_bytes, min_rate_bps=DATASET_MIN_RATE_BPS)
+
+
 def _cache_dir() -> Path:
     root = os.environ.get("GREENPROOF_CACHE") or Path.home() / ".cache" / "greenproof"
     return Path(root) / "datasets"
 
 
-def _fetch_http(uri: str, timeout: float) -> bytes:
-    import httpx
-
-    cached = _cache_dir() / hashlib.sha256(uri.encode()).hexdigest()
+def _read_pinned(uri: str, sha256: str, limits: FetchLimits) -> bytes:
+    """A pinned http(s) dataset's bytes, from the content-addressed cache or a verified download."""
+    cached = _cache_dir() / sha256
     if cached.is_file():
-        return cached.read_bytes()
-    buf = io.BytesIO()
+        raw = cached.read_bytes()
+        if hashlib.sha256(raw).hexdigest() == sha256:
+            return raw
+        log.warning("cached dataset %s does not match its name; fetching it again", cached)
+        cached.unlink(missing_ok=True)
+    return download(uri, cached, limits, sha256=sha256).read_bytes()
+
+
+def _read_file(uri: str, sha256: str | None, limits: FetchLimits) -> tuple[bytes, str | None]:
+    """The raw bytes behind a file-like URI and, when already checked, their sha256."""
     try:
-        with httpx.stream("GET", uri, timeout=timeout, follow_redirects=True) as r:
-            if r.status_code != 200:
-                raise DatasetError(f"dataset unreachable: GET {uri} returned HTTP {r.status_code}")
-            for chunk in r.iter_bytes():
-                buf.write(chunk)
-                if buf.tell() > MAX_DOWNLOAD_BYTES:
-                    raise DatasetError(
-                        f"dataset {uri} is larger than the {MAX_DOWNLOAD_BYTES} byte cap "
-                        "(set GREENPROOF_MAX_DATASET_BYTES to raise it)"
-                    )
-    except httpx.HTTPError as e:
-        raise DatasetError(f"dataset unreachable: {uri}: {e}") from e
-    data = buf.getvalue()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(cached)
-    return data
+        if sha256 is not None and urlsplit(uri).scheme.lower() in ("http", "https"):
+            return _read_pinned(uri, sha256, limits), sha256
+        return read_uri(uri, limits), None
+    except FetchHashMismatch as e:
+        raise DatasetError(f"dataset {e}") from None
+    except FetchTooLarge as e:
+        raise DatasetError(f"dataset unreachable: {e} (GREENPROOF_MAX_DATASET_BYTES raises the cap)") from None
+    except FetchError as e:
+        raise DatasetError(f"dataset unreachable: {e}") from None
 
 
-def read_uri_bytes(uri: str, timeout: float = 60.0) -> bytes:
-    """The raw bytes behind a file-like URI (local path, file://, http(s)://, fsspec)."""
-    u = urlparse(uri)
-    try:
-        if u.scheme in ("", "file"):
-            path = Path(u.path if u.scheme == "file" else uri).expanduser()
-            return path.read_bytes()
-        if u.scheme in ("http", "https"):
-            return _fetch_http(uri, timeout)
-        import fsspec
-
-        with fsspec.open(uri, "rb") as f:
-            return f.read(MAX_DOWNLOAD_BYTES + 1)
-    except DatasetError:
-        raise
-    except (OSError, ValueError, ImportError) as e:
-        raise DatasetError(f"dataset unreachable: {uri}: {e}") from e
-
-
-def _parse_file(raw: bytes, name: str) -> Dataset:
-    digest = hashlib.sha256(raw).hexdigest()
+def _parse_file(raw: bytes, name: str, digest: str | None = None) -> Dataset:
+    digest = digest or hashlib.sha256(raw).hexdigest()
     lower = name.lower()
     try:
         if lower.endswith(".npz"):
@@ -242,18 +238,24 @@ _cache: dict[str, Dataset] = {}
 _lock = threading.Lock()
 
 
-def load_dataset(uri: str, sha256: str | None = None) -> Dataset:
-    """Load (and cache per process) the dataset at ``uri``; verify ``sha256`` when given."""
+def load_dataset(uri: str, sha256: str | None = None, *, limits: FetchLimits | None = None) -> Dataset:
+    """Load (and cache per process) the dataset at ``uri``; verify ``sha256`` when given.
+
+    Files are read under ``limits`` (default :func:`dataset_limits`); a pinned http(s)
+    download is checked against ``sha256`` while it streams.
+    """
+    sha256 = sha256.lower() if sha256 is not None else None
     with _lock:
         data = _cache.get(uri)
     if data is None:
         if uri.startswith("builtin://"):
             data = _builtin(uri)
         else:
-            data = _parse_file(read_uri_bytes(uri), urlparse(uri).path or uri)
+            raw, digest = _read_file(uri, sha256, limits or dataset_limits())
+            data = _parse_file(raw, urlparse(uri).path or uri, digest)
         with _lock:
             _cache[uri] = data
         log.info("loaded dataset %s (%d examples, sha256 %s)", uri, len(data), data.sha256)
-    if sha256 is not None and sha256.lower() != data.sha256:
-        raise DatasetError(f"dataset sha256 mismatch for {uri} (expected {sha256.lower()}, got {data.sha256})")
+    if sha256 is not None and sha256 != data.sha256:
+        raise DatasetError(f"dataset sha256 mismatch for {uri} (expected {sha256}, got {data.sha256})")
     return data

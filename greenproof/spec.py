@@ -20,18 +20,23 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote_to_bytes, urlparse
+from urllib.parse import urlsplit
 
 from eth_utils import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from greenproof.tasks import TASKS
+from greenproof.uri import FetchError, FetchLimits, read_uri
 
 SPEC_VERSION = 1
 DEFAULT_SEGMENT_STEPS = 100
 """Default steps per segment: amortises one boundary's hash and durable checkpoint to well
 under 1 % of training for the bundled families while keeping a verifier's replay of one
 audited segment short (docs/engine.md, "Segment length")."""
+
+
+SPEC_LIMITS = FetchLimits(max_bytes=1 << 20, deadline_s=30.0, connect_timeout_s=10.0, read_timeout_s=10.0)
+"""A spec is a small text: 1 MiB and 30 s are generous, and all a requester's server may take."""
 
 
 class JobSpecError(ValueError):
@@ -228,32 +233,23 @@ def parse_spec(obj: Any) -> JobSpec:
 
 
 def _read_spec_text(path_or_uri: str | Path) -> tuple[str, str]:
+    """The spec's text and a name whose suffix says YAML or JSON (``data:`` URIs are JSON)."""
     s = str(path_or_uri)
-    u = urlparse(s)
-    if u.scheme == "data":
-        header, _, payload = s[5:].partition(",")
-        raw = base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
-        return raw.decode("utf-8"), "spec.json"
-    if u.scheme in ("http", "https"):
-        import httpx
-
-        try:
-            r = httpx.get(s, timeout=30, follow_redirects=True)
-            r.raise_for_status()
-        except httpx.HTTPError as e:
-            raise JobSpecError(f"cannot fetch spec {s}: {e}") from None
-        if len(r.content) > 1 << 20:
-            raise JobSpecError(f"spec {s} is larger than 1 MiB")
-        return r.text, u.path
-    path = Path(u.path) if u.scheme == "file" else Path(s)
     try:
-        return path.expanduser().read_text(encoding="utf-8"), path.name
-    except OSError as e:
-        raise JobSpecError(f"cannot read spec {s}: {e.strerror or e}") from None
+        raw = read_uri(s, SPEC_LIMITS)
+    except FetchError as e:
+        raise JobSpecError(f"cannot read spec: {e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JobSpecError(f"cannot read spec {s}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    scheme = urlsplit(s).scheme.lower()
+    return text, "spec.json" if scheme == "data" else urlsplit(s).path if scheme else Path(s).name
 
 
 def load_spec(path_or_uri: str | Path, *, check: bool = False, device: Any = None) -> JobSpec:
-    """Load a YAML or JSON spec from a path, ``file://``, ``http(s)://`` or ``data:`` URI.
+    """Load a YAML or JSON spec from a path, ``file://``, ``http(s)://`` or ``data:`` URI
+    (through :mod:`greenproof.uri`, capped at 1 MiB and 30 s: ``SPEC_LIMITS``).
 
     With ``check=True`` also fetch and verify the dataset and check the job fits
     in ``device``'s memory (what a worker does before accepting a job).

@@ -4,28 +4,41 @@ An artifact's name is the lowercase hex of its state hash (docs/protocol.md §3)
 reads one recomputes the hash and refuses a mismatch. Writes are atomic (temporary
 file, fsync, rename, fsync of the directory), so a crash never leaves a half
 checkpoint under a valid name.
+
+Fetching another party's checkpoint (:func:`fetch_state`) goes through
+:mod:`greenproof.uri`: streamed to a temporary file under a size cap (the spec's exact
+state size when the caller knows the spec, :func:`state_size_cap`), a deadline and a
+minimum rate, then loaded from disk and its state hash checked.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlparse
 
 import torch
 from safetensors.torch import load as st_load
+from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 
 from greenproof.statehash import state_hash
+from greenproof.uri import FetchLimits, download
+
+if TYPE_CHECKING:
+    from greenproof.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
 TrainState = dict[str, torch.Tensor]
 MAX_CHECKPOINT_BYTES = int(os.environ.get("GREENPROOF_MAX_CHECKPOINT_BYTES", 8 << 30))
+"""The size cap of a fetched checkpoint when the caller does not know the spec."""
+CHECKPOINT_MIN_RATE_BPS = 1 << 20
+HEADER_SLACK_BYTES = 8 << 10
+"""Room for the safetensors JSON header beyond a generous per-tensor allowance."""
 
 
 class ArtifactError(RuntimeError):
@@ -73,12 +86,13 @@ def save_checkpoint(state: TrainState, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
-    """Read a safetensors checkpoint into CPU tensors."""
+    """Read a safetensors checkpoint into CPU tensors (straight from the file, no bytes copy)."""
     try:
-        raw = Path(path).read_bytes()
+        return st_load_file(str(path))
     except OSError as e:
         raise ArtifactError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
-    return state_from_bytes(raw)
+    except Exception as e:  # safetensors raises its own error types
+        raise ArtifactError(f"not a safetensors checkpoint: {e}") from None
 
 
 def _parse_hash(h: bytes | str) -> bytes:
@@ -91,7 +105,10 @@ def _parse_hash(h: bytes | str) -> bytes:
 
 def verified(raw: bytes, h: bytes, where: str) -> TrainState:
     """Decode ``raw`` and check that its state hash is ``h``."""
-    state = state_from_bytes(raw)
+    return _hashes_to(state_from_bytes(raw), h, where)
+
+
+def _hashes_to(state: TrainState, h: bytes, where: str) -> TrainState:
     got = state_hash(state)
     if got != h:
         raise ArtifactError(f"checkpoint hash mismatch for {where} (expected {h.hex()}, got {got.hex()})")
@@ -158,37 +175,60 @@ class ArtifactStore:
         return verified(raw, hb, f"{self.root}/{hb.hex()}")
 
 
+def state_size_cap(spec: JobSpec) -> int:
+    """The most bytes an honest checkpoint of ``spec``'s training state can take.
+
+    Every tensor of the seeded state at boundary 0 (training never changes a shape or a
+    dtype), counted on torch's meta device (nothing allocated or initialised), plus the
+    safetensors header: 128 bytes and the name per tensor, and ``HEADER_SLACK_BYTES``.
+    """
+    from greenproof.engine import RNG_KEY, STEP_KEY, _initial_slots
+    from greenproof.tasks import TASKS
+
+    data = spec.load_data()
+    with torch.device("meta"):
+        model = TASKS[spec.task].build(spec.family_config, data)
+    tensors = {f"model.{n}": t for n, t in model.state_dict().items()}
+    for name, p in model.named_parameters():
+        for slot, t in _initial_slots(spec, p.detach()).items():
+            tensors[f"optim.{name}.{slot}"] = t
+    tensors[STEP_KEY] = tensors[RNG_KEY] = torch.empty((), dtype=torch.int64, device="meta")
+    body = sum(t.numel() * t.element_size() for t in tensors.values())
+    header = sum(128 + len(k) for k in tensors) + HEADER_SLACK_BYTES
+    return body + header
+
+
+def checkpoint_limits(max_bytes: int) -> FetchLimits:
+    """A checkpoint may take ``max_bytes``, at no less than 1 MiB/s (after a 10 s grace)."""
+    return FetchLimits.sized(max_bytes, min_rate_bps=CHECKPOINT_MIN_RATE_BPS)
+
+
 def fetch_state(
-    result_uri: str, h: bytes | str, timeout: float = 60.0, max_bytes: int = MAX_CHECKPOINT_BYTES
+    result_uri: str,
+    h: bytes | str,
+    *,
+    spec: JobSpec | None = None,
+    max_bytes: int | None = None,
+    limits: FetchLimits | None = None,
+    tmp_dir: str | Path | None = None,
 ) -> TrainState:
-    """Fetch ``{result_uri}/{h hex}`` (http(s), file:// or fsspec) and verify its state hash."""
+    """Fetch ``{result_uri}/{h hex}`` (http(s) or file://) and verify its state hash.
+
+    Limits: ``limits`` if given, else :func:`checkpoint_limits` of ``max_bytes``, of
+    :func:`state_size_cap` of ``spec``, or of ``MAX_CHECKPOINT_BYTES``. The checkpoint
+    streams to a temporary file under ``tmp_dir`` (default: the system's), which is
+    removed once loaded. Transport failures raise :class:`greenproof.uri.FetchError`
+    subclasses (FetchNotFound, FetchTimeout, FetchTooLarge, FetchRefused,
+    FetchUnavailable); a file that is not a checkpoint or hashes to something else
+    raises ArtifactError.
+    """
     hb = _parse_hash(h)
     url = f"{result_uri.rstrip('/')}/{hb.hex()}"
-    scheme = urlparse(url).scheme
-    try:
-        if scheme in ("http", "https"):
-            import httpx
-
-            buf = io.BytesIO()
-            with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r:
-                if r.status_code != 200:
-                    raise ArtifactError(f"checkpoint unfetchable: GET {url} returned HTTP {r.status_code}")
-                for chunk in r.iter_bytes():
-                    buf.write(chunk)
-                    if buf.tell() > max_bytes:
-                        raise ArtifactError(f"checkpoint unfetchable: {url} exceeds {max_bytes} bytes")
-            raw = buf.getvalue()
-        elif scheme in ("", "file"):
-            raw = Path(urlparse(url).path if scheme == "file" else url).read_bytes()
-        else:
-            import fsspec
-
-            with fsspec.open(url, "rb") as f:
-                raw = f.read(max_bytes + 1)
-            if len(raw) > max_bytes:
-                raise ArtifactError(f"checkpoint unfetchable: {url} exceeds {max_bytes} bytes")
-    except ArtifactError:
-        raise
-    except Exception as e:  # httpx, OSError, fsspec backends
-        raise ArtifactError(f"checkpoint unfetchable: {url}: {e}") from None
-    return verified(raw, hb, url)
+    if limits is None:
+        if max_bytes is None:
+            max_bytes = state_size_cap(spec) if spec is not None else MAX_CHECKPOINT_BYTES
+        limits = checkpoint_limits(max_bytes)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=tmp_dir) as d:
+        path = download(url, Path(d) / hb.hex(), limits)
+        state = load_checkpoint(path)
+    return _hashes_to(state, hb, url)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from greenproof.data import load_dataset
+from greenproof.data import DatasetError, dataset_limits, load_dataset
 from greenproof.spec import JobSpec, JobSpecError, load_spec, parse_spec
 
 EXAMPLES = Path(__file__).parents[2] / "greenproof" / "examples"
@@ -73,19 +73,33 @@ def test_data_uri_round_trip():
     assert json.loads(base64.b64decode(uri.split(",", 1)[1])) == json.loads(s.canonical_json())
 
 
-def test_file_and_http_uris(tmp_path):
-    (tmp_path / "s.json").write_text(json.dumps(mlp_spec()))
-    assert load_spec(f"file://{tmp_path}/s.json").seed == 3
-
+@pytest.fixture
+def served(tmp_path):
+    """``tmp_path`` over http."""
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert load_spec(f"http://127.0.0.1:{server.server_port}/s.json").seed == 3
-        with pytest.raises(JobSpecError, match="cannot fetch spec"):
-            load_spec(f"http://127.0.0.1:{server.server_port}/missing.json")
-    finally:
-        server.shutdown()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_file_and_http_uris(tmp_path, served):
+    (tmp_path / "s.json").write_text(json.dumps(mlp_spec()))
+    assert load_spec(f"file://{tmp_path}/s.json").seed == 3
+    assert load_spec(f"{served}/s.json").seed == 3
+    with pytest.raises(JobSpecError, match=r"cannot read spec: GET .*/missing.json: HTTP 404 \(not found\)"):
+        load_spec(f"{served}/missing.json")
+    with pytest.raises(JobSpecError, match=r"cannot read spec: .*unsupported URI scheme 'gs'"):
+        load_spec("gs://bucket/s.json")
+
+
+def test_a_spec_over_1_mib_is_refused(tmp_path, served):
+    big = mlp_spec(padding=" " * (1 << 20))
+    (tmp_path / "big.json").write_text(json.dumps(big))
+    for uri in (tmp_path / "big.json", f"{served}/big.json"):
+        with pytest.raises(JobSpecError, match="cannot read spec: .* exceed.* the 1 MiB size cap"):
+            load_spec(uri)
 
 
 def test_examples_are_valid_and_pinned():
@@ -126,6 +140,22 @@ def test_unreachable_dataset(tmp_path):
         s.check_fits()
     with pytest.raises(JobSpecError, match="unknown builtin text 'nope'"):
         parse_spec(mlp_spec(dataset={"uri": "builtin://text/nope"})).load_data()
+
+
+def test_http_dataset_is_checked_while_streaming_and_cached_by_its_sha256(tmp_path, served, monkeypatch):
+    monkeypatch.setenv("GREENPROOF_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "blobs.npz", x=rng.normal(size=(30, 4)).astype(np.float32), y=rng.integers(0, 2, 30))
+    digest = hashlib.sha256((tmp_path / "blobs.npz").read_bytes()).hexdigest()
+    wrong = "0" * 64
+    with pytest.raises(DatasetError, match=f"dataset sha256 mismatch for .*blobs.npz \\(expected {wrong}, got {digest}\\)"):
+        load_dataset(f"{served}/blobs.npz", wrong)
+    assert list((tmp_path / "cache" / "datasets").iterdir()) == []  # nothing kept of a wrong download
+    data = load_dataset(f"{served}/blobs.npz", digest)
+    assert len(data) == 30 and data.sha256 == digest
+    assert (tmp_path / "cache" / "datasets" / digest).read_bytes() == (tmp_path / "blobs.npz").read_bytes()
+    with pytest.raises(DatasetError, match=r"dataset unreachable: .*blobs.npz: 1\d{3} bytes exceed the 100 bytes size cap"):
+        load_dataset(f"{tmp_path}/blobs.npz", digest, limits=dataset_limits(100))
 
 
 def test_local_npz_dataset_is_pinned_by_its_file_sha256(tmp_path):

@@ -14,9 +14,18 @@ from greenproof.statehash import state_hash
 from greenproof.store import (
     ArtifactError,
     ArtifactStore,
+    checkpoint_bytes,
     fetch_state,
     load_checkpoint,
     save_checkpoint,
+    state_size_cap,
+)
+from greenproof.uri import (
+    FetchNotFound,
+    FetchRefused,
+    FetchTooLarge,
+    FetchUnavailable,
+    format_bytes,
 )
 
 
@@ -79,32 +88,38 @@ def test_a_crash_mid_write_leaves_no_checkpoint(tmp_path, monkeypatch):
     assert s.has(h)
 
 
-def test_fsspec_store(tmp_path):
+def test_fsspec_store_is_written_but_never_fetched_from(tmp_path):
+    """A provider may keep its store anywhere fsspec reaches; readers fetch over http(s) or file only."""
     s = ArtifactStore("memory://greenproof-test-store")
     state = sample_state()
     h = s.put(state)
     assert s.has(h) and state_hash(s.get(h)) == h
-    assert state_hash(fetch_state("memory://greenproof-test-store", h)) == h
+    with pytest.raises(FetchRefused, match="unsupported URI scheme 'memory'"):
+        fetch_state("memory://greenproof-test-store", h)
 
 
 @pytest.fixture
 def served(tmp_path):
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "art"))  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield ArtifactStore(tmp_path), f"http://127.0.0.1:{server.server_port}"
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield ArtifactStore(tmp_path / "art"), f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()
 
 
 def test_fetch_state_over_http_and_file(served, tmp_path):
     s, url = served
     state = sample_state()
     h = s.put(state)
-    assert state_hash(fetch_state(url, h)) == h
-    assert state_hash(fetch_state(f"file://{tmp_path}", h)) == h
-    with pytest.raises(ArtifactError, match="checkpoint unfetchable: GET .* returned HTTP 404"):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert state_hash(fetch_state(url, h, tmp_dir=scratch)) == h
+    assert state_hash(fetch_state(f"file://{tmp_path}/art", h, tmp_dir=scratch)) == h
+    assert list(scratch.iterdir()) == []  # the download is gone once loaded
+    with pytest.raises(FetchNotFound, match=r"GET .*/1111.*: HTTP 404 \(not found\)"):
         fetch_state(url, b"\x11" * 32)
-    with pytest.raises(ArtifactError, match="exceeds 10 bytes"):
+    with pytest.raises(FetchTooLarge, match="exceeds the 10 bytes size cap"):
         fetch_state(url, h, max_bytes=10)
 
 
@@ -114,5 +129,27 @@ def test_fetch_state_refuses_a_swapped_artifact(served):
     save_checkpoint(sample_state(), s.path(h))
     with pytest.raises(ArtifactError, match="checkpoint hash mismatch"):
         fetch_state(url, h)
-    with pytest.raises(ArtifactError, match="checkpoint unfetchable"):
-        fetch_state("http://127.0.0.1:9", h, timeout=2)
+    s.path(h).write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="not a safetensors checkpoint"):
+        fetch_state(url, h)
+    limits = store_mod.checkpoint_limits(1 << 20).model_copy(update={"retries": 0})
+    with pytest.raises(FetchUnavailable, match="Connection refused"):
+        fetch_state("http://127.0.0.1:9", h, limits=limits)
+
+
+def test_the_size_cap_is_the_specs_state_size(tmp_path, served):
+    """An honest checkpoint fits under state_size_cap(spec); one byte of padding more does not."""
+    from greenproof.engine import init_state
+    from greenproof.spec import parse_spec
+
+    spec = parse_spec({"task": "mlp", "model": {"hidden": 16, "depth": 1}, "dataset": {"uri": "builtin://digits"},
+                       "batch_size": 16, "total_steps": 8, "segment_steps": 4})
+    state = init_state(spec)
+    cap = state_size_cap(spec)
+    assert len(checkpoint_bytes(state)) <= cap < len(checkpoint_bytes(state)) + 16 * 1024
+    s, url = served
+    h = s.put(state)
+    assert state_hash(fetch_state(url, h, spec=spec)) == h
+    s.path(h).write_bytes(checkpoint_bytes(state) + b" " * cap)  # same tensors, a bloated file
+    with pytest.raises(FetchTooLarge, match=f"Content-Length .* exceeds the {format_bytes(cap)} size cap"):
+        fetch_state(url, h, spec=spec)
