@@ -2,7 +2,7 @@
 
 For N = 64, 1 024 and 16 384 segments, with 8 audit samples, it deploys the
 protocol on a throwaway anvil, runs post -> accept -> commit -> draw -> open
-(one batched transaction) -> finalize -> withdraw (provider, then requester),
+(batches of ``MAX_OPENINGS``) -> finalize -> withdraw (provider, then requester),
 prints one row per transaction and one column per N, and writes
 ``bench/results/gas.json``::
 
@@ -26,12 +26,15 @@ from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from web3.logs import DISCARD
+from web3.types import TxReceipt
 
 from greenproof.chain.accounts import dev_account
-from greenproof.chain.client import Chain, make_web3
+from greenproof.chain.client import Chain
+from greenproof.chain.connection import make_web3
 from greenproof.chain.deploy import deploy_system
 from greenproof.chain.devnet import Anvil
+from greenproof.chain.gateway import Gateway
+from greenproof.chain.models import JobState, Opening
 from greenproof.merkle import commitment_tree
 
 SIZES = (64, 1024, 16384)
@@ -61,52 +64,49 @@ def lifecycle_gas(node: Anvil, num_segments: int, samples: int = SAMPLES) -> dic
     w3 = make_web3(node.rpc_url)
     owner, requester, provider, keeper = (dev_account(i) for i in range(4))
     deployment = deploy_system(w3, owner, params=PARAMS, save=False)
-    as_ = {a.address: Chain(w3, a, deployment, poll=0.01) for a in (owner, requester, provider, keeper)}
+    as_ = {a.address: Gateway(Chain(w3, a, deployment, poll=0.01))
+           for a in (owner, requester, provider, keeper)}
     req, prov, anyone, own = as_[requester.address], as_[provider.address], as_[keeper.address], as_[owner.address]
 
-    # set-up, not measured: tokens, approvals, provider stake
-    for c in (req, prov):
-        own.transact(own.token.functions.mint(c.address, 10**6 * TOKEN), what="mint")
-        c.transact(c.token.functions.approve(c.market.address, 2**256 - 1), what="approve market")
-        c.transact(c.token.functions.approve(c.stake.address, 2**256 - 1), what="approve stake")
-    prov.transact(prov.stake.functions.stake(10 * COLLATERAL), what="stake")
+    # set-up, not measured: tokens, the requester's escrow approval, provider stake
+    for gw in (req, prov):
+        own.mint(gw.address, 10**6 * TOKEN)
+    req.chain.ensure_allowance(req.market_address, 2**256 - 1)  # unlimited, so post_job never re-approves
+    prov.stake(10 * COLLATERAL)
 
     gas: dict[str, int] = {}
 
-    def measure(label: str, chain: Chain, call: Any) -> Any:
-        receipt = chain.transact(call, what=label)
-        gas[label] = int(receipt["gasUsed"])
-        return receipt
+    def measure(label: str, *receipts: TxReceipt) -> None:
+        gas[label] = sum(int(r["gasUsed"]) for r in receipts)
 
-    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
-    spec_hash = keccak(b"bench spec")
-    receipt = measure("post_job", req, req.market.functions.post_job(
-        spec_hash, "ipfs://bench-spec", num_segments, samples, PAYMENT, FEE, COLLATERAL, deadline, 0))
-    job_id = int(req.market.events.JobPosted().process_receipt(receipt, errors=DISCARD)[0]["args"]["job_id"])
+    deadline = req.chain.timestamp() + 3600
+    job_id, receipt = req.post_job(
+        spec_hash=keccak(b"bench spec"), spec_uri="ipfs://bench-spec", num_segments=num_segments,
+        audit_samples=samples, payment=PAYMENT, verifier_fee=FEE, collateral=COLLATERAL,
+        deadline=deadline, min_green_bps=0,
+    )
+    measure("post_job", receipt)
 
     hashes = [keccak(abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(num_segments + 1)]
     energies = [k * 3_600_000 for k in range(num_segments + 1)]
     tree = commitment_tree(job_id, hashes, energies)
 
-    measure("accept_job", prov, prov.market.functions.accept_job(job_id, keccak(b"cpu")))
-    measure("commit_result", prov, prov.market.functions.commit_result(
-        job_id, tree.root, hashes[-1], energies[-1], "http://127.0.0.1:8765/artifacts"))
+    measure("accept_job", prov.accept_job(job_id, keccak(b"cpu")))
+    measure("commit_result", prov.commit_result(job_id, tree.root, hashes[-1], energies[-1],
+                                                "http://127.0.0.1:8765/artifacts"))
     node.mine(2)
-    measure("draw_audit", anyone, anyone.market.functions.draw_audit(job_id))
-    indices = sorted({int(i) for i in prov.market.functions.audit_indices(job_id).call()})
-    openings = [
-        (i, hashes[i], energies[i], hashes[i + 1], energies[i + 1], *tree.segment_proofs(i))
-        for i in indices
-    ]
-    measure("open_segments", prov, prov.market.functions.open_segments(job_id, openings))
+    measure("draw_audit", anyone.draw_audit(job_id))
+    indices = sorted(set(prov.audit_indices(job_id)))
+    openings = [Opening.from_tree(tree, i, hashes, energies) for i in indices]
+    measure("open_segments", *prov.open_segments(job_id, openings))
     node.call("evm_increaseTime", PARAMS["vote_commit_window"] + PARAMS["vote_reveal_window"])
     node.mine(1)
-    measure("finalize", anyone, anyone.market.functions.finalize(job_id))
-    measure("withdraw (provider)", prov, prov.market.functions.withdraw())
-    measure("withdraw (requester)", req, req.market.functions.withdraw())
-    state = prov.market.functions.job_state(job_id).call()
-    if state != 6:
-        raise RuntimeError(f"bench: job {job_id} ended in state {state}, expected PAID (6)")
+    measure("finalize", anyone.finalize(job_id))
+    measure("withdraw (provider)", prov.withdraw())
+    measure("withdraw (requester)", req.withdraw())
+    state = prov.job(job_id).state
+    if state is not JobState.PAID:
+        raise RuntimeError(f"bench: job {job_id} ended in state {state}, expected PAID")
     log.info("N=%d: %d distinct audited segments, total gas %d", num_segments, len(indices), sum(gas.values()))
     return gas
 

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich import box
@@ -39,6 +39,9 @@ from rich.table import Table
 from greenproof.indexer import Indexer, JobState, MarketSnapshot, mj_to_wh
 from greenproof.procs import Supervisor
 from greenproof.report import MoneyFlow, Report, ReportJob, render_report
+
+if TYPE_CHECKING:
+    from greenproof.chain.gateway import Gateway
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -136,7 +139,7 @@ def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
     end-to-end tests use it). Returns the deployment manifest's path.
     """
     from greenproof.attestation import sign_attestation
-    from greenproof.chain import connect, deploy_system, load_account
+    from greenproof.chain import Gateway, connect, deploy_system, load_account
 
     for actor in actors.values():
         actor.address = load_account(actor.account).address
@@ -144,34 +147,23 @@ def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
     manifest = data / "deployment.json"
     deploy_system(rpc, load_account(actors["owner"].account),
                   params=dict(DEMO_PARAMS if params is None else params), out=manifest, force=True)
-    owner = connect(rpc, actors["owner"].account, manifest)
-
-    def as_(role: str) -> Any:
-        return connect(rpc, actors[role].account, manifest)
-
-    token, registry = owner.token, owner.registry
+    owner = Gateway(connect(rpc, actors["owner"].account, manifest))
     for role in ("requester", "green", "cheater", "verifier_a", "verifier_b"):
-        owner.transact(token.functions.mint(actors[role].address, 10_000 * TOKEN),
-                       what=f"mint demo tokens to {role}")
-    owner.transact(token.functions.mint(owner.address, 1_000 * TOKEN), what="mint pool tokens")
-    owner.ensure_allowance(registry.address, 1_000 * TOKEN)
-    owner.transact(registry.functions.fund_pool(1_000 * TOKEN), what="fund green bonus pool")
-    owner.transact(registry.functions.add_attestor(actors["attestor"].address),
-                   what="register attestor")
-    now = owner.timestamp()
+        owner.mint(actors[role].address, 10_000 * TOKEN)
+    owner.mint(owner.address, 1_000 * TOKEN)
+    owner.fund_pool(1_000 * TOKEN)
+    owner.add_attestor(actors["attestor"].address)
+    now = owner.chain.timestamp()
     signed = sign_attestation(
-        load_account(actors["attestor"].account), registry.address, owner.chain_id,
+        load_account(actors["attestor"].account), owner.registry_address, owner.chain.chain_id,
         provider=actors["green"].address, green_bps=10_000, carbon_g_per_kwh=20,
         region="demo-solar", valid_from=now - 60, valid_until=now + 86_400, nonce=1,
     )
     signed.save(data / "green-attestation.json")
-    owner.transact(registry.functions.submit_attestation(*signed.submit_args()),
-                   what="submit green attestation")
+    owner.submit_attestation(signed)
     for role, amount in (("green", 2_000), ("cheater", 2_000), ("verifier_a", 500),
                          ("verifier_b", 500)):
-        c = as_(role)
-        c.ensure_allowance(c.stake.address, amount * TOKEN)
-        c.transact(c.stake.functions.stake(amount * TOKEN), what=f"{role} stakes")
+        Gateway(connect(rpc, actors[role].account, manifest)).stake(amount * TOKEN)
     return manifest
 
 
@@ -200,7 +192,7 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- jobs
 
 
-def _post(requester: Any, job: DemoJob) -> int:
+def _post(requester: Gateway, job: DemoJob) -> int:
     from greenproof.cli.requester import SPEC_URI_MAX, spec_data_uri
     from greenproof.spec import load_spec
 
@@ -208,22 +200,15 @@ def _post(requester: Any, job: DemoJob) -> int:
     uri = spec_data_uri(job.spec, spec)
     if len(uri.encode()) > SPEC_URI_MAX:  # too long for the chain: every daemon here shares the disk
         uri = job.spec.resolve().as_uri()
-    market = requester.market
-    deadline = requester.timestamp() + 1_800
-    collateral = job.payment  # what a provider loses when caught
-    requester.ensure_allowance(market.address, job.payment + job.verifier_fee)
-    receipt = requester.transact(
-        market.functions.post_job(spec.spec_hash(), uri, spec.num_segments,
-                                  min(2, spec.num_segments), job.payment, job.verifier_fee,
-                                  collateral, deadline, job.min_green_bps),
-        what=f"post {job.task} job",
+    job_id, _ = requester.post_job(
+        spec_hash=spec.spec_hash(), spec_uri=uri, num_segments=spec.num_segments,
+        audit_samples=min(2, spec.num_segments), payment=job.payment,
+        verifier_fee=job.verifier_fee,
+        collateral=job.payment,  # what a provider loses when caught
+        deadline=requester.chain.timestamp() + 1_800, min_green_bps=job.min_green_bps,
     )
-    from web3.logs import DISCARD
-
-    ev = market.events.JobPosted().process_receipt(receipt, errors=DISCARD)
-    job.job_id = int(ev[0]["args"]["job_id"])
-    job.posted_at = time.monotonic()
-    return job.job_id
+    job.job_id, job.posted_at = job_id, time.monotonic()
+    return job_id
 
 
 def _plan(cfg: DemoConfig, spec_dir: Path) -> list[DemoJob]:
@@ -316,7 +301,7 @@ def _summary_table(report: Report) -> Table:
 
 
 def run_demo(cfg: DemoConfig) -> Report:
-    from greenproof.chain import Anvil, connect
+    from greenproof.chain import Anvil, Gateway, connect
 
     started = time.monotonic()
     out = cfg.out
@@ -338,7 +323,7 @@ def run_demo(cfg: DemoConfig) -> Report:
             anvil.start()
             rpc = anvil.rpc_url
             manifest = setup_market(rpc, cfg.actors, data)
-            requester = connect(rpc, cfg.actors["requester"].account, manifest)
+            requester = Gateway(connect(rpc, cfg.actors["requester"].account, manifest))
         console.print(f"[bold]anvil[/] {rpc} · deployment {manifest}")
         labels = {a.address.lower(): a.label for a in cfg.actors.values()}
         a = cfg.actors
@@ -358,18 +343,14 @@ def run_demo(cfg: DemoConfig) -> Report:
         for job in jobs:
             _post(requester, job)
             console.print(f"posted job {job.job_id} ({job.task}) for the {job.intended} provider")
-        indexer = Indexer.from_chain(requester)
+        indexer = Indexer(requester)
         data_dirs = [data / d for d in ("worker-green", "worker-cheater", "verifier-a", "verifier-b")]
         _wait_for_jobs(indexer, jobs, labels, children, cfg, started)
         # let the verifiers settle their votes and withdraw (a few blocks)
         time.sleep(3)
         snap = indexer.snapshot()
-        symbol = str(requester.call(requester.token.functions.symbol()))
-        intensity = {
-            p.address.lower(): int(requester.call(
-                requester.registry.functions.carbon_intensity_of(p.address)))
-            for p in snap.providers
-        }
+        symbol = requester.token_symbol()
+        intensity = {p.address.lower(): requester.carbon_intensity(p.address) for p in snap.providers}
     finally:
         sup.stop_all()
         anvil.stop()
@@ -409,7 +390,7 @@ def _wait_for_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str]
 @click.option("--timeout", type=click.FloatRange(min=30), default=540.0, show_default=True,
               help="Give up if the jobs are not final after this many seconds.")
 @click.option("--cheat", default="noisy_weights", show_default=True,
-              help="Cheating strategy of the dishonest provider (see worker/cheats.py).")
+              help="Cheating strategy of the dishonest provider (see greenproof/adversaries/cheats.py).")
 def demo(out: Path, timeout: float, cheat: str) -> None:
     """Run the whole market on a local anvil and write a report."""
     from greenproof.chain.devnet import DevnetError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from greenproof.cli.options import chain_options, connect_from_options, daemon_logging
+from greenproof.cli.options import chain_options, daemon_logging, gateway_from_options
 from greenproof.cli.provider import (
     _fail_on_chain_errors,
     amount_argument,
@@ -57,10 +57,9 @@ def verifier() -> None:
 def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
           confirmations: int) -> None:
     """Bond AMOUNT tokens of verifier stake (approves the StakeManager first)."""
-    chain, value, decimals = bond_stake("verifier", amount, wei, network, account, deployment,
-                                        confirmations)
-    free = chain.call(chain.stake.functions.free_stake(chain.address))
-    need = chain.call(chain.market.functions.min_verifier_stake())
+    gw, value, decimals = bond_stake("verifier", amount, wei, network, account, deployment,
+                                     confirmations)
+    free, need = _fail_on_chain_errors(lambda: (gw.free_stake(), gw.param("min_verifier_stake")))
     click.echo(f"staked {format_amount(value, decimals)}; free stake {format_amount(free, decimals)} "
                f"(minimum to vote {format_amount(need, decimals)})")
 
@@ -90,13 +89,13 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
     from verifier.daemon import Verifier, VerifierConfig
 
     daemon_logging()
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
     config = VerifierConfig(
         data_dir=data_dir, max_parallel=max_parallel, threads_per_replay=threads_per_replay,
         device=device, poll_s=poll_s, exit_when_idle=exit_when_idle,
         energy_warn_ratio=energy_warn_ratio, fetch_attempts=fetch_attempts, fetch_backoff_s=fetch_backoff_s,
     )
-    daemon = Verifier(chain, config)
+    daemon = _fail_on_chain_errors(lambda: Verifier(gw, config))
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     try:
         daemon.run()
@@ -122,22 +121,20 @@ def check(job_id: int, network: str, account: str | None, deployment: Path | Non
     """Audit JOB_ID now and print the verdict with its evidence (exit code 1 on fraud)."""
     from verifier.daemon import Verifier, VerifierConfig, VerifierError, audit_onchain_job
 
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations,
-                                 need_account=vote)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations,
+                              need_account=vote)
     config = VerifierConfig(data_dir=data_dir, max_parallel=max_parallel,
                             threads_per_replay=threads_per_replay, device=device,
                             fetch_attempts=fetch_attempts, progress=not as_json)
-    start = int(getattr(chain.deployment, "block", 0) or 0)
     try:
-        report = _fail_on_chain_errors(lambda: audit_onchain_job(chain, job_id, config, start))
+        report = _fail_on_chain_errors(lambda: audit_onchain_job(gw, job_id, config))
     except VerifierError as exc:
         raise click.ClickException(str(exc)) from None
     path = report.save(data_dir)
     if vote:
-        daemon = Verifier(chain, config)
+        daemon = _fail_on_chain_errors(lambda: Verifier(gw, config))
         try:
-            job = daemon.market.job(job_id)
-            _fail_on_chain_errors(lambda: daemon.audit_and_commit(job_id, job))
+            _fail_on_chain_errors(lambda: daemon.audit_and_commit(job_id, gw.job(job_id)))
             report = daemon.load_report(job_id) or report
         finally:
             daemon.journal.close()

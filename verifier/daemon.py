@@ -17,6 +17,9 @@ Loop (one ``tick`` every ``poll_s``):
 Everything needed across a crash is on disk: the cursor and the salts in
 ``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`), the reports in
 ``{data_dir}/reports``. Time is the chain's (the latest block's timestamp).
+Every read, transaction and event goes through the contracts' one gateway
+(:class:`greenproof.chain.gateway.Gateway`); logs are searched from the
+manifest's ``deployment_block``, never from genesis.
 """
 
 from __future__ import annotations
@@ -25,17 +28,30 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from greenproof.chain.errors import ChainError, TxError
+from greenproof.chain.gateway import Gateway
+from greenproof.chain.models import (
+    JobAccepted,
+    JobEvent,
+    JobPosted,
+    JobState,
+    OnchainJob,
+    ResultCommitted,
+    SegmentOpened,
+    VoteCommitted,
+    VoteStatus,
+    VotingStarted,
+)
 from verifier.audit import AuditConfig, AuditJob, Fetch, OpenedSegment, audit_job
 from verifier.evidence import AuditReport, TxRecord
 from verifier.votes import JobStage, VoteJournal, VoteRecord, VoteStage
 
 log = logging.getLogger("greenproof.verifier")
-
-VOTE_STATUS_NONE, VOTE_STATUS_COMMITTED = 0, 1
+E = TypeVar("E", bound=JobEvent)
 
 
 class VerifierError(RuntimeError):
@@ -89,89 +105,80 @@ class RetryingFetch:
         raise AssertionError("unreachable")
 
 
-def _one(logs: list[Any], what: str, job_id: int) -> Any:
-    if not logs:
-        raise VerifierError(f"verifier: no {what} event for job {job_id} (wrong --deployment or start block?)")
-    return logs[-1]["args"]
+def _last(gw: Gateway, event: type[E], job_id: int) -> E:
+    """The job's latest ``event``, searched from the deployment block."""
+    found = gw.events(event, gw.deployment.deployment_block, job_id=job_id)
+    if not found:
+        raise VerifierError(
+            f"verifier: no {event.__name__} event for job {job_id} (wrong --deployment?)"
+        )
+    return found[-1]
 
 
-def read_audit_job(chain: Any, job_id: int, from_block: int = 0) -> tuple[AuditJob, Any]:
+def read_audit_job(gw: Gateway, job_id: int) -> tuple[AuditJob, OnchainJob]:
     """Everything the decision needs for ``job_id``, read from events and views."""
-    from greenproof.chain.market import Market
     from greenproof.spec import load_spec
 
-    market = Market(chain)
-    job = market.job(job_id)
-    flt = {"job_id": job_id}
-    posted = _one(chain.logs("JobPosted", from_block, args=flt), "JobPosted", job_id)
-    accepted = _one(chain.logs("JobAccepted", from_block, args=flt), "JobAccepted", job_id)
-    committed = _one(chain.logs("ResultCommitted", from_block, args=flt), "ResultCommitted", job_id)
+    job = gw.job(job_id)
+    posted = _last(gw, JobPosted, job_id)
+    accepted = _last(gw, JobAccepted, job_id)
+    committed = _last(gw, ResultCommitted, job_id)
     opened = [
-        OpenedSegment(
-            index=int(e["args"]["index"]),
-            start_hash=bytes(e["args"]["start_hash"]),
-            start_energy_mj=int(e["args"]["start_energy_mj"]),
-            end_hash=bytes(e["args"]["end_hash"]),
-            end_energy_mj=int(e["args"]["end_energy_mj"]),
-        )
-        for e in chain.logs("SegmentOpened", from_block, args=flt)
+        OpenedSegment(index=e.index, start_hash=e.start_hash, start_energy_mj=e.start_energy_mj,
+                      end_hash=e.end_hash, end_energy_mj=e.end_energy_mj)
+        for e in gw.events(SegmentOpened, gw.deployment.deployment_block, job_id=job_id)
     ]
-    spec = load_spec(posted["spec_uri"])
-    if spec.spec_hash() != bytes(posted["spec_hash"]):
+    spec = load_spec(posted.spec_uri)
+    if spec.spec_hash() != posted.spec_hash:
         raise VerifierError(
-            f"verifier: job {job_id}: the spec at {posted['spec_uri']} does not hash to the posted spec_hash"
+            f"verifier: job {job_id}: the spec at {posted.spec_uri} does not hash to the posted spec_hash"
         )
     audit = AuditJob(
         job_id=job_id,
         spec=spec,
-        spec_uri=posted["spec_uri"],
-        result_uri=committed["result_uri"],
-        provider_class=bytes(accepted["determinism_class"]),
-        provider=str(accepted["provider"]),
-        audit_indices=market.audit_indices(job_id),
+        spec_uri=posted.spec_uri,
+        result_uri=committed.result_uri,
+        provider_class=accepted.determinism_class,
+        provider=accepted.provider,
+        audit_indices=gw.audit_indices(job_id),
         opened=opened,
-        final_state_hash=bytes(committed["final_state_hash"]),
-        energy_mj=int(committed["energy_mj"]),
-        chain_id=chain.chain_id,
-        market=chain.market.address,
+        final_state_hash=committed.final_state_hash,
+        energy_mj=committed.energy_mj,
+        chain_id=gw.chain.chain_id,
+        market=gw.market_address,
     )
     return audit, job
 
 
-def audit_onchain_job(chain: Any, job_id: int, config: VerifierConfig, from_block: int = 0) -> AuditReport:
+def audit_onchain_job(gw: Gateway, job_id: int, config: VerifierConfig) -> AuditReport:
     """Read ``job_id`` from the chain and audit it now (``verifier check``)."""
-    audit, _job = read_audit_job(chain, job_id, from_block)
+    audit, job = read_audit_job(gw, job_id)
     if not audit.opened:
-        raise VerifierError(f"verifier: job {job_id} has no opened segments yet (state {_job.state.value})")
+        raise VerifierError(f"verifier: job {job_id} has no opened segments yet (state {job.state.value})")
     fetch = RetryingFetch(config.fetch_attempts, config.fetch_backoff_s)
     report = audit_job(audit, config.audit_config(), fetch=fetch)
-    if chain.account is not None:
-        report.verifier = chain.address
+    if gw.chain.account is not None:
+        report.verifier = gw.address
     return report
 
 
 class Verifier:
     """The daemon. ``run()`` loops; ``tick()`` is one pass (tests drive it directly)."""
 
-    def __init__(self, chain: Any, config: VerifierConfig, fetch: Fetch | None = None) -> None:
-        from greenproof.chain.market import Market
-
-        self.chain = chain
+    def __init__(self, gw: Gateway, config: VerifierConfig, fetch: Fetch | None = None) -> None:
+        self.gw = gw
         self.config = config
-        self.market = Market(chain)
         self.journal = VoteJournal(config.data_dir)
         self.fetch = fetch or RetryingFetch(config.fetch_attempts, config.fetch_backoff_s)
-        self.me = chain.address
-        self.chain_id = chain.chain_id
-        self.addr = chain.market.address
-        self.deploy_block = int(getattr(chain.deployment, "block", 0) or 0)
+        self.me = gw.address
+        self.chain_id = gw.chain.chain_id
+        self.addr = gw.market_address
+        self.deploy_block = gw.deployment.deployment_block
         self.stopping = threading.Event()
         self._final: set[int] = set()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
-        from greenproof.chain.client import ChainError
-
         log.info("verifier %s on chain %d, market %s, data dir %s",
                  self.me, self.chain_id, self.addr, self.config.data_dir)
         backoff = self.config.poll_s
@@ -192,39 +199,31 @@ class Verifier:
 
     def tick(self) -> None:
         self.scan()
-        now = self.chain.timestamp()
+        now = self.gw.chain.timestamp()
         for job_id in self.journal.jobs(self.chain_id, self.addr, (JobStage.SEEN, JobStage.AUDITED)):
             self.advance(job_id, now)
 
     # ------------------------------------------------------------------ events
     def scan(self) -> None:
-        head = self.chain.block_number()
+        head = self.gw.chain.block_number()
         start = self.journal.cursor(self.chain_id, self.addr, self.deploy_block)
         if start > head:
             return
-        for ev in self.chain.logs("VotingStarted", start, head):
-            job_id = int(ev["args"]["job_id"])
-            if self.journal.job_stage(self.chain_id, self.addr, job_id) is None:
-                log.info("job %d: voting started (commit until %d)", job_id, int(ev["args"]["commit_end"]))
-                self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SEEN)
+        for ev in self.gw.events(VotingStarted, start, head):
+            if self.journal.job_stage(self.chain_id, self.addr, ev.job_id) is None:
+                log.info("job %d: voting started (commit until %d)", ev.job_id, ev.commit_end)
+                self.journal.set_job(self.chain_id, self.addr, ev.job_id, JobStage.SEEN)
         self.journal.set_cursor(self.chain_id, self.addr, head + 1)
 
     # ------------------------------------------------------------------ one job
-    def _windows(self, job: Any) -> tuple[int, int]:
-        commit_end = job.voting_start + self.market.param("vote_commit_window")
-        return commit_end, commit_end + self.market.param("vote_reveal_window")
-
     def advance(self, job_id: int, now: int) -> None:
         """Move one job forward as far as the chain's clock allows."""
-        from greenproof.chain.client import TxError
-        from greenproof.chain.market import JobState
-
-        job = self.market.job(job_id)
+        job = self.gw.job(job_id)
         stage = self.journal.job_stage(self.chain_id, self.addr, job_id)
         vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
         try:
             if job.state is JobState.VOTING:
-                commit_end, reveal_end = self._windows(job)
+                commit_end, reveal_end = self.gw.vote_windows(job)
                 if vote is None or vote.stage is VoteStage.PREPARED:
                     if now >= commit_end:
                         if stage is not JobStage.DONE:
@@ -255,14 +254,12 @@ class Verifier:
         except TxError as exc:
             log.warning("job %d: %s", job_id, exc)
 
-    def audit_and_commit(self, job_id: int, job: Any) -> None:
-        from greenproof.chain.client import TxError
-
+    def audit_and_commit(self, job_id: int, job: OnchainJob) -> None:
         if self.me.lower() in (job.requester.lower(), job.provider.lower()):
             self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="own job")
             return
-        free = self.market.free_stake(self.me)
-        need = self.market.param("min_verifier_stake")
+        free = self.gw.free_stake(self.me)
+        need = self.gw.param("min_verifier_stake")
         if free < need:
             log.warning("job %d: free stake %d below min_verifier_stake %d; run `greenproof verifier stake`",
                         job_id, free, need)
@@ -270,7 +267,7 @@ class Verifier:
             return
         report = self.load_report(job_id)
         if report is None:
-            audit, _ = read_audit_job(self.chain, job_id, self.deploy_block)
+            audit, _ = read_audit_job(self.gw, job_id)
             report = audit_job(audit, self.config.audit_config(), fetch=self.fetch)
             report.verifier = self.me
             path = report.save(self.config.data_dir)
@@ -278,15 +275,12 @@ class Verifier:
             log.info("job %d: audited: %s (report %s)", job_id, report.verdict.value, path)
         # the salt is on disk (synchronous sqlite) before the commit is sent
         vote = self.journal.prepare_vote(self.chain_id, self.addr, job_id, self.me, report.fraud)
-        onchain = self.chain.call(self.chain.market.functions.vote_of(job_id, self.me))
-        if int(onchain[2]) != VOTE_STATUS_NONE:  # committed before a crash: the receipt was lost
+        if self.gw.vote_of(job_id, self.me).status is not VoteStatus.NONE:
+            # committed before a crash: the receipt was lost
             self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
             return
         try:
-            receipt = self.chain.transact(
-                self.chain.market.functions.commit_vote(job_id, vote.commitment),
-                what="commit vote", context={"job": job_id},
-            )
+            receipt = self.gw.commit_vote(job_id, vote.commitment)
         except TxError as exc:
             if "already voted" in str(exc):
                 self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
@@ -298,21 +292,15 @@ class Verifier:
         log.info("job %d: committed a sealed %s vote", job_id, "FRAUD" if vote.fraud else "ok")
 
     def reveal(self, vote: VoteRecord) -> None:
-        receipt = self.chain.transact(
-            self.chain.market.functions.reveal_vote(vote.job_id, vote.fraud, vote.salt),
-            what="reveal vote", context={"job": vote.job_id},
-        )
+        receipt = self.gw.reveal_vote(vote.job_id, vote.fraud, vote.salt)
         tx = receipt["transactionHash"].to_0x_hex()
         self.journal.set_vote_stage(vote, VoteStage.REVEALED, tx)
         self.record_tx(vote.job_id, "reveal_vote", tx, receipt["blockNumber"])
         log.info("job %d: revealed %s", vote.job_id, "FRAUD" if vote.fraud else "ok")
 
     def finalize(self, job_id: int) -> None:
-        from greenproof.chain.client import TxError
-
         try:
-            receipt = self.chain.transact(self.chain.market.functions.finalize(job_id),
-                                          what="finalize", context={"job": job_id})
+            receipt = self.gw.finalize(job_id)
         except TxError as exc:
             if "not voting" in str(exc):  # someone else finalized first
                 return
@@ -323,18 +311,13 @@ class Verifier:
     def settle(self, job_id: int, vote: VoteRecord) -> None:
         """Settle the job's other unsettled votes (winners are paid only after the
         non-winners), then ours; a ``non-winning votes unsettled`` revert waits."""
-        from greenproof.chain.client import TxError
-
-        voters = {str(e["args"]["voter"]) for e in self.chain.logs("VoteCommitted", self.deploy_block,
-                                                                    args={"job_id": job_id})}
+        voters = {e.voter for e in self.gw.events(VoteCommitted, self.deploy_block, job_id=job_id)}
         others = sorted(v for v in voters if v.lower() != self.me.lower())
         for voter in [*others, self.me]:
-            view = self.chain.call(self.chain.market.functions.vote_of(job_id, voter))
-            if bool(view[3]):
+            if self.gw.vote_of(job_id, voter).settled:
                 continue
             try:
-                receipt = self.chain.transact(self.chain.market.functions.settle_vote(job_id, voter),
-                                              what="settle vote", context={"job": job_id, "voter": voter})
+                receipt = self.gw.settle_vote(job_id, voter)
             except TxError as exc:
                 if "non-winning votes unsettled" in str(exc) or "already settled" in str(exc):
                     continue
@@ -343,13 +326,12 @@ class Verifier:
                 tx = receipt["transactionHash"].to_0x_hex()
                 self.journal.set_vote_stage(vote, VoteStage.SETTLED, tx)
                 self.record_tx(job_id, "settle_vote", tx, receipt["blockNumber"])
-        view = self.chain.call(self.chain.market.functions.vote_of(job_id, self.me))
-        if bool(view[3]) and vote.stage is not VoteStage.SETTLED:
+        if self.gw.vote_of(job_id, self.me).settled and vote.stage is not VoteStage.SETTLED:
             self.journal.set_vote_stage(vote, VoteStage.SETTLED)
 
     def withdraw(self) -> None:
-        if self.market.claimable(self.me) > 0:
-            receipt = self.chain.transact(self.chain.market.functions.withdraw(), what="withdraw")
+        if self.gw.claimable() > 0:
+            receipt = self.gw.withdraw()
             log.info("withdrew rewards in tx %s", receipt["transactionHash"].to_0x_hex())
 
     # ------------------------------------------------------------------ reports
@@ -366,19 +348,16 @@ class Verifier:
     # ------------------------------------------------------------------ idle
     def idle(self) -> bool:
         """Every market job closed, every vote of ours settled, nothing claimable."""
-        from greenproof.chain.market import FINAL_STATES
-
         if self.journal.jobs(self.chain_id, self.addr, (JobStage.SEEN, JobStage.AUDITED)):
             return False
         pending = self.journal.votes(self.chain_id, self.addr, self.me,
                                      (VoteStage.COMMITTED, VoteStage.REVEALED, VoteStage.MISSED))
-        if pending or self.market.claimable(self.me) > 0:
+        if pending or self.gw.claimable() > 0:
             return False
-        last = int(self.market.call("next_job_id"))
-        for job_id in range(1, last):
+        for job_id in range(1, self.gw.next_job_id()):
             if job_id in self._final:
                 continue
-            if self.market.job(job_id).state not in FINAL_STATES:
+            if not self.gw.job(job_id).state.final:
                 return False
             self._final.add(job_id)
         return True

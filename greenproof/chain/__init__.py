@@ -1,8 +1,11 @@
 """web3 bindings for the greenproof contracts.
 
-``connect(network, account, deployment) -> Chain`` is the entry point; network and
-account choices are ape's (see ``docs/accounts-and-networks.md``). Names are loaded
-lazily so that ``import greenproof.chain`` stays cheap.
+``Gateway(connect(network, account, deployment))`` is the entry point: the
+gateway (:mod:`greenproof.chain.gateway`) is the one way code reads, writes and
+follows the contracts, typed by :mod:`greenproof.chain.models`; the client under
+it (:mod:`greenproof.chain.client`) owns nonces, fees, retries and log chunking.
+Network and account choices are ape's (see ``docs/accounts-and-networks.md``).
+Names are loaded lazily so that ``import greenproof.chain`` stays cheap.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ _EXPORTS: dict[str, str] = {
     "dev_account": "greenproof.chain.accounts",
     "AccountError": "greenproof.chain.accounts",
     "Chain": "greenproof.chain.client",
-    "ChainError": "greenproof.chain.client",
-    "TxError": "greenproof.chain.client",
     "RetryPolicy": "greenproof.chain.client",
-    "connect": "greenproof.chain.client",
-    "make_web3": "greenproof.chain.client",
-    "decode_revert_data": "greenproof.chain.client",
+    "ChainError": "greenproof.chain.errors",
+    "TxError": "greenproof.chain.errors",
+    "decode_revert_data": "greenproof.chain.errors",
+    "is_transient": "greenproof.chain.errors",
+    "connect": "greenproof.chain.connection",
+    "make_web3": "greenproof.chain.connection",
+    "load_deployment": "greenproof.chain.connection",
+    "Gateway": "greenproof.chain.gateway",
     "Deployment": "greenproof.chain.manifest",
     "deploy_system": "greenproof.chain.deploy",
     "compile_contracts": "greenproof.chain.compile",

@@ -13,6 +13,10 @@ long-running daemon needs and ape's provider does not let us control:
   dropped connections, logged with the caller's context (job id, segment);
 - receipts (plus optional confirmations); status 0 raises ``TxError``;
 - chunked ``eth_getLogs`` for providers that cap the block range.
+
+What a call means (``accept_job``, ``JobPosted``…) is the gateway's
+(:mod:`greenproof.chain.gateway`); errors are in :mod:`greenproof.chain.errors`,
+connecting and loading the manifest in :mod:`greenproof.chain.connection`.
 """
 
 from __future__ import annotations
@@ -22,66 +26,37 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
-from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import (
-    ContractLogicError,
-    ProviderConnectionError,
-    TimeExhausted,
-    TransactionNotFound,
-    Web3RPCError,
-)
-from web3.middleware import ExtraDataToPOAMiddleware
-from web3.providers import HTTPProvider, LegacyWebSocketProvider
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
-from greenproof.chain.network import NetworkError, resolve_rpc
+from greenproof.chain.errors import (
+    ChainError,
+    TxError,
+    format_context,
+    is_transient,
+    revert_reason,
+    rpc_message,
+)
+from greenproof.chain.manifest import Deployment, ManifestError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
-PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
-
-# role name used in code -> contract name in the deployment manifest
+#: role name used in code -> contract name in the deployment manifest
 CONTRACT_NAMES: dict[str, str] = {
     "market": "JobMarket",
     "stake": "StakeManager",
     "registry": "GreenRegistry",
     "token": "Token",
 }
-
-
-class ChainError(Exception):
-    """A chain operation failed in a way the user can act on (not a revert)."""
-
-
-class TxError(ChainError):
-    """A transaction (or call) reverted or failed; ``reason`` is the decoded revert string."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        what: str = "",
-        context: dict[str, Any] | None = None,
-        tx_hash: str | None = None,
-    ) -> None:
-        self.reason = reason
-        self.what = what
-        self.context = dict(context or {})
-        self.tx_hash = tx_hash
-        where = ", ".join([what] * bool(what) + [f"{k}={v}" for k, v in self.context.items()])
-        super().__init__(f"{reason} ({where})" if where else reason)
 
 
 @dataclass(frozen=True)
@@ -101,107 +76,6 @@ class RetryPolicy:
             yield min(self.max_delay, self.base_delay * 2**i)
 
 
-# ---------------------------------------------------------------------------
-# revert reasons and transient errors
-# ---------------------------------------------------------------------------
-
-
-def decode_revert_data(data: bytes | str | None) -> str:
-    """Decode raw revert data: ``Error(string)``, ``Panic(uint256)`` or empty."""
-    if data is None:
-        return "reverted without a reason"
-    if isinstance(data, str):
-        text = data[2:] if data.startswith("0x") else data
-        try:
-            data = bytes.fromhex(text)
-        except ValueError:
-            return data or "reverted without a reason"
-    if not data:
-        return "reverted without a reason"
-    if data[:4] == ERROR_SELECTOR:
-        try:
-            return str(abi_decode(["string"], data[4:])[0])
-        except Exception:  # noqa: BLE001 - malformed payload
-            return f"reverted with malformed Error(string) 0x{data.hex()}"
-    if data[:4] == PANIC_SELECTOR:
-        try:
-            return f"panic 0x{abi_decode(['uint256'], data[4:])[0]:02x}"
-        except Exception:  # noqa: BLE001
-            pass
-    return f"reverted with data 0x{data.hex()}"
-
-
-def revert_reason(exc: BaseException) -> str | None:
-    """The revert reason carried by a web3 exception, or None when it is not a revert."""
-    if isinstance(exc, ContractLogicError):
-        data = exc.data
-        if isinstance(data, dict):
-            data = data.get("data")
-        if isinstance(data, str) and len(data) > 2:
-            return decode_revert_data(data)
-        message = str(exc.message or exc.args[0] if exc.args else "")
-        return _strip_reverted(message) or "reverted without a reason"
-    if isinstance(exc, Web3RPCError):
-        message = exc.message or ""
-        if "revert" in message.lower():
-            response = exc.rpc_response or {}
-            error = response.get("error", {}) if isinstance(response, dict) else {}
-            data = error.get("data") if isinstance(error, dict) else None
-            if isinstance(data, str) and len(data) > 2:
-                return decode_revert_data(data)
-            return _strip_reverted(message) or "reverted without a reason"
-    return None
-
-
-def _rpc_message(exc: BaseException) -> str:
-    """The node's own error message (``EVM error CreateContractSizeLimit``), not web3's wrapper."""
-    response = getattr(exc, "rpc_response", None)
-    if isinstance(response, dict) and isinstance(response.get("error"), dict):
-        message = response["error"].get("message")
-        if message:
-            return str(message)
-    return str(getattr(exc, "message", None) or exc)
-
-
-def _strip_reverted(message: str) -> str:
-    for prefix in ("execution reverted: ", "execution reverted", "revert: ", "revert"):
-        if message.startswith(prefix):
-            return message[len(prefix):].strip()
-    return message.strip()
-
-
-_TRANSIENT_TEXT = (
-    "connection", "timed out", "timeout", "temporarily", "too many requests", "rate limit",
-    "502", "503", "504", "bad gateway", "service unavailable", "eof", "reset by peer",
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: the node is away, slow, overloaded or restarting."""
-    if isinstance(exc, (ContractLogicError, TransactionNotFound)):
-        return False
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError,
-                        TimeoutError, ProviderConnectionError, TimeExhausted)):
-        return True
-    if isinstance(exc, requests.HTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
-        return status in (408, 425, 429, 500, 502, 503, 504)
-    if isinstance(exc, (OSError,)):
-        return True
-    if isinstance(exc, Web3RPCError):
-        return any(t in (exc.message or "").lower() for t in _TRANSIENT_TEXT[3:])
-    return False
-
-
-def _format_context(context: dict[str, Any] | None) -> str:
-    return " ".join(f"{k}={v}" for k, v in (context or {}).items())
-
-
-# ---------------------------------------------------------------------------
-# the client
-# ---------------------------------------------------------------------------
-
-
 class Chain:
     """web3 + a signing account + the deployed greenproof contracts.
 
@@ -212,7 +86,7 @@ class Chain:
         self,
         w3: Web3,
         account: LocalAccount | None = None,
-        deployment: Any | None = None,
+        deployment: Deployment | None = None,
         *,
         confirmations: int = 0,
         poll: float = 0.25,
@@ -224,7 +98,6 @@ class Chain:
     ) -> None:
         self.w3 = w3
         self.account = account
-        self.deployment = deployment
         self.confirmations = confirmations
         self.poll = poll
         self.retry = retry or RetryPolicy()
@@ -238,13 +111,22 @@ class Chain:
         self._eip1559: bool | None = None
         self._contracts: dict[str, Contract] = {}
         self.chain_id: int = self._retrying(lambda: self.w3.eth.chain_id, what="read chain id")
-        if deployment is not None:
-            dep_chain = getattr(deployment, "chain_id", None)
-            if dep_chain is not None and int(dep_chain) != self.chain_id:
-                raise ChainError(
-                    f"chain: deployment is for chain {dep_chain} but the node at "
-                    f"{self.rpc_url} is chain {self.chain_id}; pass the right --deployment"
-                )
+        self.deployment = deployment
+
+    @property
+    def deployment(self) -> Deployment | None:
+        """The deployment manifest the contracts come from (None: contract calls raise ``ChainError``)."""
+        return self._deployment
+
+    @deployment.setter
+    def deployment(self, deployment: Deployment | None) -> None:
+        if deployment is not None and deployment.chain_id != self.chain_id:
+            raise ChainError(
+                f"chain: deployment is for chain {deployment.chain_id} but the node at "
+                f"{self.rpc_url} is chain {self.chain_id}; pass the right --deployment"
+            )
+        self._deployment = deployment
+        self._contracts.clear()
 
     # -- identity ----------------------------------------------------------
 
@@ -268,7 +150,12 @@ class Chain:
                     f"chain: no deployment manifest for chain {self.chain_id}; run "
                     "`greenproof deploy` or pass --deployment PATH"
                 )
-            address, abi = _manifest_entry(self.deployment, role)
+            if role not in CONTRACT_NAMES:
+                raise ChainError(f"chain: no contract role {role!r}; one of {', '.join(CONTRACT_NAMES)}")
+            try:
+                address, abi = self.deployment.contract(CONTRACT_NAMES[role])
+            except ManifestError as exc:
+                raise ChainError(str(exc)) from None
             self._contracts[role] = self.w3.eth.contract(address=to_checksum_address(address), abi=abi)
         return self._contracts[role]
 
@@ -304,11 +191,11 @@ class Chain:
                     raise ChainError(
                         f"chain: {what} failed after {attempt} attempts, node at "
                         f"{self.rpc_url} unreachable ({type(exc).__name__}: {exc})"
-                        + (f" [{_format_context(context)}]" if context else "")
+                        + (f" [{format_context(context)}]" if context else "")
                     ) from exc
                 log.warning("%s: RPC error (%s: %s), retry %d in %.1fs %s", what,
                             type(exc).__name__, str(exc)[:200], attempt, delay,
-                            _format_context(context))
+                            format_context(context))
                 time.sleep(delay)
                 attempt += 1
 
@@ -357,7 +244,7 @@ class Chain:
         The range is fetched in chunks (``log_chunk`` blocks, halved when the node
         refuses a range), in block/log order. ``args`` filters on indexed arguments.
         """
-        event = getattr(self.contract(contract).events, event_name)
+        event = self.contract(contract).events[event_name]
         end = self.block_number() if to_block is None else int(to_block)
 
         def fetch(lo: int, hi: int) -> list[Any]:
@@ -373,7 +260,7 @@ class Chain:
         by_topic = {}
         for item in c.abi:
             if item.get("type") == "event":
-                ev = getattr(c.events, item["name"])()
+                ev = c.events[item["name"]]()
                 sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
                 by_topic[Web3.keccak(text=sig)] = ev
 
@@ -435,7 +322,7 @@ class Chain:
         account = self.account
         if account is None:
             raise ChainError(f"chain: {what} needs an account (--account or $GREENPROOF_ACCOUNT)")
-        ctx = _format_context(context)
+        ctx = format_context(context)
         base = {"from": account.address, "value": int(value), "chainId": self.chain_id}
         # Pre-flight: surface reverts with their reason before spending gas.
         self._preflight(fn_call, base, what, context)
@@ -469,7 +356,7 @@ class Chain:
         except (ContractLogicError, Web3RPCError) as exc:
             # a non-revert node error here (e.g. "CreateContractSizeLimit", "insufficient
             # funds") is just as fatal for this tx: report it the same way
-            reason = revert_reason(exc) or _rpc_message(exc)
+            reason = revert_reason(exc) or rpc_message(exc)
             raise TxError(reason, what=what, context=context) from None
 
     def _fees(self) -> dict[str, int]:
@@ -510,12 +397,12 @@ class Chain:
         if local is None or node >= local:
             if local is not None and node > local:
                 log.info("%s: node nonce %d ahead of local %d, following the node %s", what,
-                         node, local, _format_context(context))
+                         node, local, format_context(context))
             return node
         if time.monotonic() - self._last_send < 5.0:
             return local
         log.warning("%s: node forgot our pending txs (nonce %d < local %d), re-syncing %s",
-                    what, node, local, _format_context(context))
+                    what, node, local, format_context(context))
         return node
 
     def _send(self, fn_call: ContractFunction, base: dict[str, Any], gas: int, what: str,
@@ -536,7 +423,7 @@ class Chain:
             # nonce clash: our view of the nonce is stale (restart, another process)
             node = self._node_nonce()
             log.warning("%s: nonce %d rejected (%s), re-synced to %d %s", what, nonce, outcome,
-                        node, _format_context(context))
+                        node, format_context(context))
             self._nonce = node
         raise ChainError(f"chain: {what}: could not find a usable nonce for {self.address}")
 
@@ -585,14 +472,14 @@ class Chain:
                                                        what=f"{what}: check pending", context=context):
                 if self._node_nonce() <= nonce:
                     log.warning("%s: %s vanished from the node, rebroadcasting %s", what, tx_hash,
-                                _format_context(context))
+                                format_context(context))
                     if self._broadcast(raw, tx_hash, what, context) != "sent":
                         raise ChainError(f"chain: {what}: tx {tx_hash} was dropped and its nonce reused")
             if time.monotonic() > deadline:
                 raise ChainError(
                     f"chain: {what}: tx {tx_hash} not mined within {self.tx_timeout:.0f}s "
                     "(fees too low or node stuck?)"
-                    + (f" [{_format_context(context)}]" if context else "")
+                    + (f" [{format_context(context)}]" if context else "")
                 )
             time.sleep(self.poll)
 
@@ -636,105 +523,10 @@ def _abi_type(item: dict[str, Any]) -> str:
     return t
 
 
-def _manifest_entry(deployment: Any, role: str) -> tuple[str, list[dict[str, Any]]]:
-    """(address, abi) of ``role`` (market, stake, registry, token) in a deployment manifest."""
-    from greenproof.chain.manifest import ManifestError
-
-    try:
-        address, abi = deployment.contract(CONTRACT_NAMES.get(role, role))
-    except ManifestError as exc:
-        raise ChainError(str(exc)) from None
-    return str(address), list(abi)
-
-
-def make_web3(rpc_url: str, *, timeout: float = 30.0) -> Web3:
-    """A web3 for ``rpc_url`` without web3's own retries (the Chain client retries)."""
-    if rpc_url.startswith(("ws://", "wss://")):
-        provider: Any = LegacyWebSocketProvider(rpc_url, websocket_timeout=int(timeout))
-    else:
-        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
-                                exception_retry_configuration=None)
-    w3 = Web3(provider)
-    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
-    return w3
-
-
-def connect(
-    network: str,
-    account: LocalAccount | str | None = None,
-    deployment: Any | str | Path | None = None,
-    *,
-    confirmations: int = 0,
-    poll: float = 0.25,
-    retry: RetryPolicy | None = None,
-    require_deployment: bool = False,
-) -> Chain:
-    """Connect to ``network`` (an ape-style choice or an RPC URL) as ``account``.
-
-    ``account`` may be a ``LocalAccount`` or an ``--account`` string (see
-    :func:`greenproof.chain.accounts.load_account`). ``deployment`` may be a
-    ``Deployment``, a manifest path, or None for ``deployments/<chain id>.json``
-    when that file exists.
-
-    Raises:
-        NetworkError: bad network choice or missing RPC URL variable.
-        ChainError: the node does not answer, or the deployment is for another chain.
-    """
-    from greenproof.chain.accounts import load_account
-
-    rpc = resolve_rpc(network)
-    if isinstance(account, str):
-        account = load_account(account)
-    w3 = make_web3(rpc)
-    try:
-        chain = Chain(w3, account, None, confirmations=confirmations, poll=poll,
-                      retry=retry or RetryPolicy(attempts=3), network=network)
-    except ChainError as exc:
-        raise NetworkError(f"network: no node answers at {rpc} ({network}): {exc.__cause__ or exc}") from None
-    chain.retry = retry or RetryPolicy()
-    chain.deployment = _load_deployment(deployment, chain.chain_id, required=require_deployment)
-    return chain
-
-
-def _load_deployment(deployment: Any | str | Path | None, chain_id: int, *, required: bool) -> Any | None:
-    from greenproof.chain import manifest
-
-    if deployment is None:
-        path = manifest.default_path(chain_id)
-        if not path.exists():
-            if required:
-                raise ChainError(
-                    f"chain: no deployment manifest {path} for chain {chain_id}; run "
-                    "`greenproof deploy` (or `ape run deploy`) or pass --deployment PATH"
-                )
-            return None
-        deployment = path
-    if isinstance(deployment, (str, Path)):
-        path = Path(deployment)
-        if not path.exists():
-            raise ChainError(f"chain: deployment manifest {path} does not exist")
-        try:
-            deployment = manifest.Deployment.load(path)
-        except manifest.ManifestError as exc:
-            raise ChainError(str(exc)) from None
-    dep_chain = getattr(deployment, "chain_id", None)
-    if dep_chain is not None and int(dep_chain) != chain_id:
-        raise ChainError(
-            f"chain: deployment manifest is for chain {dep_chain} but the node is chain "
-            f"{chain_id}; pass the right --deployment"
-        )
-    return deployment
-
-
 __all__ = [
+    "CONTRACT_NAMES",
     "Chain",
     "ChainError",
-    "NetworkError",
     "RetryPolicy",
     "TxError",
-    "connect",
-    "decode_revert_data",
-    "is_transient",
-    "make_web3",
-    "revert_reason",
 ]

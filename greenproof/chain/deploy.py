@@ -25,8 +25,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from greenproof.chain.client import Chain, ChainError, make_web3
+from greenproof.chain.client import Chain
 from greenproof.chain.compile import Artifact, compile_contracts
+from greenproof.chain.connection import make_web3
+from greenproof.chain.errors import ChainError
+from greenproof.chain.manifest import Deployment
+from greenproof.chain.models import MARKET_PARAMS
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +39,6 @@ PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
 DEFAULT_MAX_BONUS_BPS = 2_000  # +20 % at 100 % green (docs/protocol.md §2.2)
 DEFAULT_CARBON_G_PER_KWH = 400  # a typical grid mix
 MOCK_TOKEN = ("greenproof test token", "GPT", 18)
-
-# JobMarket parameters settable through `set_<name>` (docs/protocol.md §2.3)
-MARKET_PARAMS = (
-    "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
-    "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",
-    "voter_slash_bps", "requester_share_bps", "max_job_duration",
-)
 
 
 class DeployError(ChainError):
@@ -94,7 +91,7 @@ def deploy_system(
     out: Any | None = None,
     force: bool = False,
     save: bool = True,
-) -> Any:
+) -> Deployment:
     """Deploy token (mock unless ``token``), StakeManager, GreenRegistry, JobMarket; wire them.
 
     Args:
@@ -180,9 +177,7 @@ def _erc20_abi(arts: dict[str, Artifact]) -> list[dict[str, Any]]:
 
 
 def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tuple[str, list[Any]]],
-              params: dict[str, int], *, mock_token: bool) -> Any:
-    from greenproof.chain.manifest import Deployment
-
+              params: dict[str, int], *, mock_token: bool) -> Deployment:
     return Deployment(
         chain_id=chain.chain_id,
         network=chain.network,

@@ -15,13 +15,20 @@ No other module builds a ``contract.functions.X(...)`` call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from greenproof.chain.client import Chain, ChainError
+from greenproof.chain.client import Chain
+from greenproof.chain.errors import ChainError
+from greenproof.chain.manifest import Deployment
 from greenproof.chain.models import (
+    MARKET_EVENTS,
+    MARKET_PARAMS,
+    Attestation,
     Event,
     JobPosted,
     OnchainJob,
@@ -29,14 +36,11 @@ from greenproof.chain.models import (
     VoteView,
 )
 
-E = TypeVar("E", bound=Event)
+if TYPE_CHECKING:
+    from greenproof.attestation import SignedAttestation
 
-#: JobMarket parameters readable as views (``docs/protocol.md`` §2.3 lists their bounds).
-MARKET_PARAMS = (
-    "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
-    "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",
-    "voter_slash_bps", "requester_share_bps", "max_job_duration",
-)
+log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Event)
 
 
 class Gateway:
@@ -47,27 +51,58 @@ class Gateway:
         self._params: dict[str, int] = {}
         self._max_openings: int | None = None
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ identity
     @property
     def address(self) -> str:
-        """The signing account's address."""
+        """The signing account's address (``ChainError`` when there is no account)."""
         return self.chain.address
 
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment manifest (``ChainError`` when the chain was connected without one)."""
+        if self.chain.deployment is None:
+            raise ChainError(
+                f"chain: no deployment manifest for chain {self.chain.chain_id}; run "
+                "`greenproof deploy` or pass --deployment PATH"
+            )
+        return self.chain.deployment
+
+    @property
+    def market_address(self) -> str:
+        return str(self.chain.contract("market").address)
+
+    @property
+    def stake_address(self) -> str:
+        return str(self.chain.contract("stake").address)
+
+    @property
+    def registry_address(self) -> str:
+        return str(self.chain.contract("registry").address)
+
+    @property
+    def token_address(self) -> str:
+        return str(self.chain.contract("token").address)
+
+    # ------------------------------------------------------------------ plumbing
     def _view(self, role: str, fn: str, *args: Any, job_id: int | None = None) -> Any:
-        call = getattr(self.chain.contract(role).functions, fn)(*args)
+        call = self.chain.contract(role).functions[fn](*args)
         return self.chain.call(call, context={"job": job_id} if job_id is not None else None)
 
     def _send(self, role: str, fn: str, *args: Any, what: str,
               context: dict[str, Any] | None = None) -> TxReceipt:
-        call = getattr(self.chain.contract(role).functions, fn)(*args)
+        call = self.chain.contract(role).functions[fn](*args)
         return self.chain.transact(call, what=what, context=context)
+
+    def _struct(self, role: str, fn: str, raw: Any) -> dict[str, Any]:
+        """A struct a view returned (web3 hands back a plain tuple), keyed by the ABI's field names."""
+        names = _struct_fields(self.chain.contract(role).abi, fn)
+        return dict(zip(names, raw, strict=True))
 
     # ------------------------------------------------------------------ market reads
     def job(self, job_id: int) -> OnchainJob:
         """``get_job``: the job, unpacked (state ``NONE`` when there is no such job)."""
         raw = self._view("market", "get_job", job_id, job_id=job_id)
-        names = _struct_fields(self.chain.contract("market").abi, "get_job")
-        return OnchainJob.model_validate({"job_id": job_id, **dict(zip(names, raw, strict=True))})
+        return OnchainJob.model_validate({"job_id": job_id, **self._struct("market", "get_job", raw)})
 
     def next_job_id(self) -> int:
         """The id the next posted job gets (ids start at 1)."""
@@ -97,32 +132,38 @@ class Gateway:
         return [int(i) for i in self._view("market", "audit_indices", job_id, job_id=job_id)]
 
     def is_opened(self, job_id: int, index: int) -> bool:
+        """Whether audited segment ``index`` is open (False for an index that is not audited)."""
         return bool(self._view("market", "is_opened", job_id, index, job_id=job_id))
 
     def vote_of(self, job_id: int, voter: str) -> VoteView:
+        """``vote_of``: one voter's vote on one job (status ``NONE`` when it has not voted)."""
         raw = self._view("market", "vote_of", job_id, voter, job_id=job_id)
-        names = _struct_fields(self.chain.contract("market").abi, "vote_of")
-        return VoteView.model_validate(dict(zip(names, raw, strict=True)))
+        return VoteView.model_validate(self._struct("market", "vote_of", raw))
+
+    def vote_windows(self, job: OnchainJob) -> tuple[int, int]:
+        """``(commit end, reveal end)`` of a job in VOTING; ``finalize`` opens at the reveal end."""
+        commit_end = job.voting_start + self.param("vote_commit_window")
+        return commit_end, commit_end + self.param("vote_reveal_window")
 
     def voting_ends(self, job: OnchainJob) -> int:
         """First timestamp at which ``finalize`` may be called."""
-        return job.voting_start + self.param("vote_commit_window") + self.param("vote_reveal_window")
+        return self.vote_windows(job)[1]
 
     def claimable(self, who: str | None = None) -> int:
         """What the market owes ``who`` (default: this account), pulled by :meth:`withdraw`."""
         return int(self._view("market", "claimable", who or self.address))
 
     def max_job_lifetime(self) -> int:
+        """The longest a job can hold stake, in seconds."""
         return int(self._view("market", "max_job_lifetime"))
 
     # ------------------------------------------------------------------ market transactions
     def post_job(self, *, spec_hash: bytes, spec_uri: str, num_segments: int, audit_samples: int,
                  payment: int, verifier_fee: int, collateral: int, deadline: int,
                  min_green_bps: int) -> tuple[int, TxReceipt]:
-        """Approve the escrow and post a job; returns ``(job_id, receipt)``."""
+        """Approve the escrow (``payment + verifier_fee``) and post a job; returns ``(job_id, receipt)``."""
         ctx = {"spec": "0x" + spec_hash.hex()[:12]}
-        market = self.chain.contract("market")
-        self.chain.ensure_allowance(market.address, payment + verifier_fee, context=ctx)
+        self.chain.ensure_allowance(self.market_address, payment + verifier_fee, context=ctx)
         receipt = self._send(
             "market", "post_job", spec_hash, spec_uri, num_segments, audit_samples, payment,
             verifier_fee, collateral, deadline, min_green_bps, what="post job", context=ctx,
@@ -153,14 +194,13 @@ class Gateway:
         Returns one receipt per batch; a batch that reverts raises ``TxError``
         naming the segments it carried (the earlier batches stay opened).
         """
-        receipts = []
-        size = self.max_openings
-        for part in _batches(list(openings), size):
-            receipts.append(self._send(
-                "market", "open_segments", job_id, [o.as_tuple() for o in part],
-                what="open segments", context={"job": job_id, "segments": [o.index for o in part]},
-            ))
-        return receipts
+        if not openings:
+            raise ValueError(f"market: job {job_id}: no openings to send")
+        return [
+            self._send("market", "open_segments", job_id, [o.as_tuple() for o in part],
+                       what="open segments", context={"job": job_id, "segments": [o.index for o in part]})
+            for part in _batches(openings, self.max_openings)
+        ]
 
     def expire_job(self, job_id: int) -> TxReceipt:
         return self._send("market", "expire_job", job_id, what="expire job", context={"job": job_id})
@@ -185,7 +225,7 @@ class Gateway:
                           context={"job": job_id, "voter": voter})
 
     def withdraw(self) -> TxReceipt:
-        """Pull everything the market owes this account."""
+        """Pull everything the market owes this account (reverts ``market: nothing to withdraw``)."""
         return self._send("market", "withdraw", what="withdraw")
 
     # ------------------------------------------------------------------ stake
@@ -203,37 +243,58 @@ class Gateway:
         who = who or self.address
         return int(self._view("stake", "unbonding", who)), int(self._view("stake", "unbonding_release", who))
 
+    def unbonding_period(self) -> int:
+        return int(self._view("stake", "unbonding_period"))
+
     def stake(self, amount: int) -> TxReceipt:
-        """Approve and bond ``amount`` base units of stake."""
-        stake = self.chain.contract("stake")
-        self.chain.ensure_allowance(stake.address, amount)
+        """Approve (if needed) and bond ``amount`` base units of stake."""
+        self.chain.ensure_allowance(self.stake_address, amount)
         return self._send("stake", "stake", int(amount), what="stake")
 
     def request_unstake(self, amount: int) -> TxReceipt:
         return self._send("stake", "request_unstake", int(amount), what="request unstake")
 
     def withdraw_stake(self) -> TxReceipt:
+        """Pull released unbonding stake (reverts ``stake: still unbonding`` before the release)."""
         return self._send("stake", "withdraw", what="withdraw stake")
 
     # ------------------------------------------------------------------ registry
     def green_bps(self, who: str | None = None) -> int:
+        """The green share the market uses for ``who`` (0 without an attestation in force)."""
         return int(self._view("registry", "green_bps_of", who or self.address))
 
     def carbon_intensity(self, who: str | None = None) -> int:
+        """g CO2e/kWh for ``who``: attested, or the registry's default."""
         return int(self._view("registry", "carbon_intensity_of", who or self.address))
 
-    def submit_attestation(self, *args: Any) -> TxReceipt:
-        return self._send("registry", "submit_attestation", *args, what="submit attestation")
+    def attestation_of(self, who: str | None = None) -> Attestation:
+        raw = self._view("registry", "attestation_of", who or self.address)
+        return Attestation.model_validate(self._struct("registry", "attestation_of", raw))
+
+    def attestation_in_force(self, who: str | None = None) -> bool:
+        return bool(self._view("registry", "attestation_in_force", who or self.address))
+
+    def attestation_nonce(self, who: str | None = None) -> int:
+        """The provider's last accepted attestation nonce (the next one must be higher)."""
+        return int(self._view("registry", "nonce_of", who or self.address))
+
+    def submit_attestation(self, signed: SignedAttestation) -> TxReceipt:
+        att = signed.attestation
+        return self._send("registry", "submit_attestation", *signed.submit_args(),
+                          what="submit attestation",
+                          context={"provider": att.provider, "nonce": att.nonce})
 
     def add_attestor(self, who: str) -> TxReceipt:
-        return self._send("registry", "add_attestor", who, what="add attestor")
+        return self._send("registry", "add_attestor", who, what="add attestor",
+                          context={"attestor": who})
 
     def remove_attestor(self, who: str) -> TxReceipt:
-        return self._send("registry", "remove_attestor", who, what="remove attestor")
+        return self._send("registry", "remove_attestor", who, what="remove attestor",
+                          context={"attestor": who})
 
     def fund_pool(self, amount: int) -> TxReceipt:
-        registry = self.chain.contract("registry")
-        self.chain.ensure_allowance(registry.address, amount)
+        """Approve (if needed) and add ``amount`` to the green bonus pool."""
+        self.chain.ensure_allowance(self.registry_address, amount)
         return self._send("registry", "fund_pool", int(amount), what="fund green bonus pool")
 
     # ------------------------------------------------------------------ token
@@ -248,12 +309,12 @@ class Gateway:
 
     def mint(self, to: str, amount: int) -> TxReceipt:
         """Mint mock tokens (dev chains: the mock token's ``mint``)."""
-        return self._send("token", "mint", to, int(amount), what="mint")
+        return self._send("token", "mint", to, int(amount), what="mint", context={"to": to})
 
     # ------------------------------------------------------------------ events
     def events(self, event: type[E], from_block: int, to_block: int | None = None, *,
                job_id: int | None = None, **indexed: Any) -> list[E]:
-        """``event`` logs in ``[from_block, to_block]``, in chain order, as models.
+        """``event`` logs in ``[from_block, to_block]`` (default: up to the head), in chain order.
 
         ``job_id`` (and any other indexed argument by name) filters on the node.
         """
@@ -262,20 +323,30 @@ class Gateway:
             args["job_id"] = job_id
         logs = self.chain.logs(event.__name__, from_block, to_block, event.contract,
                                args=args or None)
-        return [event.from_log(entry) for entry in logs]  # type: ignore[misc]
+        return [event.from_log(entry) for entry in logs]
+
+    def market_events(self, from_block: int, to_block: int | None = None) -> list[Event]:
+        """Every JobMarket event in the range, as models, in chain order (one query per chunk)."""
+        out: list[Event] = []
+        for entry in self.chain.events(from_block, to_block, "market"):
+            model = MARKET_EVENTS.get(entry["event"])
+            if model is None:
+                log.debug("gateway: no model for JobMarket event %s; skipped", entry["event"])
+                continue
+            out.append(model.from_log(entry))
+        return out
 
     def receipt_events(self, event: type[E], receipt: TxReceipt) -> list[E]:
         """The ``event`` logs a transaction emitted."""
-        from web3.logs import DISCARD
-
         contract = self.chain.contract(event.contract)
-        logs = getattr(contract.events, event.__name__)().process_receipt(receipt, errors=DISCARD)
-        return [event.from_log(entry) for entry in logs]  # type: ignore[misc]
+        logs = contract.events[event.__name__]().process_receipt(receipt, errors=DISCARD)
+        return [event.from_log(entry) for entry in logs]
 
 
-def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for lo in range(0, len(items), max(1, size)):
-        yield items[lo: lo + size]
+def _batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    size = max(1, size)
+    for lo in range(0, len(items), size):
+        yield list(items[lo: lo + size])
 
 
 def _struct_fields(abi: list[dict[str, Any]], fn_name: str) -> list[str]:

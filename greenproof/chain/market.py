@@ -1,62 +1,23 @@
-"""Typed reads of JobMarket (and an account's standing): the one place that knows its ABI shapes.
+"""Deprecated: the worker's old typed reads of JobMarket, until it moves to the gateway.
 
-The worker, the verifier and the indexer read the chain through here, so their
-state machines deal in named fields and one ``JobState``, not ABI tuples and codes.
+New code uses :class:`greenproof.chain.gateway.Gateway` and
+:mod:`greenproof.chain.models`; ``JobState``, ``decode_state``, ``STATE_ORDER``
+and ``FINAL_STATES`` here are the models' own (one ``JobState``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from greenproof.chain.client import Chain
-
-ZERO_ADDRESS = "0x" + "00" * 20
-
-
-class JobState(StrEnum):
-    """JobMarket's job states (docs/protocol.md §2.3)."""
-
-    NONE = "NONE"
-    OPEN = "OPEN"
-    ACCEPTED = "ACCEPTED"
-    COMMITTED = "COMMITTED"
-    AUDITING = "AUDITING"
-    VOTING = "VOTING"
-    PAID = "PAID"
-    SLASHED = "SLASHED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def final(self) -> bool:
-        return self in FINAL_STATES
-
-
-#: JobMarket's ``STATE_*`` constants, in value order (``get_job(...).state``).
-STATE_ORDER: tuple[JobState, ...] = (
-    JobState.NONE,
-    JobState.OPEN,
-    JobState.ACCEPTED,
-    JobState.COMMITTED,
-    JobState.AUDITING,
-    JobState.VOTING,
-    JobState.PAID,
-    JobState.SLASHED,
-    JobState.CANCELLED,
-    JobState.EXPIRED,
+from greenproof.chain.models import (
+    FINAL_STATES,
+    STATE_ORDER,
+    ZERO_ADDRESS,
+    JobState,
+    decode_state,
 )
-
-FINAL_STATES = frozenset({JobState.PAID, JobState.SLASHED, JobState.CANCELLED, JobState.EXPIRED})
-
-
-def decode_state(raw: Any) -> JobState:
-    """A ``uint8`` state as ``JobMarket.get_job`` returns it."""
-    value = int(raw)
-    if not 0 <= value < len(STATE_ORDER):
-        raise ValueError(f"market: unknown job state value {value}")
-    return STATE_ORDER[value]
 
 
 @dataclass(frozen=True)
@@ -169,3 +130,14 @@ class Market:
 
     def free_stake(self, who: str) -> int:
         return int(self.chain.call(self.chain.stake.functions.free_stake(who)))
+
+
+__all__ = [
+    "FINAL_STATES",
+    "STATE_ORDER",
+    "ZERO_ADDRESS",
+    "JobState",
+    "Market",
+    "OnchainJob",
+    "decode_state",
+]

@@ -7,13 +7,24 @@ renames or drops fails loudly (``ValidationError``), it never defaults to 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, field_validator
 
+if TYPE_CHECKING:
+    from greenproof.merkle import MerkleTree
+
 ZERO_ADDRESS = "0x" + "00" * 20
+
+#: JobMarket parameters: a public view each, set by ``set_<name>`` (bounds in docs/protocol.md §2.3).
+MARKET_PARAMS = (
+    "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
+    "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",
+    "voter_slash_bps", "requester_share_bps", "max_job_duration",
+)
 
 
 class JobState(StrEnum):
@@ -118,7 +129,12 @@ class VoteView(_Strict):
     @field_validator("status", mode="before")
     @classmethod
     def _status(cls, value: Any) -> VoteStatus:
-        return value if isinstance(value, VoteStatus) else tuple(VoteStatus)[int(value)]
+        if isinstance(value, VoteStatus):
+            return value
+        order = tuple(VoteStatus)
+        if not 0 <= int(value) < len(order):
+            raise ValueError(f"market: unknown vote status value {value}")
+        return order[int(value)]
 
     @property
     def revealed(self) -> bool:
@@ -136,9 +152,37 @@ class Opening(_Strict):
     start_proof: list[bytes]
     end_proof: list[bytes]
 
+    @classmethod
+    def from_tree(cls, tree: MerkleTree, index: int, state_hashes: Sequence[bytes],
+                  energies_mj: Sequence[int]) -> Self:
+        """Segment ``index``'s opening from the run's boundaries and their commitment tree
+        (:func:`greenproof.merkle.commitment_tree`; the end proof is the short one)."""
+        start_proof, end_proof = tree.segment_proofs(index)
+        return cls(index=index, start_hash=state_hashes[index], start_energy_mj=energies_mj[index],
+                   end_hash=state_hashes[index + 1], end_energy_mj=energies_mj[index + 1],
+                   start_proof=start_proof, end_proof=end_proof)
+
     def as_tuple(self) -> tuple[Any, ...]:
+        """The ``Opening`` struct as ``open_segments`` takes it."""
         return (self.index, self.start_hash, self.start_energy_mj, self.end_hash,
                 self.end_energy_mj, self.start_proof, self.end_proof)
+
+
+class Attestation(_Strict):
+    """``GreenRegistry.attestation_of``: a provider's last accepted attestation (all zero if none)."""
+
+    provider: str
+    green_bps: int
+    carbon_g_per_kwh: int
+    region: bytes
+    valid_from: int
+    valid_until: int
+    nonce: int
+    attestor: str
+
+    @property
+    def exists(self) -> bool:
+        return self.nonce > 0
 
 
 # ---------------------------------------------------------------------------
@@ -157,7 +201,8 @@ class Event(_Strict):
     tx_hash: str
 
     @classmethod
-    def from_log(cls, entry: Any) -> Event:
+    def from_log(cls, entry: Any) -> Self:
+        """Build from a web3-decoded log (``process_log`` / ``get_logs`` output)."""
         return cls.model_validate({
             **dict(entry["args"]),
             "block_number": int(entry["blockNumber"]),
@@ -166,8 +211,15 @@ class Event(_Strict):
         })
 
 
-class JobPosted(Event):
+class JobEvent(Event):
+    """An event about one job (every JobMarket event but ``Withdrawn`` and ``ParameterSet``)."""
+
     job_id: int
+
+
+class JobPosted(JobEvent):
+    """A requester escrowed ``payment + verifier_fee`` and posted a job."""
+
     requester: str
     spec_hash: bytes
     spec_uri: str
@@ -180,20 +232,23 @@ class JobPosted(Event):
     min_green_bps: int
 
 
-class JobCancelled(Event):
-    job_id: int
+class JobCancelled(JobEvent):
+    """The requester cancelled an OPEN job; ``refund`` is credited to it."""
+
     refund: int
 
 
-class JobAccepted(Event):
-    job_id: int
+class JobAccepted(JobEvent):
+    """A provider took the job and locked ``collateral`` of its stake."""
+
     provider: str
     determinism_class: bytes
     collateral: int
 
 
-class ResultCommitted(Event):
-    job_id: int
+class ResultCommitted(JobEvent):
+    """The provider committed the run's Merkle root; the draw is seeded by ``seed_block``."""
+
     provider: str
     root: bytes
     final_state_hash: bytes
@@ -202,20 +257,23 @@ class ResultCommitted(Event):
     seed_block: int
 
 
-class AuditRearmed(Event):
-    job_id: int
+class AuditRearmed(JobEvent):
+    """The seed block left the blockhash window; the draw waits for a new ``seed_block``."""
+
     seed_block: int
 
 
-class AuditDrawn(Event):
-    job_id: int
+class AuditDrawn(JobEvent):
+    """The audited segments were drawn; the provider opens them by ``open_deadline``."""
+
     seed: bytes
     indices: list[int]
     open_deadline: int
 
 
-class SegmentOpened(Event):
-    job_id: int
+class SegmentOpened(JobEvent):
+    """The provider revealed one audited segment's boundary leaves."""
+
     index: int
     start_hash: bytes
     start_energy_mj: int
@@ -223,48 +281,60 @@ class SegmentOpened(Event):
     end_energy_mj: int
 
 
-class VotingStarted(Event):
-    job_id: int
+class VotingStarted(JobEvent):
+    """Every audited segment is open: verifiers commit, then reveal."""
+
     commit_end: int
     reveal_end: int
 
 
-class VoteCommitted(Event):
-    job_id: int
+class VoteCommitted(JobEvent):
+    """A verifier sealed its vote, locking ``weight`` of stake."""
+
     voter: str
     weight: int
 
 
-class VoteRevealed(Event):
-    job_id: int
+class VoteRevealed(JobEvent):
+    """A verifier opened its sealed vote."""
+
     voter: str
     fraud: bool
     weight: int
 
 
-class JobFinalized(Event):
-    job_id: int
-    outcome: int
+class JobFinalized(JobEvent):
+    """The job closed: ``outcome`` is PAID or SLASHED."""
+
+    outcome: JobState  # PAID or SLASHED
     paid: int
     bonus: int
     energy_mj: int
     carbon_g: int
 
+    @field_validator("outcome", mode="before")
+    @classmethod
+    def _outcome(cls, value: Any) -> JobState:
+        return value if isinstance(value, JobState) else decode_state(value)
 
-class ProviderSlashed(Event):
-    job_id: int
+
+class ProviderSlashed(JobEvent):
+    """The provider lost ``amount`` (``reason``: fraud, unopened, expired)."""
+
     provider: str
     amount: int
     reason: str
 
 
-class JobExpired(Event):
-    job_id: int
+class JobExpired(JobEvent):
+    """The provider missed the deadline; ``slashed`` went to the requester."""
+
     slashed: int
 
 
-class VoteSettled(Event):
-    job_id: int
+class VoteSettled(JobEvent):
+    """One vote of a finalized job was paid (``reward``) or penalized."""
+
     voter: str
     won: bool
     reward: int
@@ -272,11 +342,15 @@ class VoteSettled(Event):
 
 
 class Withdrawn(Event):
+    """An account pulled what the market owed it."""
+
     account: str
     amount: int
 
 
 class ParameterSet(Event):
+    """Governance changed a market parameter."""
+
     name: str
     old_value: int
     new_value: int

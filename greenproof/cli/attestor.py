@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from greenproof.cli.options import chain_options, connect_from_options
+from greenproof.cli.options import chain_options, gateway_from_options
 
 DAY = 86_400
 
@@ -48,21 +48,22 @@ def sign(provider_address: str, green_bps: int, carbon_g: int, region: str, vali
     """Sign an energy attestation for a provider (as the attestor --account)."""
     from greenproof.attestation import AttestationError, sign_attestation
     from greenproof.chain.accounts import AccountError, load_account
-    from greenproof.chain.client import ChainError
+    from greenproof.chain.errors import ChainError
 
     if (registry is None) != (chain_id is None):
         raise click.UsageError("--registry and --chain-id go together (offline signing)")
     if registry is not None and nonce is None:
         raise click.UsageError("offline signing (--registry) needs --nonce")
     if registry is None:
-        chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-        signer = chain.account
-        registry, chain_id = chain.registry.address, chain.chain_id
+        gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+        signer = gw.chain.account
+        chain_id = gw.chain.chain_id
         try:
+            registry = gw.registry_address
             if valid_from is None:
-                valid_from = chain.timestamp()
+                valid_from = gw.chain.timestamp()
             if nonce is None:
-                nonce = int(chain.call(chain.registry.functions.nonce_of(provider_address))) + 1
+                nonce = gw.attestation_nonce(provider_address) + 1
         except ChainError as exc:
             raise click.ClickException(str(exc)) from None
     else:
@@ -90,17 +91,18 @@ def sign(provider_address: str, green_bps: int, carbon_g: int, region: str, vali
 
 
 def _owner_tx(network: str, account: str | None, deployment: Path | None, confirmations: int,
-              fn: str, address: str) -> Any:
+              add: bool, address: str) -> Any:
+    """``add_attestor`` (``add``) or ``remove_attestor`` ADDRESS as the registry owner."""
     from eth_utils import is_address, to_checksum_address
 
-    from greenproof.chain.client import ChainError
+    from greenproof.chain.errors import ChainError
 
     if not is_address(address):
         raise click.BadParameter(f"{address!r} is not an address", param_hint="ADDRESS")
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+    who = to_checksum_address(address)
     try:
-        return chain.transact(getattr(chain.registry.functions, fn)(to_checksum_address(address)),
-                              what=fn.replace("_", " "), context={"attestor": address})
+        return gw.add_attestor(who) if add else gw.remove_attestor(who)
     except ChainError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -111,7 +113,7 @@ def _owner_tx(network: str, account: str | None, deployment: Path | None, confir
 def add(address: str, network: str, account: str | None, deployment: Path | None,
         confirmations: int) -> None:
     """Register ADDRESS as an attestor (registry owner only)."""
-    _owner_tx(network, account, deployment, confirmations, "add_attestor", address)
+    _owner_tx(network, account, deployment, confirmations, True, address)
     click.echo(f"attestor {address} registered")
 
 
@@ -121,5 +123,5 @@ def add(address: str, network: str, account: str | None, deployment: Path | None
 def remove(address: str, network: str, account: str | None, deployment: Path | None,
            confirmations: int) -> None:
     """Deregister attestor ADDRESS; what it signed stops counting (registry owner only)."""
-    _owner_tx(network, account, deployment, confirmations, "remove_attestor", address)
+    _owner_tx(network, account, deployment, confirmations, False, address)
     click.echo(f"attestor {address} removed")

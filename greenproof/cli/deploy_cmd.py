@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from greenproof.cli.options import account_option, confirmations_option, network_option
+
+if TYPE_CHECKING:
+    from greenproof.chain.gateway import Gateway
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, int]:
@@ -49,11 +52,10 @@ def _parse_mints(values: tuple[str, ...]) -> list[tuple[str, Decimal]]:
     return out
 
 
-def _mint(chain: Any, recipients: list[tuple[str, Decimal]]) -> None:
-    decimals = int(chain.call(chain.token.functions.decimals()))
+def _mint(gw: Gateway, recipients: list[tuple[str, Decimal]]) -> None:
+    decimals = gw.token_decimals()
     for address, amount in recipients:
-        chain.transact(chain.token.functions.mint(address, int(amount * 10**decimals)),
-                       what="mint mock tokens", context={"to": address})
+        gw.mint(address, int(amount * 10**decimals))
         click.echo(f"minted {amount} tokens to {address}")
 
 
@@ -83,9 +85,10 @@ def deploy(network: str, account: str | None, confirmations: int, token: str | N
     """Deploy StakeManager, GreenRegistry, JobMarket (and a mock token) and wire them."""
     from eth_utils import is_address
 
-    from greenproof.chain.client import Chain, ChainError
     from greenproof.chain.compile import CompileError
     from greenproof.chain.deploy import deploy_system
+    from greenproof.chain.errors import ChainError
+    from greenproof.chain.gateway import Gateway
     from greenproof.cli.options import connect_from_options
 
     parsed = _parse_params(params)
@@ -101,7 +104,8 @@ def deploy(network: str, account: str | None, confirmations: int, token: str | N
                                    unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
                                    default_carbon=default_carbon, out=out, force=force)
         if recipients:
-            _mint(Chain(chain.w3, chain.account, deployment), recipients)
+            chain.deployment = deployment
+            _mint(Gateway(chain), recipients)
     except (ChainError, CompileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

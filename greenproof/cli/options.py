@@ -11,19 +11,23 @@ Usage::
     @account_option
     @deployment_option
     def status(network, account, deployment):
-        chain = connect_from_options(network, account, deployment)
+        gw = gateway_from_options(network, account, deployment)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from greenproof.chain.accounts import AccountError
 from greenproof.chain.network import DEFAULT_NETWORK, NetworkError
+
+if TYPE_CHECKING:
+    from greenproof.chain.client import Chain
+    from greenproof.chain.gateway import Gateway
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,7 +84,7 @@ def connect_from_options(
     need_account: bool = True,
     need_deployment: bool = True,
     confirmations: int = 0,
-) -> Any:
+) -> Chain:
     """Connect like :func:`greenproof.chain.connect`, turning every setup error into a
     ``click.ClickException`` with an actionable message (no traceback).
 
@@ -88,7 +92,8 @@ def connect_from_options(
     any passphrase prompt.
     """
     from greenproof.chain.accounts import load_account
-    from greenproof.chain.client import ChainError, connect
+    from greenproof.chain.connection import connect
+    from greenproof.chain.errors import ChainError
     from greenproof.chain.network import resolve_rpc
 
     try:
@@ -102,6 +107,21 @@ def connect_from_options(
                        require_deployment=need_deployment)
     except (NetworkError, AccountError, ChainError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def gateway_from_options(
+    network: str,
+    account: str | None = None,
+    deployment: str | Path | None = None,
+    *,
+    need_account: bool = True,
+    confirmations: int = 0,
+) -> Gateway:
+    """:func:`connect_from_options` wrapped in the contracts' :class:`~greenproof.chain.gateway.Gateway`."""
+    from greenproof.chain.gateway import Gateway
+
+    return Gateway(connect_from_options(network, account, deployment, need_account=need_account,
+                                        confirmations=confirmations))
 
 
 def daemon_logging() -> None:

@@ -12,24 +12,19 @@ import json
 import logging
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from greenproof.cli.options import chain_options, connect_from_options
+from greenproof.cli.options import chain_options, gateway_from_options
+
+if TYPE_CHECKING:
+    from greenproof.chain.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- amounts
-
-
-def token_decimals(chain: Any) -> int:
-    """The token's ``decimals()`` (18 if the token has no such view)."""
-    try:
-        return int(chain.call(chain.token.functions.decimals()))
-    except Exception:  # noqa: BLE001 - decimals() is optional in ERC20
-        return 18
 
 
 def parse_amount(text: str, decimals: int, *, wei: bool = False) -> int:
@@ -57,7 +52,7 @@ def format_amount(base_units: int, decimals: int) -> str:
 
 def _fail_on_chain_errors(fn: Any) -> Any:
     """Run ``fn`` turning chain/tx errors into clean ``Error: …`` lines."""
-    from greenproof.chain.client import ChainError
+    from greenproof.chain.errors import ChainError
 
     try:
         return fn()
@@ -78,27 +73,35 @@ wei_option = click.option("--wei", is_flag=True, help="AMOUNT is in token base u
 
 
 def bond_stake(role: str, amount: str, wei: bool, network: str, account: str | None,
-               deployment: Path | None, confirmations: int) -> tuple[Any, int, int]:
+               deployment: Path | None, confirmations: int) -> tuple[Gateway, int, int]:
     """Approve (if needed) and bond AMOUNT as stake; the one path for providers and verifiers.
 
-    Returns ``(chain, value, decimals)`` so the caller can print its own summary.
+    Returns ``(gateway, value, decimals)`` so the caller can print its own summary.
     """
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-    decimals = token_decimals(chain)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = _fail_on_chain_errors(gw.token_decimals)
     value = parse_amount(amount, decimals, wei=wei)
 
     def run() -> None:
-        balance = chain.call(chain.token.functions.balanceOf(chain.address))
+        balance = gw.token_balance()
         if balance < value:
             raise click.ClickException(
                 f"{role}: balance {format_amount(balance, decimals)} is below "
                 f"{format_amount(value, decimals)} tokens"
             )
-        chain.ensure_allowance(chain.stake.address, value)
-        chain.transact(chain.stake.functions.stake(value), what="stake")
+        gw.stake(value)
 
     _fail_on_chain_errors(run)
-    return chain, value, decimals
+    return gw, value, decimals
+
+
+def withdraw_claims(gw: Gateway) -> int:
+    """Withdraw what the market owes this account; returns the amount (0: nothing owed, no
+    transaction). The one path for requesters, providers and verifiers."""
+    owed = gw.claimable()
+    if owed:
+        gw.withdraw()
+    return owed
 
 
 @provider.command()
@@ -108,9 +111,9 @@ def bond_stake(role: str, amount: str, wei: bool, network: str, account: str | N
 def stake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
           confirmations: int) -> None:
     """Bond AMOUNT tokens as stake (approves the StakeManager first if needed)."""
-    chain, value, decimals = bond_stake("provider", amount, wei, network, account, deployment,
-                                        confirmations)
-    total = chain.call(chain.stake.functions.staked(chain.address))
+    gw, value, decimals = bond_stake("provider", amount, wei, network, account, deployment,
+                                     confirmations)
+    total = _fail_on_chain_errors(gw.staked)
     click.echo(f"staked {format_amount(value, decimals)}; total stake {format_amount(total, decimals)}")
 
 
@@ -121,13 +124,13 @@ def stake(amount: str, wei: bool, network: str, account: str | None, deployment:
 def unstake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
             confirmations: int) -> None:
     """Request to unbond AMOUNT of free stake (withdrawable after the unbonding period)."""
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-    decimals = token_decimals(chain)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+    decimals = _fail_on_chain_errors(gw.token_decimals)
     value = parse_amount(amount, decimals, wei=wei)
 
     def run() -> int:
-        chain.transact(chain.stake.functions.request_unstake(value), what="request unstake")
-        return int(chain.call(chain.stake.functions.unbonding_release(chain.address)))
+        gw.request_unstake(value)
+        return gw.unbonding()[1]
 
     release = _fail_on_chain_errors(run)
     click.echo(f"unbonding {format_amount(value, decimals)}; withdrawable from "
@@ -143,29 +146,24 @@ def unstake(amount: str, wei: bool, network: str, account: str | None, deploymen
 def withdraw(claims: bool, unbonded: bool, network: str, account: str | None,
              deployment: Path | None, confirmations: int) -> None:
     """Withdraw released unbonding stake and/or (with --claims) market earnings."""
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-    decimals = token_decimals(chain)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
     done: list[str] = []
 
     def run() -> None:
-        me = chain.address
+        decimals = gw.token_decimals()
         if unbonded:
-            pending = int(chain.call(chain.stake.functions.unbonding(me)))
-            release = int(chain.call(chain.stake.functions.unbonding_release(me)))
+            pending, release = gw.unbonding()
             if pending == 0:
                 done.append("no unbonding stake to withdraw")
-            elif release > chain.timestamp():
+            elif release > gw.chain.timestamp():
                 done.append(f"{format_amount(pending, decimals)} unbonding, released {_when(release)}")
             else:
-                chain.transact(chain.stake.functions.withdraw(), what="withdraw stake")
+                gw.withdraw_stake()
                 done.append(f"withdrew {format_amount(pending, decimals)} unbonded stake")
         if claims:
-            owed = int(chain.call(chain.market.functions.claimable(me)))
-            if owed == 0:
-                done.append("nothing claimable from the market")
-            else:
-                chain.transact(chain.market.functions.withdraw(), what="withdraw claims")
-                done.append(f"withdrew {format_amount(owed, decimals)} market claims")
+            owed = withdraw_claims(gw)
+            done.append(f"withdrew {format_amount(owed, decimals)} market claims" if owed
+                        else "nothing claimable from the market")
 
     _fail_on_chain_errors(run)
     for line in done:
@@ -185,18 +183,16 @@ def attest(file: Path, network: str, account: str | None, deployment: Path | Non
         signed.verify()
     except AttestationError as exc:
         raise click.ClickException(str(exc)) from None
-    chain = connect_from_options(network, account, deployment, confirmations=confirmations)
-    if signed.chain_id != chain.chain_id or signed.registry != chain.registry.address:
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+    registry = _fail_on_chain_errors(lambda: gw.registry_address)
+    if signed.chain_id != gw.chain.chain_id or signed.registry != registry:
         raise click.ClickException(
             f"provider: {file} was signed for registry {signed.registry} on chain "
-            f"{signed.chain_id}, but this deployment's registry is {chain.registry.address} "
-            f"on chain {chain.chain_id}"
+            f"{signed.chain_id}, but this deployment's registry is {registry} "
+            f"on chain {gw.chain.chain_id}"
         )
     att = signed.attestation
-    _fail_on_chain_errors(lambda: chain.transact(
-        chain.registry.functions.submit_attestation(*signed.submit_args()),
-        what="submit attestation", context={"provider": att.provider, "nonce": att.nonce},
-    ))
+    _fail_on_chain_errors(lambda: gw.submit_attestation(signed))
     click.echo(f"attestation in force for {att.provider}: {att.green_bps / 100:g}% green, "
                f"{att.carbon_g_per_kwh} g/kWh, until {_when(att.valid_until)}")
 
@@ -208,9 +204,9 @@ def attest(file: Path, network: str, account: str | None, deployment: Path | Non
 def status(address: str | None, as_json: bool, network: str, account: str | None,
            deployment: Path | None, confirmations: int) -> None:
     """Stake, unbonding, claimable earnings, green attestation and jobs of a provider."""
-    chain = connect_from_options(network, account, deployment, need_account=address is None)
-    who = address or chain.address
-    report = _fail_on_chain_errors(lambda: provider_status(chain, who))
+    gw = gateway_from_options(network, account, deployment, need_account=address is None)
+    who = address or gw.address
+    report = _fail_on_chain_errors(lambda: provider_status(gw, who))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -220,49 +216,47 @@ def status(address: str | None, as_json: bool, network: str, account: str | None
 # --------------------------------------------------------------------------- status
 
 
-def provider_status(chain: Any, who: str) -> dict[str, Any]:
+def provider_status(gw: Gateway, who: str) -> dict[str, Any]:
     """Everything ``status`` shows, as plain JSON-able data (amounts in base units)."""
     from eth_utils import to_checksum_address
 
     from greenproof.attestation import region_text
 
     who = to_checksum_address(who)
-    s, m, r = chain.stake.functions, chain.market.functions, chain.registry.functions
-    now = chain.timestamp()
-    att = chain.call(r.attestation_of(who))
-    in_force = bool(chain.call(r.attestation_in_force(who)))
+    att = gw.attestation_of(who)
+    unbonding, release = gw.unbonding(who)
     report: dict[str, Any] = {
         "address": who,
-        "chain_id": chain.chain_id,
-        "block_time": now,
-        "decimals": token_decimals(chain),
-        "balance": int(chain.call(chain.token.functions.balanceOf(who))),
-        "staked": int(chain.call(s.staked(who))),
-        "locked": int(chain.call(s.locked(who))),
-        "free": int(chain.call(s.free_stake(who))),
-        "unbonding": int(chain.call(s.unbonding(who))),
-        "unbonding_release": int(chain.call(s.unbonding_release(who))),
-        "claimable": int(chain.call(m.claimable(who))),
+        "chain_id": gw.chain.chain_id,
+        "block_time": gw.chain.timestamp(),
+        "decimals": gw.token_decimals(),
+        "balance": gw.token_balance(who),
+        "staked": gw.staked(who),
+        "locked": gw.locked_stake(who),
+        "free": gw.free_stake(who),
+        "unbonding": unbonding,
+        "unbonding_release": release,
+        "claimable": gw.claimable(who),
         "green": {
-            "in_force": in_force,
-            "green_bps": int(chain.call(r.green_bps_of(who))),
-            "carbon_g_per_kwh": int(chain.call(r.carbon_intensity_of(who))),
-            "attested_green_bps": int(att[1]),
-            "region": region_text(bytes(att[3])) if int(att[6]) else "",
-            "valid_from": int(att[4]),
-            "valid_until": int(att[5]),
-            "nonce": int(att[6]),
-            "attestor": att[7] if int(att[6]) else None,
+            "in_force": gw.attestation_in_force(who),
+            "green_bps": gw.green_bps(who),
+            "carbon_g_per_kwh": gw.carbon_intensity(who),
+            "attested_green_bps": att.green_bps,
+            "region": region_text(att.region) if att.exists else "",
+            "valid_from": att.valid_from,
+            "valid_until": att.valid_until,
+            "nonce": att.nonce,
+            "attestor": att.attestor if att.exists else None,
         },
-        "jobs": _jobs_of(chain, who),
+        "jobs": _jobs_of(gw, who),
     }
     return report
 
 
-def _jobs_of(chain: Any, who: str) -> list[dict[str, Any]]:
+def _jobs_of(gw: Gateway, who: str) -> list[dict[str, Any]]:
     from greenproof.indexer import Indexer
 
-    snapshot = Indexer.from_chain(chain).snapshot(live=False)
+    snapshot = Indexer(gw).snapshot(live=False)
     return [
         {"job_id": j.job_id, "state": str(j.state), "payment": j.payment, "collateral": j.collateral,
          "deadline": j.deadline, "paid": j.paid, "bonus": j.bonus, "slashed": j.slashed,

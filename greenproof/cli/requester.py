@@ -15,17 +15,21 @@ import logging
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from greenproof.cli.options import (
     account_option,
     confirmations_option,
-    connect_from_options,
     deployment_option,
+    gateway_from_options,
     network_option,
 )
+
+if TYPE_CHECKING:
+    from greenproof.chain.gateway import Gateway
+    from greenproof.indexer import MarketSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -89,33 +93,22 @@ def to_base_units(amount: Decimal, decimals: int, what: str) -> int:
     return int(scaled)
 
 
-def _chain(network: str, account: str | None, deployment: Path | None, confirmations: int = 0,
-           *, need_account: bool = True) -> Any:
-    return connect_from_options(network, account, deployment, need_account=need_account,
+def _gateway(network: str, account: str | None, deployment: Path | None, confirmations: int = 0,
+             *, need_account: bool = True) -> Gateway:
+    return gateway_from_options(network, account, deployment, need_account=need_account,
                                 confirmations=confirmations)
 
 
 def _tx_errors() -> tuple[type[BaseException], ...]:
-    from greenproof.chain.client import ChainError
+    from greenproof.chain.errors import ChainError
 
     return (ChainError,)
 
 
-def _view(chain: Any, contract: Any, fn: str, *args: Any, default: int | None = None) -> int | None:
-    """A uint view if the contract has it, else ``default``."""
-    if not any(i.get("type") == "function" and i.get("name") == fn for i in contract.abi):
-        return default
-    return int(chain.call(getattr(contract.functions, fn)(*args)))
-
-
-def _snapshot(chain: Any) -> Any:
+def _snapshot(gw: Gateway) -> MarketSnapshot:
     from greenproof.indexer import Indexer
 
-    return Indexer.from_chain(chain).snapshot(live=False)
-
-
-def _token_decimals(chain: Any) -> int:
-    return int(_view(chain, chain.token, "decimals", default=18) or 18)
+    return Indexer(gw).snapshot(live=False)
 
 
 def _fmt(amount: int, decimals: int) -> str:
@@ -177,42 +170,33 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
         )
     num_segments = int(spec.num_segments)
 
-    chain = _chain(network, account, deployment, confirmations)
+    gw = _gateway(network, account, deployment, confirmations)
     try:
-        market = chain.market
-        decimals = _token_decimals(chain)
+        decimals = gw.token_decimals()
         pay = to_base_units(payment, decimals, "--payment")
         fee = to_base_units(verifier_fee, decimals, "--verifier-fee")
         if collateral is None:
-            bps = _view(chain, market, "min_collateral_bps", default=10_000) or 0
-            coll = -(-pay * bps // 10_000)
+            coll = -(-pay * gw.param("min_collateral_bps") // 10_000)
         else:
             coll = to_base_units(collateral, decimals, "--collateral")
         if audit_samples is None:
             # Samples are drawn with replacement: more samples than segments still raise the
             # chance of catching a partial cheat, so the default is not capped by num_segments.
-            audit_samples = _view(chain, market, "max_audit_samples", default=32) or 32
-        now = chain.timestamp()
+            audit_samples = gw.param("max_audit_samples")
+        now = gw.chain.timestamp()
         due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
         if due <= now:
             raise click.ClickException(f"requester: deadline {due} is not after the chain's time {now}")
-        balance = int(chain.call(chain.token.functions.balanceOf(chain.address)))
+        balance = gw.token_balance()
         if balance < pay + fee:
             raise click.ClickException(
-                f"requester: {chain.address} holds {_fmt(balance, decimals)} tokens but the job "
+                f"requester: {gw.address} holds {_fmt(balance, decimals)} tokens but the job "
                 f"escrows {_fmt(pay + fee, decimals)} (payment + verifier fee)"
             )
-        ctx = {"spec": "0x" + spec_hash.hex()[:12]}
-        chain.ensure_allowance(market.address, pay + fee, context=ctx)
-        receipt = chain.transact(
-            market.functions.post_job(spec_hash, uri, num_segments, audit_samples, pay, fee, coll,
-                                      due, min_green_bps),
-            what="post job", context=ctx,
+        job_id, receipt = gw.post_job(
+            spec_hash=spec_hash, spec_uri=uri, num_segments=num_segments, audit_samples=audit_samples,
+            payment=pay, verifier_fee=fee, collateral=coll, deadline=due, min_green_bps=min_green_bps,
         )
-        events = market.events.JobPosted().process_receipt(receipt, errors=_discard())
-        if not events:
-            raise click.ClickException("requester: post_job mined but no JobPosted event was emitted")
-        job_id = int(events[0]["args"]["job_id"])
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     result = {
@@ -225,7 +209,7 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
         "collateral": coll,
         "deadline": due,
         "min_green_bps": min_green_bps,
-        "tx": receipt["transactionHash"].hex() if hasattr(receipt["transactionHash"], "hex") else str(receipt["transactionHash"]),
+        "tx": receipt["transactionHash"].to_0x_hex(),
     }
     if as_json:
         click.echo(json.dumps(result))
@@ -236,12 +220,6 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
             f"collateral {_fmt(coll, decimals)}, deadline in {due - now} s"
         )
         click.echo(str(job_id))
-
-
-def _discard() -> Any:
-    from web3.logs import DISCARD
-
-    return DISCARD
 
 
 # --------------------------------------------------------------------------- status / watch
@@ -303,10 +281,10 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
     """Show one job (JOB_ID) or this account's jobs (all jobs with --all or no --account)."""
     from rich.console import Console
 
-    chain = _chain(network, account, deployment, need_account=False)
+    gw = _gateway(network, account, deployment, need_account=False)
     try:
-        snap = _snapshot(chain)
-        decimals = _token_decimals(chain)
+        snap = _snapshot(gw)
+        decimals = gw.token_decimals()
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if job_id is not None:
@@ -320,7 +298,7 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
         return
     jobs = snap.jobs
     if account and not all_jobs:
-        me = chain.address.lower()
+        me = gw.address.lower()
         jobs = [j for j in jobs if j.requester.lower() == me]
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
@@ -344,10 +322,10 @@ def watch(job_id: int, interval: float, timeout: float | None, network: str,
 
     from greenproof.indexer import Indexer
 
-    chain = _chain(network, None, deployment, need_account=False)
+    gw = _gateway(network, None, deployment, need_account=False)
     try:
-        indexer = Indexer.from_chain(chain)
-        decimals = _token_decimals(chain)
+        indexer = Indexer(gw)
+        decimals = gw.token_decimals()
         started = time.monotonic()
         job = indexer.snapshot(live=False).job(job_id)
         if job is None:
@@ -378,10 +356,9 @@ def watch(job_id: int, interval: float, timeout: float | None, network: str,
 def cancel(job_id: int, network: str, account: str | None, deployment: Path | None,
            confirmations: int) -> None:
     """Cancel JOB_ID while it is still OPEN (full refund of payment and fee)."""
-    chain = _chain(network, account, deployment, confirmations)
+    gw = _gateway(network, account, deployment, confirmations)
     try:
-        chain.transact(chain.market.functions.cancel_job(job_id), what="cancel job",
-                       context={"job": job_id})
+        gw.cancel_job(job_id)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"job {job_id} cancelled; payment and fee refunded")
@@ -394,17 +371,15 @@ def cancel(job_id: int, network: str, account: str | None, deployment: Path | No
 @confirmations_option
 def withdraw(network: str, account: str | None, deployment: Path | None, confirmations: int) -> None:
     """Withdraw everything the market owes this account (refunds, collateral shares)."""
-    chain = _chain(network, account, deployment, confirmations)
+    from greenproof.cli.provider import withdraw_claims
+
+    gw = _gateway(network, account, deployment, confirmations)
     try:
-        decimals = _token_decimals(chain)
-        owed = int(chain.call(chain.market.functions.claimable(chain.address)))
-        if owed == 0:
-            click.echo("nothing to withdraw")
-            return
-        chain.transact(chain.market.functions.withdraw(), what="withdraw")
+        decimals = gw.token_decimals()
+        owed = withdraw_claims(gw)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"withdrew {_fmt(owed, decimals)} tokens to {chain.address}")
+    click.echo(f"withdrew {_fmt(owed, decimals)} tokens to {gw.address}" if owed else "nothing to withdraw")
 
 
 # --------------------------------------------------------------------------- fetch
@@ -423,9 +398,9 @@ def fetch(job_id: int, out: Path, network: str, deployment: Path | None) -> None
 
     from greenproof.store import fetch_state
 
-    chain = _chain(network, None, deployment, need_account=False)
+    gw = _gateway(network, None, deployment, need_account=False)
     try:
-        job = _snapshot(chain).job(job_id)
+        job = _snapshot(gw).job(job_id)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if job is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from greenproof.cli.options import connect_from_options, deployment_option, network_option
+from greenproof.cli.options import deployment_option, gateway_from_options, network_option
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,17 @@ def dashboard(network: str, deployment: Path | None, host: str, port: int,
     """Serve the web dashboard (jobs, providers, verifiers, audits) and its JSON API under /api."""
     import uvicorn
 
+    from greenproof.chain.errors import ChainError
     from greenproof.dashboard.app import IndexerSource, create_app
     from greenproof.indexer import Indexer
 
-    chain = connect_from_options(network, None, deployment, need_account=False)
-    indexer = Indexer.from_chain(chain, confirmations=chain.confirmations)
-    decimals = int(chain.call(chain.token.functions.decimals()))
-    symbol = str(chain.call(chain.token.functions.symbol()))
+    gw = gateway_from_options(network, None, deployment, need_account=False)
+    indexer = Indexer(gw, confirmations=gw.chain.confirmations)
+    try:
+        decimals, symbol = gw.token_decimals(), gw.token_symbol()
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from None
     app = create_app(IndexerSource(indexer, min_interval=refresh), data_dirs=list(data_dirs),
                      token_decimals=decimals, token_symbol=symbol)
-    click.echo(f"dashboard on http://{host}:{port}/ (API docs at /docs) for chain {chain.chain_id}")
+    click.echo(f"dashboard on http://{host}:{port}/ (API docs at /docs) for chain {gw.chain.chain_id}")
     uvicorn.run(app, host=host, port=port, log_level="warning")

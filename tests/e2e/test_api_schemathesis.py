@@ -21,18 +21,33 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from greenproof.chain.models import (
+    AuditDrawn,
+    Event,
+    JobAccepted,
+    JobCancelled,
+    JobFinalized,
+    JobPosted,
+    ProviderSlashed,
+    ResultCommitted,
+    SegmentOpened,
+    VoteCommitted,
+    VoteRevealed,
+    VoteSettled,
+)
 from greenproof.dashboard import StaticSource, create_app
-from greenproof.indexer import ChainEvent, MarketIndex
+from greenproof.indexer import MarketIndex
 
 TOKEN = 10**18
+PAID = 6  # JobMarket's STATE_PAID, as JobFinalized.outcome carries it
 
 
 def _market() -> MarketIndex:
-    def ev(name: str, block: int, **args: object) -> ChainEvent:
-        return ChainEvent(name=name, args=args, block=block, timestamp=1_700_000_000 + block)
+    def ev(cls: type[Event], block: int, **args: object) -> tuple[Event, int]:
+        return cls(block_number=block, log_index=0, tx_hash="0x" + "00" * 32, **args), 1_700_000_000 + block
 
-    def posted(job_id: int, block: int) -> ChainEvent:
-        return ev("JobPosted", block, job_id=job_id, requester="0x" + "aa" * 20,
+    def posted(job_id: int, block: int) -> tuple[Event, int]:
+        return ev(JobPosted, block, job_id=job_id, requester="0x" + "aa" * 20,
                   spec_hash=b"\x01" * 32, spec_uri="data:application/json,{}", num_segments=4,
                   audit_samples=2, payment=10 * TOKEN, verifier_fee=TOKEN,
                   collateral=5 * TOKEN, deadline=1_700_009_999, min_green_bps=5000)
@@ -40,23 +55,23 @@ def _market() -> MarketIndex:
     index = MarketIndex()
     index.apply_all([
         posted(0, 1), posted(1, 2), posted(2, 3), posted(3, 4),
-        ev("JobAccepted", 5, job_id=0, provider="0x" + "bb" * 20, determinism_class=b"\x02" * 32,
+        ev(JobAccepted, 5, job_id=0, provider="0x" + "bb" * 20, determinism_class=b"\x02" * 32,
            collateral=5 * TOKEN),
-        ev("JobAccepted", 5, job_id=1, provider="0x" + "cc" * 20, determinism_class=b"\x03" * 32,
+        ev(JobAccepted, 5, job_id=1, provider="0x" + "cc" * 20, determinism_class=b"\x03" * 32,
            collateral=5 * TOKEN),
-        ev("JobCancelled", 6, job_id=2, refund=11 * TOKEN),
-        ev("ResultCommitted", 7, job_id=0, provider="0x" + "bb" * 20, root=b"\x04" * 32,
+        ev(JobCancelled, 6, job_id=2, refund=11 * TOKEN),
+        ev(ResultCommitted, 7, job_id=0, provider="0x" + "bb" * 20, root=b"\x04" * 32,
            final_state_hash=b"\x05" * 32, energy_mj=1_234, result_uri="http://127.0.0.1:1/a",
            seed_block=9),
-        ev("AuditDrawn", 10, job_id=0, seed=b"\x06" * 32, indices=[1, 3], open_deadline=1),
-        ev("SegmentOpened", 11, job_id=0, index=1, start_hash=b"\x07" * 32, start_energy_mj=300,
+        ev(AuditDrawn, 10, job_id=0, seed=b"\x06" * 32, indices=[1, 3], open_deadline=1),
+        ev(SegmentOpened, 11, job_id=0, index=1, start_hash=b"\x07" * 32, start_energy_mj=300,
            end_hash=b"\x08" * 32, end_energy_mj=600),
-        ev("VoteCommitted", 12, job_id=0, voter="0x" + "dd" * 20, weight=TOKEN),
-        ev("VoteRevealed", 13, job_id=0, voter="0x" + "dd" * 20, fraud=False, weight=TOKEN),
-        ev("JobFinalized", 14, job_id=0, outcome=6, paid=10 * TOKEN, bonus=2 * TOKEN,
+        ev(VoteCommitted, 12, job_id=0, voter="0x" + "dd" * 20, weight=TOKEN),
+        ev(VoteRevealed, 13, job_id=0, voter="0x" + "dd" * 20, fraud=False, weight=TOKEN),
+        ev(JobFinalized, 14, job_id=0, outcome=PAID, paid=10 * TOKEN, bonus=2 * TOKEN,
            energy_mj=1_234, carbon_g=0),
-        ev("VoteSettled", 15, job_id=0, voter="0x" + "dd" * 20, won=True, reward=TOKEN, penalty=0),
-        ev("ProviderSlashed", 16, job_id=1, provider="0x" + "cc" * 20, amount=5 * TOKEN,
+        ev(VoteSettled, 15, job_id=0, voter="0x" + "dd" * 20, won=True, reward=TOKEN, penalty=0),
+        ev(ProviderSlashed, 16, job_id=1, provider="0x" + "cc" * 20, amount=5 * TOKEN,
            reason="unopened"),
     ])
     return index

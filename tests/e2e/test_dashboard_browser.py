@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from greenproof.chain import Anvil, connect
+from greenproof.chain import Anvil, Gateway, connect
 from greenproof.chain.devnet import free_port
 from greenproof.procs import Supervisor
 
@@ -71,9 +71,8 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                 "--json"], catch_exceptions=False)
             assert result.exit_code == 0, result.output
             job_ids.append(int(result.output.split('"job_id": ')[1].split(",")[0]))
-        provider = connect(node.rpc_url, actors["green"].account, manifest)
-        provider.transact(provider.market.functions.accept_job(job_ids[0], b"\x01" * 32),
-                          what="accept job")
+        Gateway(connect(node.rpc_url, actors["green"].account, manifest)).accept_job(
+            job_ids[0], b"\x01" * 32)
         port = free_port()
         sup = Supervisor(grace=5)
         child = sup.spawn("dashboard", [

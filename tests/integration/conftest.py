@@ -23,6 +23,8 @@ Function scope:
   (``owner``, ``requester``, ``provider``, ``provider2``, ``verifier``,
   ``verifier2``, ``verifier3``, ``attestor``, ``outsider``). Chains are made per
   test: their nonce counters must not outlive a snapshot revert.
+- ``gateway_for(role)``: the :class:`greenproof.chain.gateway.Gateway` on
+  ``chain_for(role)`` — how production code reads and writes the contracts.
 - ``owner``, ``requester``, ``provider``, ``verifier``, ``attestor``: the
   ``LocalAccount`` of each role; ``account_for(role)`` for any role and
   ``account_choice(role)`` for the ``--account`` string (``TEST::N``) that CLIs
@@ -47,9 +49,11 @@ from typing import Any
 import pytest
 
 from greenproof.chain.accounts import dev_account
-from greenproof.chain.client import Chain, RetryPolicy, make_web3
+from greenproof.chain.client import Chain, RetryPolicy
+from greenproof.chain.connection import make_web3
 from greenproof.chain.deploy import deploy_system
 from greenproof.chain.devnet import Anvil
+from greenproof.chain.gateway import Gateway
 
 # role -> anvil/ape test account index (TEST::N)
 ROLES: dict[str, int] = {
@@ -92,10 +96,9 @@ def _deploy_funded(rpc_url: str, out: Path, params: dict[str, int] | None = None
     owner = dev_account(ROLES["owner"])
     deployment = deploy_system(rpc_url, owner, params=params if params is not None else TEST_PARAMS,
                                out=out, force=True)
-    chain = Chain(make_web3(rpc_url), owner, deployment, poll=0.02, retry=FAST_RETRY)
+    gw = Gateway(Chain(make_web3(rpc_url), owner, deployment, poll=0.02, retry=FAST_RETRY))
     for index in sorted(set(ROLES.values())):
-        chain.transact(chain.token.functions.mint(dev_account(index).address, START_TOKENS),
-                       what="mint test tokens")
+        gw.mint(dev_account(index).address, START_TOKENS)
     return deployment
 
 
@@ -139,6 +142,12 @@ def chain_for(anvil: Anvil, deployment: Any) -> Callable[[str], Chain]:
         return made[role]
 
     return make
+
+
+@pytest.fixture
+def gateway_for(chain_for: Callable[[str], Chain]) -> Callable[[str], Gateway]:
+    """``gateway_for("provider")`` -> the Gateway on ``chain_for("provider")``."""
+    return lambda role: Gateway(chain_for(role))
 
 
 @pytest.fixture(scope="session")

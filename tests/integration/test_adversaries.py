@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from greenproof.chain.market import FINAL_STATES, JobState, Market
+from greenproof.chain.gateway import Gateway
+from greenproof.chain.models import JobState, VoteStatus
 from greenproof.cli import cli
 
 pytestmark = pytest.mark.anvil
@@ -67,20 +68,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def drive(anvil, market: Market, job_id: int, verifier_addr: str, procs: list[subprocess.Popen],
+def drive(anvil, market: Gateway, job_id: int, verifier_addr: str, procs: list[subprocess.Popen],
           logs: list[Path], on_voting, timeout: float = 150.0) -> JobState:
     """Mine blocks for the seed draw and warp past the vote windows once the
     verifier has committed (then revealed); return the job's final state.
     ``on_voting()`` runs once when the job enters voting."""
-    commit_w = market.param("vote_commit_window")
-    reveal_w = market.param("vote_reveal_window")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p, path in zip(procs, logs, strict=True):
             if p.poll() not in (None, 0):
                 pytest.fail(f"daemon exited with {p.returncode}:\n{path.read_text()[-4000:]}")
         job = market.job(job_id)
-        if job.state in FINAL_STATES:
+        if job.state.final:
             return job.state
         if job.state in (JobState.COMMITTED, JobState.AUDITING):
             anvil.mine(1)  # the seed block, then keep blocks coming for the daemons
@@ -88,12 +87,13 @@ def drive(anvil, market: Market, job_id: int, verifier_addr: str, procs: list[su
             if on_voting is not None:
                 on_voting()
                 on_voting = None
-            status = int(market.call("vote_of", job_id, verifier_addr)[2])
+            vote = market.vote_of(job_id, verifier_addr)
+            commit_end, reveal_end = market.vote_windows(job)
             now = market.chain.timestamp()
-            if status == 1 and now < job.voting_start + commit_w:
-                anvil.evm_increase_time(job.voting_start + commit_w - now)
-            elif status >= 2 and now < job.voting_start + commit_w + reveal_w:
-                anvil.evm_increase_time(job.voting_start + commit_w + reveal_w - now)
+            if vote.status is VoteStatus.COMMITTED and now < commit_end:
+                anvil.evm_increase_time(commit_end - now)
+            elif vote.revealed and now < reveal_end:
+                anvil.evm_increase_time(reveal_end - now)
         time.sleep(0.5)
     pytest.fail("job did not finalize in time:\n" + "\n".join(p.read_text()[-3000:] for p in logs))
 
@@ -102,7 +102,7 @@ def drive(anvil, market: Market, job_id: int, verifier_addr: str, procs: list[su
 # with real daemons: one that fakes work, one that withholds checkpoints, one that swaps the
 # delivered model, and energy inflation (flagged in the evidence, not slashable by itself).
 @pytest.mark.parametrize("cheat", [None, "fake_hashes", "withhold", "swap_final", "inflate_energy"])
-def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, deployment_path, chain_for,
+def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, deployment_path, gateway_for,
                                                      account_choice, tmp_path):
     net = ["--network", anvil.rpc_url, "--deployment", str(deployment_path)]
     run_cli("provider", "stake", "100", *net, "--account", account_choice("provider"))
@@ -115,12 +115,10 @@ def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, d
                                 *net, "--account", account_choice("requester")))
     job_id = int(posted["job_id"])
 
-    requester = chain_for("requester")
-    verifier = chain_for("verifier")
-    market = Market(requester)
-    balance = lambda c: c.call(c.token.functions.balanceOf(c.address))  # noqa: E731
-    requester_before = balance(requester) + market.claimable(requester.address)
-    verifier_before = balance(verifier)
+    market = gateway_for("requester")
+    verifier = gateway_for("verifier")
+    requester_before = market.token_balance() + market.claimable()
+    verifier_before = verifier.token_balance()
 
     env = {**os.environ, "GREENPROOF_ENERGY_SOURCE": "fake"}
     port = free_port()
@@ -157,8 +155,8 @@ def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, d
     report = json.loads(reports[0].read_text())
     actions = [t["action"] for t in report["transactions"]]
     assert "commit_vote" in actions and "reveal_vote" in actions
-    requester_after = balance(requester) + market.claimable(requester.address)
-    verifier_gain = balance(verifier) - verifier_before
+    requester_after = market.token_balance() + market.claimable()
+    verifier_gain = verifier.token_balance() - verifier_before
     slashable = cheat not in (None, "inflate_energy")
     assert checked["report"]["verdict"] == report["verdict"]
     assert checked["code"] == (1 if slashable else 0)

@@ -1,4 +1,8 @@
-"""The Chain client on a real anvil: deployment wiring, reverts, nonces, logs, faults."""
+"""The Chain client on a real anvil: deployment wiring, reverts, nonces, logs, faults.
+
+These tests build raw contract calls on purpose: they test the client under the
+gateway (``test_gateway.py`` tests the typed reads, transactions and events).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,10 @@ import threading
 import pytest
 
 from greenproof.attestation import digest, sign_attestation
-from greenproof.chain.client import (
-    Chain,
-    ChainError,
-    RetryPolicy,
-    TxError,
-    decode_revert_data,
-    make_web3,
-)
-from greenproof.chain.deploy import MARKET_PARAMS
+from greenproof.chain.client import Chain, RetryPolicy
+from greenproof.chain.connection import make_web3
+from greenproof.chain.errors import ChainError, TxError, decode_revert_data
+from greenproof.chain.models import MARKET_PARAMS
 
 TOKEN = 10**18
 FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.2, max_delay=2.0)
@@ -26,16 +25,16 @@ ERROR_STRING = (  # abi-encoded Error("market: job not open")
 )
 
 
-def test_deployment_is_wired_and_parameters_applied(chain_for, deployment, test_params):
-    chain = chain_for("owner")
-    assert chain.call(chain.stake.functions.market()) == chain.market.address
-    assert chain.call(chain.registry.functions.market()) == chain.market.address
+def test_deployment_is_wired_and_parameters_applied(chain_for, gateway_for, deployment, test_params):
+    chain, gw = chain_for("owner"), gateway_for("owner")
+    assert chain.call(chain.stake.functions.market()) == gw.market_address
+    assert chain.call(chain.registry.functions.market()) == gw.market_address
+    params = gw.params()
     for name, value in test_params.items():
-        assert chain.call(getattr(chain.market.functions, name)()) == value, name
+        assert params[name] == value, name
         assert deployment.parameters[name] == value
     assert set(MARKET_PARAMS) <= set(deployment.parameters)
-    lifetime = chain.call(chain.market.functions.max_job_lifetime())
-    assert chain.call(chain.stake.functions.unbonding_period()) > lifetime
+    assert gw.unbonding_period() > gw.max_job_lifetime()
 
 
 def test_revert_reason_surfaces_before_any_gas_is_spent(chain_for):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from greenproof.chain import connect, dev_account
+from greenproof.chain import Gateway, connect, dev_account
 from greenproof.cli import cli
 
 TOKEN = 10**18
@@ -22,11 +22,10 @@ def test_deploy_sets_parameters_and_mints_to_the_named_accounts(anvil, tmp_path:
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(manifest.read_text())["parameters"]["open_window"] == 60
-    chain = connect(anvil.rpc_url, None, manifest)
-    assert chain.call(chain.market.functions.open_window()) == 60
-    assert chain.call(chain.market.functions.vote_commit_window()) == 30
-    assert chain.call(chain.token.functions.balanceOf(dev_account(2).address)) == 1500 * TOKEN
-    assert chain.call(chain.token.functions.balanceOf(dev_account(3).address)) == TOKEN // 2
+    gw = Gateway(connect(anvil.rpc_url, None, manifest))
+    assert (gw.param("open_window"), gw.param("vote_commit_window")) == (60, 30)
+    assert gw.token_balance(dev_account(2).address) == 1500 * TOKEN
+    assert gw.token_balance(dev_account(3).address) == TOKEN // 2
 
 
 def test_bad_mint_and_param_fail_before_any_transaction(anvil, tmp_path: Path) -> None:

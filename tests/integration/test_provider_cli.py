@@ -32,10 +32,9 @@ def _status(run, role_account: str) -> dict:
     return json.loads(run("provider", "status", "--json", "--account", role_account))
 
 
-def test_provider_stakes_unstakes_and_withdraws_after_unbonding(run, chain_for, anvil, account_choice):
+def test_provider_stakes_unstakes_and_withdraws_after_unbonding(run, gateway_for, anvil, account_choice):
     me = account_choice("provider")
-    chain = chain_for("provider")
-    balance0 = chain.call(chain.token.functions.balanceOf(chain.address))
+    balance0 = gateway_for("provider").token_balance()
 
     out = run("provider", "stake", "100", "--account", me)
     assert "staked 100" in out
@@ -104,7 +103,7 @@ def test_attestor_signs_provider_submits_status_shows_green(run, chain_for, acco
 
 def test_offline_signing_for_another_registry_is_refused_on_submit(run, chain_for, account_choice,
                                                                    tmp_path, provider):
-    chain = chain_for("provider")
+    chain = chain_for("provider")  # only its chain id
     att_file = tmp_path / "offline.json"
     run("attestor", "sign", "--provider", provider.address, "--green-bps", "5000", "--carbon", "100",
         "--region", "DE", "--nonce", "1", "--registry", "0x" + "12" * 20,

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from greenproof.chain import Anvil, connect
+from greenproof.chain import Anvil, Gateway, connect
 from greenproof.cli import cli
 from greenproof.demo import TOKEN, default_actors, setup_market
 
@@ -53,16 +53,17 @@ def requester_cli(market: dict, *args: str, account: str | None = "requester") -
 
 
 def test_requester_posts_a_job_and_the_escrow_leaves_the_wallet(market: dict) -> None:
-    chain = connect(market["rpc"], market["actors"]["requester"].account, market["manifest"])
-    before = chain.call(chain.token.functions.balanceOf(chain.address))
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    before = gw.token_balance()
     code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "10",
                               "--verifier-fee", "1.5", "--duration", "600", "--json")
     assert code == 0, out
     posted = json.loads(out)
     assert posted["num_segments"] == 2 and posted["payment"] == 10 * TOKEN
     # samples are drawn with replacement: the default is the market's maximum, not num_segments
-    assert posted["audit_samples"] == chain.call(chain.market.functions.max_audit_samples()) > 2
-    assert chain.call(chain.token.functions.balanceOf(chain.address)) == before - 11_5 * TOKEN // 10
+    assert posted["audit_samples"] == gw.param("max_audit_samples") > 2
+    assert gw.token_balance() == before - 11_5 * TOKEN // 10
+    assert gw.job(posted["job_id"]).payment == 10 * TOKEN
     code, out = requester_cli(market, "status", str(posted["job_id"]), "--json", account=None)
     assert code == 0, out
     job = json.loads(out)
@@ -74,11 +75,11 @@ def test_requester_cancels_an_open_job_and_gets_the_escrow_back(market: dict) ->
     code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "4", "--json")
     assert code == 0, out
     job_id = json.loads(out)["job_id"]
-    chain = connect(market["rpc"], market["actors"]["requester"].account, market["manifest"])
-    before = chain.call(chain.token.functions.balanceOf(chain.address))
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    before = gw.token_balance()
     code, out = requester_cli(market, "cancel", str(job_id))
     assert code == 0, out
-    assert chain.call(chain.token.functions.balanceOf(chain.address)) == before + 4 * TOKEN
+    assert gw.token_balance() == before + 4 * TOKEN
     code, out = requester_cli(market, "withdraw")
     assert code == 0 and "nothing to withdraw" in out, out  # cancel refunds at once
     code, out = requester_cli(market, "cancel", str(job_id))
@@ -107,12 +108,11 @@ def test_fetch_verifies_the_final_model_against_the_commitment(market: dict, tmp
                               account=None)
     assert code != 0 and "no result has been committed" in out
 
-    provider = connect(market["rpc"], market["actors"]["green"].account, market["manifest"])
+    provider = Gateway(connect(market["rpc"], market["actors"]["green"].account, market["manifest"]))
     store = ArtifactStore(tmp_path / "store")
     final = store.put(init_state(load_spec(str(market["spec"]))))
-    provider.transact(provider.market.functions.accept_job(job_id, b"\x01" * 32), what="accept")
-    provider.transact(provider.market.functions.commit_result(
-        job_id, b"\x02" * 32, final, 1_000, f"file://{store._dir}"), what="commit")
+    provider.accept_job(job_id, b"\x01" * 32)
+    provider.commit_result(job_id, b"\x02" * 32, final, 1_000, f"file://{store._dir}")
 
     out_path = tmp_path / "model.safetensors"
     code, out = requester_cli(market, "fetch", str(job_id), "--out", str(out_path), account=None)

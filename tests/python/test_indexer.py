@@ -1,25 +1,67 @@
-"""The indexer's reducer: a day in the market, told as events, folds into the right views."""
+"""The indexer's reducer: a day in the market, told as the contract's events, folds into the right views."""
 
 from __future__ import annotations
 
-from greenproof.indexer import ChainEvent, JobState, MarketIndex
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from greenproof.chain.models import (
+    AuditDrawn,
+    Event,
+    JobAccepted,
+    JobCancelled,
+    JobExpired,
+    JobFinalized,
+    JobPosted,
+    ProviderSlashed,
+    ResultCommitted,
+    SegmentOpened,
+    VoteCommitted,
+    VoteRevealed,
+    VoteSettled,
+    Withdrawn,
+)
+from greenproof.indexer import JobState, MarketIndex
 
 REQUESTER, HONEST, CHEATER = "0xRequester", "0xHonestProvider", "0xCheater"
 VERIFIER_A, VERIFIER_B = "0xVerifierA", "0xVerifierB"
 TOKEN = 10**18
+PAID, SLASHED = 6, 7  # JobMarket's STATE_* values, as JobFinalized.outcome carries them
 
 
-def ev(name: str, block: int, **args: object) -> ChainEvent:
-    return ChainEvent(name=name, args=args, block=block, timestamp=1_000 + block)
+def ev(cls: type[Event], block: int, **args: Any) -> tuple[Event, int]:
+    """An event as the gateway decodes it, with its block's timestamp."""
+    return cls(block_number=block, log_index=0, tx_hash="0x" + "00" * 32, **args), 1_000 + block
 
 
-def posted(job_id: int, block: int, **kw: object) -> ChainEvent:
+def posted(job_id: int, block: int, min_green_bps: int = 0) -> tuple[Event, int]:
     return ev(
-        "JobPosted", block, job_id=job_id, requester=REQUESTER, spec_hash=b"\x11" * 32,
+        JobPosted, block, job_id=job_id, requester=REQUESTER, spec_hash=b"\x11" * 32,
         spec_uri="data:application/json,{}", num_segments=4, audit_samples=2,
         payment=100 * TOKEN, verifier_fee=5 * TOKEN, collateral=50 * TOKEN,
-        deadline=10_000, min_green_bps=kw.get("min_green_bps", 0),
+        deadline=10_000, min_green_bps=min_green_bps,
     )
+
+
+def accepted(job_id: int, block: int, provider: str) -> tuple[Event, int]:
+    return ev(JobAccepted, block, job_id=job_id, provider=provider, determinism_class=b"\x01" * 32,
+              collateral=50 * TOKEN)
+
+
+def committed(job_id: int, block: int, provider: str, energy_mj: int) -> tuple[Event, int]:
+    return ev(ResultCommitted, block, job_id=job_id, provider=provider, root=b"\xaa" * 32,
+              final_state_hash=b"\xbb" * 32, energy_mj=energy_mj,
+              result_uri="http://127.0.0.1:9001/artifacts", seed_block=block + 1)
+
+
+def vote(job_id: int, block: int, voter: str) -> tuple[Event, int]:
+    return ev(VoteCommitted, block, job_id=job_id, voter=voter, weight=10 * TOKEN)
+
+
+def reveal(job_id: int, block: int, voter: str, fraud: bool) -> tuple[Event, int]:
+    return ev(VoteRevealed, block, job_id=job_id, voter=voter, fraud=fraud, weight=10 * TOKEN)
 
 
 def story() -> MarketIndex:
@@ -28,27 +70,26 @@ def story() -> MarketIndex:
         posted(1, 10, min_green_bps=5000),
         posted(2, 11),
         posted(3, 12),
-        ev("JobAccepted", 13, job_id=1, provider=HONEST, determinism_class=b"\x01" * 32),
-        ev("JobAccepted", 14, job_id=2, provider=CHEATER, determinism_class=b"\x02" * 32),
-        ev("JobCancelled", 15, job_id=3),
-        ev("ResultCommitted", 20, job_id=1, root=b"\xaa" * 32, final_state_hash=b"\xbb" * 32,
-           energy_mj=7_200_000, result_uri="http://127.0.0.1:9001/artifacts"),
-        ev("ResultCommitted", 21, job_id=2, root=b"\xcc" * 32, final_state_hash=b"\xdd" * 32,
-           energy_mj=3_600_000, result_uri="http://127.0.0.1:9002/artifacts"),
-        ev("AuditDrawn", 25, job_id=1, indices=[0, 3]),
-        ev("AuditDrawn", 25, job_id=2, indices=[1, 1]),
-        ev("SegmentOpened", 26, job_id=1, index=0, start_hash=b"\x00" * 32, end_hash=b"\x01" * 32),
-        ev("VoteCommitted", 30, job_id=1, verifier=VERIFIER_A, vote_stake=10 * TOKEN),
-        ev("VoteCommitted", 30, job_id=2, verifier=VERIFIER_A, vote_stake=10 * TOKEN),
-        ev("VoteCommitted", 31, job_id=2, verifier=VERIFIER_B, vote_stake=10 * TOKEN),
-        ev("VoteRevealed", 35, job_id=1, verifier=VERIFIER_A, fraud=False),
-        ev("VoteRevealed", 35, job_id=2, verifier=VERIFIER_A, fraud=True),
-        ev("VoteRevealed", 36, job_id=2, verifier=VERIFIER_B, fraud=True),
-        ev("JobFinalized", 40, job_id=1, outcome=6, paid=100 * TOKEN, bonus=20 * TOKEN,
+        accepted(1, 13, HONEST),
+        accepted(2, 14, CHEATER),
+        ev(JobCancelled, 15, job_id=3, refund=105 * TOKEN),
+        committed(1, 20, HONEST, 7_200_000),
+        committed(2, 21, CHEATER, 3_600_000),
+        ev(AuditDrawn, 25, job_id=1, seed=b"\x05" * 32, indices=[0, 3], open_deadline=2_000),
+        ev(AuditDrawn, 25, job_id=2, seed=b"\x06" * 32, indices=[1, 1], open_deadline=2_000),
+        ev(SegmentOpened, 26, job_id=1, index=0, start_hash=b"\x00" * 32, start_energy_mj=0,
+           end_hash=b"\x01" * 32, end_energy_mj=1_800_000),
+        vote(1, 30, VERIFIER_A),
+        vote(2, 30, VERIFIER_A),
+        vote(2, 31, VERIFIER_B),
+        reveal(1, 35, VERIFIER_A, fraud=False),
+        reveal(2, 35, VERIFIER_A, fraud=True),
+        reveal(2, 36, VERIFIER_B, fraud=True),
+        ev(JobFinalized, 40, job_id=1, outcome=PAID, paid=100 * TOKEN, bonus=20 * TOKEN,
            energy_mj=7_200_000, carbon_g=0),
-        ev("ProviderSlashed", 41, job_id=2, provider=CHEATER, amount=50 * TOKEN, reason="fraud"),
-        ev("JobFinalized", 41, job_id=2, outcome=7, paid=0, bonus=0, energy_mj=0, carbon_g=0),
-        ev("VoteSettled", 42, job_id=2, verifier=VERIFIER_B, reward=12 * TOKEN, penalty=0),
+        ev(ProviderSlashed, 41, job_id=2, provider=CHEATER, amount=50 * TOKEN, reason="fraud"),
+        ev(JobFinalized, 41, job_id=2, outcome=SLASHED, paid=0, bonus=0, energy_mj=0, carbon_g=0),
+        ev(VoteSettled, 42, job_id=2, voter=VERIFIER_B, won=True, reward=12 * TOKEN, penalty=0),
     ])
     return index
 
@@ -62,6 +103,7 @@ def test_jobs_end_in_the_states_their_events_say() -> None:
     assert honest_job.energy_wh == 2.0
     assert honest_job.audit_indices == [0, 3]
     assert honest_job.opened[0]["end_hash"] == "0x" + "01" * 32
+    assert honest_job.opened[0]["end_energy_mj"] == 1_800_000
     assert honest_job.wall_s == 30.0
     assert [t.event for t in honest_job.timeline][:2] == ["JobPosted", "JobAccepted"]
     assert snap.stats.jobs_by_state == {"PAID": 1, "SLASHED": 1, "CANCELLED": 1}
@@ -84,15 +126,17 @@ def test_verifiers_count_votes_and_rewards() -> None:
     a, b = verifiers[VERIFIER_A], verifiers[VERIFIER_B]
     assert (a.votes_committed, a.votes_revealed, a.fraud_votes, a.ok_votes) == (2, 2, 1, 1)
     assert (b.votes_committed, b.fraud_votes, b.rewards) == (1, 1, 12 * TOKEN)
+    job = story().snapshot().job(2)
+    assert job is not None and [v.weight for v in job.votes] == [10 * TOKEN, 10 * TOKEN]
 
 
 def test_an_expired_job_counts_as_expired_not_slashed() -> None:
     index = MarketIndex()
     index.apply_all([
         posted(1, 1),
-        ev("JobAccepted", 2, job_id=1, provider=CHEATER),
-        ev("ProviderSlashed", 9, job_id=1, provider=CHEATER, amount=50 * TOKEN, reason="expired"),
-        ev("JobExpired", 9, job_id=1, slashed=50 * TOKEN),
+        accepted(1, 2, CHEATER),
+        ev(ProviderSlashed, 9, job_id=1, provider=CHEATER, amount=50 * TOKEN, reason="expired"),
+        ev(JobExpired, 9, job_id=1, slashed=50 * TOKEN),
     ])
     snap = index.snapshot()
     assert snap.jobs[0].state is JobState.EXPIRED
@@ -100,26 +144,32 @@ def test_an_expired_job_counts_as_expired_not_slashed() -> None:
     assert (cheater.jobs_expired, cheater.jobs_slashed, cheater.slashed_amount) == (1, 0, 50 * TOKEN)
 
 
-def test_unknown_events_and_orphans_do_not_break_the_index() -> None:
+def test_events_of_no_job_and_orphans_do_not_break_the_index() -> None:
     index = MarketIndex()
-    index.apply(ev("SomethingNew", 5, job_id=9))
-    index.apply(ev("JobAccepted", 6, job_id=7, provider=HONEST))
+    index.apply(*ev(Withdrawn, 5, account=HONEST, amount=TOKEN))
+    index.apply(*accepted(7, 6, HONEST))
     snap = index.snapshot()
     assert [j.job_id for j in snap.jobs] == [7]
     assert snap.jobs[0].state is JobState.ACCEPTED
     assert snap.block == 6
 
 
-def test_indexer_from_a_chain_starts_at_the_manifest_deployment_block():
+def test_a_renamed_event_field_fails_loudly_instead_of_folding_in_a_default() -> None:
+    with pytest.raises(ValidationError, match="voter"):
+        VoteCommitted(block_number=1, log_index=0, tx_hash="0x", job_id=1, verifier=VERIFIER_A,
+                      weight=TOKEN)
+
+
+def test_indexer_starts_at_the_manifest_deployment_block() -> None:
     """A testnet indexer must not rescan from genesis: it starts where the contracts were deployed."""
     from types import SimpleNamespace
 
     from greenproof.chain.manifest import Deployment
     from greenproof.indexer import Indexer
 
-    market = SimpleNamespace(w3=None, address="0x" + "11" * 20, abi=[])
-    assert "deployment_block" in Deployment.model_fields
-    chain = SimpleNamespace(market=market, stake=None, registry=None,
-                            deployment=SimpleNamespace(deployment_block=4_242))
-    assert Indexer.from_chain(chain).next_block == 4_242
-    assert Indexer.from_chain(chain, from_block=7).next_block == 7
+    deployment = Deployment(chain_id=31337, token="0x" + "11" * 20, stake_manager="0x" + "22" * 20,
+                            green_registry="0x" + "33" * 20, job_market="0x" + "44" * 20,
+                            deployment_block=4_242, deployer="0x" + "55" * 20)
+    gateway = SimpleNamespace(deployment=deployment)
+    assert Indexer(gateway).next_block == 4_242  # type: ignore[arg-type]
+    assert Indexer(gateway, from_block=7).next_block == 7  # type: ignore[arg-type]
