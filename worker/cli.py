@@ -47,7 +47,7 @@ def worker() -> None:
 @click.option("--exit-when-idle", "stop", flag_value="idle",
               help="Exit once every job taken is closed and nothing is owed (tests, scripts).")
 @click.option("--cheat", default=None, hidden=True,
-              help="TEST/DEMO ONLY: misbehave with a worker.cheats strategy (gets you slashed).")
+              help="TEST/DEMO ONLY: misbehave with a greenproof.adversaries.cheats strategy (gets you slashed).")
 @click.option("--cheat-fraction", type=click.FloatRange(0, 1), default=1.0, hidden=True,
               help="TEST/DEMO ONLY: fraction of segments the cheat fakes.")
 @click.option("--cheat-seed", type=int, default=0, hidden=True, help="TEST/DEMO ONLY: cheat RNG seed.")
@@ -112,7 +112,7 @@ def run(
 
     cheat_obj: Any = None
     if cheat:
-        from worker.cheats import CheatError, make_cheat
+        from greenproof.adversaries.cheats import CheatError, make_cheat
 
         try:
             cheat_obj = make_cheat(cheat, fraction=cheat_fraction, seed=cheat_seed)

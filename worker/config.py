@@ -32,7 +32,7 @@ class WorkerConfig(BaseModel):
         "never", description="never: run forever; once: one pass; idle: exit when all jobs closed"
     )
     energy_source: str | None = Field(None, description="force an energy source (see greenproof.energy)")
-    cheat: str | None = Field(None, description="TEST/DEMO ONLY: a worker.cheats strategy")
+    cheat: str | None = Field(None, description="TEST/DEMO ONLY: a greenproof.adversaries.cheats strategy")
     cheat_fraction: float = Field(1.0, ge=0, le=1)
     cheat_seed: int = 0
 

@@ -216,7 +216,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _plain(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return _plain(exc.status_code, str(exc.detail), exc.headers)
 
     def _serve(job_id: int, state_hash: bytes, filename: str, request: Request) -> Response:
         if cheat is not None:
@@ -299,7 +299,7 @@ class ArtifactServer:
                     "(port in use? try --port)"
                 )
             time.sleep(0.02)
-        servers = getattr(self._server, "servers", None)
+        servers = self._server.servers  # set by uvicorn's startup, before `started`
         if servers and servers[0].sockets:
             self.port = servers[0].sockets[0].getsockname()[1]
         log.info("artifact server listening on http://%s:%d", self.host, self.port)

@@ -1,4 +1,5 @@
-"""The provider's worker as a real process against anvil: the paid path, kill -9, RPC outages.
+"""The provider's worker as a real process against anvil: the paid path, kill -9, RPC outages,
+an audit larger than one ``open_segments`` call.
 
 Each test runs ``greenproof worker run … --exit-when-idle`` as a subprocess (so
 SIGKILL is real), posts a job as the requester through the chain bindings and
@@ -25,11 +26,19 @@ from typing import Any
 
 import httpx
 import pytest
-from web3.logs import DISCARD  # the receipt also holds the token's Transfer logs
 
 from greenproof.attestation import sign_attestation
 from greenproof.chain.accounts import dev_account
-from greenproof.chain.client import Chain, RetryPolicy, make_web3
+from greenproof.chain.client import Chain, RetryPolicy
+from greenproof.chain.connection import make_web3
+from greenproof.chain.gateway import Gateway
+from greenproof.chain.models import (
+    JobAccepted,
+    JobFinalized,
+    JobState,
+    ResultCommitted,
+    SegmentOpened,
+)
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from greenproof.store import fetch_state
@@ -43,8 +52,6 @@ PROVIDER, REQUESTER = 2, 1  # TEST::N indices, as in conftest.ROLES
 PAYMENT = 100 * TOKEN
 STAKE = 1_000 * TOKEN
 GREEN_BPS = 8_000
-STATE = {1: "OPEN", 2: "ACCEPTED", 3: "COMMITTED", 4: "AUDITING", 5: "VOTING", 6: "PAID", 7: "SLASHED",
-         8: "CANCELLED", 9: "EXPIRED"}
 
 
 def tiny_spec(segments: int) -> tuple[Any, str]:
@@ -62,44 +69,28 @@ def tiny_spec(segments: int) -> tuple[Any, str]:
 
 
 # ------------------------------------------------------------------ the world around the worker
-def stake_provider(provider: Chain, amount: int = STAKE) -> None:
-    provider.ensure_allowance(provider.stake.address, amount)
-    provider.transact(provider.stake.functions.stake(amount), what="stake")
-
-
-def attest_green(owner: Chain, attestor: Any, provider_address: str, green_bps: int = GREEN_BPS) -> None:
+def attest_green(owner: Gateway, attestor: Any, provider_address: str, green_bps: int = GREEN_BPS) -> None:
     """Register the attestor, sign and submit an attestation, fund the bonus pool."""
-    owner.transact(owner.registry.functions.add_attestor(attestor.address), what="add attestor")
-    now = owner.timestamp()
+    owner.add_attestor(attestor.address)
+    now = owner.chain.timestamp()
     signed = sign_attestation(
-        attestor, owner.registry.address, owner.chain_id, provider=provider_address,
+        attestor, owner.registry_address, owner.chain.chain_id, provider=provider_address,
         green_bps=green_bps, carbon_g_per_kwh=50, region="eu-north", valid_from=now - 60,
         valid_until=now + 30 * 86_400, nonce=1,
     )
-    owner.transact(
-        owner.registry.functions.submit_attestation(*signed.attestation.call_args(), signed.signature),
-        what="submit attestation",
-    )
-    owner.ensure_allowance(owner.registry.address, 1_000 * TOKEN)
-    owner.transact(owner.registry.functions.fund_pool(1_000 * TOKEN), what="fund pool")
+    owner.submit_attestation(signed)
+    owner.fund_pool(1_000 * TOKEN)
 
 
-def post_job(requester: Chain, spec_and_uri: tuple[Any, str], *, audit_samples: int = 2,
+def post_job(requester: Gateway, spec_and_uri: tuple[Any, str], *, audit_samples: int = 2,
              duration: int = 3_600) -> int:
     spec, uri = spec_and_uri
-    requester.ensure_allowance(requester.market.address, PAYMENT + TOKEN)
-    receipt = requester.transact(
-        requester.market.functions.post_job(
-            spec.spec_hash(), uri, spec.num_segments, audit_samples, PAYMENT, TOKEN,
-            PAYMENT, requester.timestamp() + duration, 0,
-        ),
-        what="post job",
+    job_id, _ = requester.post_job(
+        spec_hash=spec.spec_hash(), spec_uri=uri, num_segments=spec.num_segments,
+        audit_samples=audit_samples, payment=PAYMENT, verifier_fee=TOKEN, collateral=PAYMENT,
+        deadline=requester.chain.timestamp() + duration, min_green_bps=0,
     )
-    return int(requester.market.events.JobPosted().process_receipt(receipt, errors=DISCARD)[0]["args"]["job_id"])
-
-
-def job_state(chain: Chain, job_id: int) -> str:
-    return STATE.get(int(chain.call(chain.market.functions.job_state(job_id))), "NONE")
+    return job_id
 
 
 class WorkerProcess:
@@ -187,45 +178,39 @@ def wait_for(what: str, pred: Callable[[], bool], worker: WorkerProcess | None, 
         time.sleep(0.2)
 
 
-def drive_to_paid(node: Any, chain: Chain, job_id: int, worker: WorkerProcess, timeout: float = 150,
+def drive_to_paid(node: Any, market: Gateway, job_id: int, worker: WorkerProcess, timeout: float = 150,
                   on_voting: Callable[[], None] | None = None) -> None:
     """Play the world until the job is PAID: mine for the audit seed, warp past the vote windows."""
     end = time.monotonic() + timeout
     warped = False
-    while (state := job_state(chain, job_id)) != "PAID":
-        assert state not in ("SLASHED", "EXPIRED", "CANCELLED"), f"job {job_id} ended {state}\n{worker.log()[-4000:]}"
+    while (state := market.job(job_id).state) is not JobState.PAID:
+        assert not state.final, f"job {job_id} ended {state}\n{worker.log()[-4000:]}"
         worker.check_alive()
-        if state == "COMMITTED":
+        if state is JobState.COMMITTED:
             node.mine(2)  # the seed block must be in the past; automine only mines on transactions
-        elif state == "VOTING" and not warped:
+        elif state is JobState.VOTING and not warped:
             if on_voting is not None:
                 on_voting()
-            windows = [int(chain.call(getattr(chain.market.functions, name)()))
-                       for name in ("vote_commit_window", "vote_reveal_window")]
-            node.evm_increase_time(sum(windows) + 1)
+            node.evm_increase_time(market.param("vote_commit_window") + market.param("vote_reveal_window") + 1)
             warped = True
         if time.monotonic() > end:
             raise AssertionError(f"job {job_id} still {state}\n{worker.log()[-4000:]}")
         time.sleep(0.2)
 
 
-def token_balance(chain: Chain, who: str) -> int:
-    return int(chain.call(chain.token.functions.balanceOf(who)))
-
-
-def accepted_count(chain: Chain, job_id: int) -> int:
-    return len(chain.logs("JobAccepted", 0, args={"job_id": job_id}))
+def accepted_count(market: Gateway, job_id: int) -> int:
+    return len(market.events(JobAccepted, 0, job_id=job_id))
 
 
 # ------------------------------------------------------------------ stories
 def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
-    anvil: Any, deployment: Any, deployment_path: Path, chain_for: Callable[[str], Chain],
+    anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
     attestor: Any, tmp_path: Path,
 ) -> None:
-    provider, requester, owner = chain_for("provider"), chain_for("requester"), chain_for("owner")
-    stake_provider(provider)
+    provider, requester, owner = gateway_for("provider"), gateway_for("requester"), gateway_for("owner")
+    provider.stake(STAKE)
     attest_green(owner, attestor, provider.address)
-    before = token_balance(provider, provider.address)
+    before = provider.token_balance()
     spec = tiny_spec(segments=4)
 
     with worker_process(anvil.rpc_url, deployment_path, tmp_path) as worker:
@@ -236,8 +221,8 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
 
         def fetch_artifacts() -> None:
             """What a verifier and the requester do while the job is in VOTING."""
-            committed = requester.logs("ResultCommitted", 0, args={"job_id": job_id})[0]["args"]
-            uri, final = committed["result_uri"], bytes(committed["final_state_hash"])
+            [committed] = requester.events(ResultCommitted, 0, job_id=job_id)
+            uri, final = committed.result_uri, committed.final_state_hash
             served["final"] = state_hash(fetch_state(uri, final))
             served["model"] = httpx.get(f"{uri}/final").status_code
             served["post"] = httpx.post(f"{uri}/{final.hex()}", content=b"x").status_code
@@ -252,20 +237,18 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
 
     assert served["final"] == served["expected"]  # the checkpoint behind the commitment
     assert (served["model"], served["post"], served["unknown"]) == (200, 405, 404)
-    finalized = requester.logs("JobFinalized", 0, args={"job_id": job_id})
-    bonus = int(finalized[0]["args"]["bonus"])
+    [finalized] = requester.events(JobFinalized, 0, job_id=job_id)
     expected_bonus = PAYMENT * deployment.parameters["max_bonus_bps"] * GREEN_BPS // 10_000 // 10_000
-    assert bonus == expected_bonus > 0
-    assert token_balance(provider, provider.address) - before == PAYMENT + bonus
-    assert int(provider.call(provider.stake.functions.locked(provider.address))) == 0
-    assert int(provider.call(provider.market.functions.claimable(provider.address))) == 0
-    job = provider.call(provider.market.functions.get_job(job_id))
-    committed = requester.logs("ResultCommitted", 0, args={"job_id": job_id})[0]["args"]
-    assert committed["result_uri"].endswith(f"/artifacts/{job_id}")
-    assert committed["final_state_hash"] == job[12]
+    assert finalized.bonus == expected_bonus > 0
+    assert provider.token_balance() - before == PAYMENT + finalized.bonus
+    assert provider.locked_stake() == 0
+    assert provider.claimable() == 0
+    [committed] = requester.events(ResultCommitted, 0, job_id=job_id)
+    assert committed.result_uri.endswith(f"/artifacts/{job_id}")
+    assert committed.final_state_hash == provider.job(job_id).final_state_hash
     # every audited segment was opened with proofs against the committed root
-    opened = {int(e["args"]["index"]) for e in requester.logs("SegmentOpened", 0, args={"job_id": job_id})}
-    assert opened == {int(i) for i in requester.call(requester.market.functions.audit_indices(job_id))}
+    opened = {e.index for e in requester.events(SegmentOpened, 0, job_id=job_id)}
+    assert opened == set(requester.audit_indices(job_id))
     assert accepted_count(requester, job_id) == 1
     # the run record behind the dashboard's loss curve: every step's loss, the root's final hash
     record = json.loads((tmp_path / "worker-data" / "runs" / str(job_id) / "record.json").read_text())
@@ -274,11 +257,12 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
 
 
 def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
-    anvil: Any, deployment: Any, deployment_path: Path, chain_for: Callable[[str], Chain], tmp_path: Path,
+    anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
+    tmp_path: Path,
 ) -> None:
-    provider, requester = chain_for("provider"), chain_for("requester")
-    stake_provider(provider)
-    before = token_balance(provider, provider.address)
+    provider, requester = gateway_for("provider"), gateway_for("requester")
+    provider.stake(STAKE)
+    before = provider.token_balance()
     spec = tiny_spec(segments=6)
 
     with worker_process(anvil.rpc_url, deployment_path, tmp_path) as worker:
@@ -289,36 +273,63 @@ def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
         worker.kill9()
         done = worker.boundaries(job_id)
         assert 2 <= done <= spec[0].num_segments + 1
-        assert job_state(requester, job_id) in ("ACCEPTED", "COMMITTED")
+        assert requester.job(job_id).state in (JobState.ACCEPTED, JobState.COMMITTED)
 
         worker.start()
-        wait_for("the commitment", lambda: job_state(requester, job_id) == "COMMITTED", worker)
+        wait_for("the commitment", lambda: requester.job(job_id).state is JobState.COMMITTED, worker)
         assert "resuming at boundary" in worker.log() or done == spec[0].num_segments + 1
         # 2. kill -9 between commit and open; the requester draws the audit meanwhile
         worker.kill9()
         anvil.mine(2)
-        requester.transact(requester.market.functions.draw_audit(job_id), what="draw audit")
-        assert job_state(requester, job_id) == "AUDITING"
+        requester.draw_audit(job_id)
+        assert requester.job(job_id).state is JobState.AUDITING
 
         worker.start()
         drive_to_paid(anvil, requester, job_id, worker)
         assert worker.wait(timeout=60) == 0
     assert accepted_count(requester, job_id) == 1  # never accepted twice
     assert worker.log().count(f"job {job_id}: accepting") == 1
-    assert token_balance(provider, provider.address) - before == PAYMENT  # not green: no bonus
+    assert provider.token_balance() - before == PAYMENT  # not green: no bonus
+
+
+def test_worker_opens_an_audit_larger_than_one_open_segments_call_and_is_paid(
+    anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
+    tmp_path: Path,
+) -> None:
+    """64 segments, 32 audit samples: some 25 distinct segments to open, MAX_OPENINGS (16) per call."""
+    provider, requester = gateway_for("provider"), gateway_for("requester")
+    provider.stake(STAKE)
+    before = provider.token_balance()
+    spec = tiny_spec(segments=64)
+
+    with worker_process(anvil.rpc_url, deployment_path, tmp_path) as worker:
+        worker.start()
+        job_id = post_job(requester, spec, audit_samples=32)
+        drive_to_paid(anvil, requester, job_id, worker, timeout=420)  # liveness bound, not a speed test
+        assert worker.wait(timeout=60) == 0
+
+    audited = set(requester.audit_indices(job_id))
+    # 32 draws over 64 segments give 16 or fewer distinct ones with odds of 2e-6
+    assert len(audited) > requester.max_openings
+    opened = requester.events(SegmentOpened, 0, job_id=job_id)
+    assert {e.index for e in opened} == audited
+    batches = {e.tx_hash for e in opened}
+    assert len(batches) == -(-len(audited) // requester.max_openings)  # full batches, none reverted
+    assert "open segments failed" not in worker.log()
+    assert provider.token_balance() - before == PAYMENT
 
 
 def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> None:
     node, deployment, manifest = private_anvil
 
-    def chain(role: str) -> Chain:
-        return Chain(make_web3(node.rpc_url), dev_account({"provider": PROVIDER, "requester": REQUESTER}[role]),
-                     deployment, poll=0.05,
-                     retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0))
+    def gateway(role: str) -> Gateway:
+        account = dev_account({"provider": PROVIDER, "requester": REQUESTER}[role])
+        return Gateway(Chain(make_web3(node.rpc_url), account, deployment, poll=0.05,
+                             retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0)))
 
-    provider, requester = chain("provider"), chain("requester")
-    stake_provider(provider)
-    before = token_balance(provider, provider.address)
+    provider, requester = gateway("provider"), gateway("requester")
+    provider.stake(STAKE)
+    before = provider.token_balance()
     spec = tiny_spec(segments=4)
 
     with worker_process(node.rpc_url, manifest, tmp_path) as worker:
@@ -326,9 +337,9 @@ def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> N
         job_id = post_job(requester, spec)
         wait_for("the job accepted", lambda: worker.boundaries(job_id) >= 1, worker)
         node.restart(down_for=6.0)  # the node is gone for a while; its state comes back
-        requester = chain("requester")
+        requester = gateway("requester")
         drive_to_paid(node, requester, job_id, worker)
         assert worker.wait(timeout=60) == 0
     text = worker.log()
     assert "retry" in text.lower() or "retrying" in text.lower(), text[-3000:]
-    assert token_balance(chain("provider"), provider.address) - before == PAYMENT
+    assert gateway("provider").token_balance() - before == PAYMENT

@@ -1,0 +1,215 @@
+"""An in-memory stand-in for :class:`greenproof.chain.gateway.Gateway` (worker unit tests).
+
+It keeps jobs the way JobMarket does and enforces the rules the worker relies
+on: only the provider commits, the audit is drawn once the seed block is past,
+only audited segments open and only with proofs against the committed root,
+the job moves to VOTING when every audited segment is open, finalize waits for
+the vote windows. Every transaction tried is recorded in ``sent``;
+``reverts[(job_id, "commit_result")] = "reason"`` makes that job's transaction
+revert with that reason on every try, as a real node reports it (``TxError``),
+and a job in ``unreadable`` makes its ``get_job`` view revert.
+
+Time is the fake's: ``now`` (chain time) and the head block the test hands the
+worker; nothing here sleeps or reads the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from greenproof.chain.errors import ChainError, TxError
+from greenproof.chain.models import JobPosted, JobState, OnchainJob, Opening
+from greenproof.merkle import complete_end_proof, leaf, verify
+
+PROVIDER = "0x" + "22" * 20
+REQUESTER = "0x" + "11" * 20
+ZERO = "0x" + "00" * 20
+VOTE_WINDOWS = 120
+OPEN_WINDOW = 120
+#: the contract's MAX_OPENINGS (the real gateway batches by it; the fake takes any number)
+MAX_OPENINGS = 16
+
+_WHAT = {
+    "accept_job": "accept job", "commit_result": "commit result", "draw_audit": "draw audit",
+    "open_segments": "open segments", "finalize": "finalize", "withdraw": "withdraw",
+}
+
+
+class FixedClock:
+    """Chain time that moves only when the test moves it (the worker's ChainClock stand-in)."""
+
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.t = now
+
+    def now(self) -> int:
+        return self.t
+
+
+class FakeGateway:
+    """JobMarket, StakeManager and GreenRegistry as far as the worker uses them."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        self.address = PROVIDER
+        self.clock = clock
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.draws: dict[int, list[int]] = {}  # the indices draw_audit will draw, per job
+        self.indices: dict[int, list[int]] = {}
+        self.opened: dict[int, set[int]] = {}
+        self.posted: list[JobPosted] = []
+        self.reverts: dict[tuple[int, str], str] = {}
+        self.unreadable: set[int] = set()
+        self.node_down = False
+        self.sent: list[tuple[str, int]] = []
+        self.open_calls: list[tuple[int, list[Opening]]] = []
+        self.owed = 0
+        self.head = 100
+
+    # ------------------------------------------------------------------ setting the scene
+    def add_job(self, job_id: int, **fields: Any) -> None:
+        """A job on the market (OPEN, posted by REQUESTER unless ``fields`` say otherwise)."""
+        self.jobs[job_id] = {
+            **_blank(job_id), "requester": REQUESTER, "state": JobState.OPEN, "num_segments": 4,
+            "audit_samples": 2, "payment": 100, "verifier_fee": 1, "collateral": 100,
+            "deadline": self.clock.now() + 86_400, **fields,
+        }
+
+    def post(self, job_id: int, spec_uri: str, block: int, **fields: Any) -> None:
+        """``add_job`` plus its ``JobPosted`` event in ``block``."""
+        self.add_job(job_id, **fields)
+        j = self.jobs[job_id]
+        self.posted.append(JobPosted(
+            block_number=block, log_index=0, tx_hash="0x" + "ab" * 32, job_id=job_id,
+            requester=j["requester"], spec_hash=j["spec_hash"], spec_uri=spec_uri,
+            num_segments=j["num_segments"], audit_samples=j["audit_samples"], payment=j["payment"],
+            verifier_fee=j["verifier_fee"], collateral=j["collateral"], deadline=j["deadline"],
+            min_green_bps=j["min_green_bps"],
+        ))
+
+    def state(self, job_id: int) -> JobState:
+        return self.jobs[job_id]["state"]
+
+    # ------------------------------------------------------------------ reads
+    def job(self, job_id: int) -> OnchainJob:
+        self._node()
+        if job_id in self.unreadable:
+            raise TxError("panic 0x32", what="get_job", context={"job": job_id})
+        if job_id not in self.jobs:
+            return OnchainJob.model_validate(_blank(job_id))
+        return OnchainJob.model_validate(self.jobs[job_id])
+
+    def param(self, name: str) -> int:
+        return {"max_audit_samples": 32, "open_window": OPEN_WINDOW,
+                "vote_commit_window": VOTE_WINDOWS // 2, "vote_reveal_window": VOTE_WINDOWS // 2}[name]
+
+    def audit_indices(self, job_id: int) -> list[int]:
+        self._node()
+        return list(self.indices.get(job_id, []))
+
+    def is_opened(self, job_id: int, index: int) -> bool:
+        self._node()
+        return index in self.opened.get(job_id, set())
+
+    def voting_ends(self, job: OnchainJob) -> int:
+        return job.voting_start + VOTE_WINDOWS
+
+    def claimable(self, who: str | None = None) -> int:
+        self._node()
+        return self.owed
+
+    def green_bps(self, who: str | None = None) -> int:
+        return 10_000
+
+    def free_stake(self, who: str | None = None) -> int:
+        return 10**24
+
+    def events(self, event: type[JobPosted], from_block: int, to_block: int | None = None) -> list[JobPosted]:
+        self._node()
+        assert event is JobPosted
+        hi = self.head if to_block is None else to_block
+        return [e for e in self.posted if from_block <= e.block_number <= hi]
+
+    # ------------------------------------------------------------------ transactions
+    def accept_job(self, job_id: int, determinism_class: bytes) -> None:
+        j = self._tx("accept_job", job_id)
+        self._require(j["state"] is JobState.OPEN, "market: job not open", "accept_job", job_id)
+        j.update(provider=self.address, state=JobState.ACCEPTED)
+
+    def commit_result(self, job_id: int, root: bytes, final_state_hash: bytes, energy_mj: int,
+                      result_uri: str) -> None:
+        j = self._tx("commit_result", job_id)
+        self._require(j["state"] is JobState.ACCEPTED, "market: job not accepted", "commit_result", job_id)
+        self._require(j["provider"] == self.address, "market: not the provider", "commit_result", job_id)
+        j.update(state=JobState.COMMITTED, root=root, final_state_hash=final_state_hash,
+                 energy_mj=energy_mj, seed_block=self.head)  # seed_lookahead 0: drawable next block
+
+    def draw_audit(self, job_id: int) -> None:
+        j = self._tx("draw_audit", job_id)
+        self._require(j["state"] is JobState.COMMITTED, "market: job not committed", "draw_audit", job_id)
+        self._require(self.head > j["seed_block"], "market: seed block not reached", "draw_audit", job_id)
+        self.indices[job_id] = list(self.draws[job_id])
+        j.update(state=JobState.AUDITING, open_deadline=self.clock.now() + OPEN_WINDOW)
+
+    def open_segments(self, job_id: int, openings: Sequence[Opening]) -> None:
+        j = self._tx("open_segments", job_id)
+        self.open_calls.append((job_id, list(openings)))
+        self._require(j["state"] is JobState.AUDITING, "market: job not auditing", "open_segments", job_id)
+        opened = self.opened.setdefault(job_id, set())
+        leaves = j["num_segments"] + 1
+        for o in openings:
+            ok_index = o.index in self.indices[job_id] and o.index not in opened
+            self._require(ok_index, "market: not an audited segment", "open_segments", job_id)
+            start = leaf(job_id, o.index, o.start_hash, o.start_energy_mj)
+            end = leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj)
+            end_proof = complete_end_proof(o.start_proof, o.end_proof, o.index, leaves)
+            proven = verify(o.start_proof, j["root"], start) and verify(end_proof, j["root"], end)
+            self._require(proven, "market: bad proof", "open_segments", job_id)
+            opened.add(o.index)
+        if opened >= set(self.indices[job_id]):
+            j.update(state=JobState.VOTING, voting_start=self.clock.now())
+
+    def finalize(self, job_id: int) -> None:
+        j = self._tx("finalize", job_id)
+        self._require(j["state"] is JobState.VOTING, "market: job not voting", "finalize", job_id)
+        ends = j["voting_start"] + VOTE_WINDOWS
+        self._require(self.clock.now() >= ends, "market: voting not over", "finalize", job_id)
+        j.update(state=JobState.PAID)
+        self.owed += j["payment"]
+
+    def withdraw(self) -> None:
+        self._tx("withdraw", 0)
+        self._require(self.owed > 0, "market: nothing to withdraw", "withdraw", 0)
+        self.owed = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def tries(self, method: str, job_id: int) -> int:
+        """How often ``method`` was sent for ``job_id``."""
+        return self.sent.count((method, job_id))
+
+    def _tx(self, method: str, job_id: int) -> dict[str, Any]:
+        self._node()
+        self.sent.append((method, job_id))
+        if (reason := self.reverts.get((job_id, method))) is not None:
+            raise TxError(reason, what=_WHAT[method], context={"job": job_id})
+        return self.jobs.get(job_id, {})
+
+    def _node(self) -> None:
+        if self.node_down:
+            raise ChainError("chain: read block number failed after 9 attempts, node unreachable")
+
+    @staticmethod
+    def _require(ok: bool, reason: str, method: str, job_id: int) -> None:
+        if not ok:
+            raise TxError(reason, what=_WHAT[method], context={"job": job_id})
+
+
+def _blank(job_id: int) -> dict[str, Any]:
+    """``get_job`` of a job that does not exist: every field zero."""
+    return {
+        "job_id": job_id, "requester": ZERO, "provider": ZERO, "state": JobState.NONE,
+        "spec_hash": b"\0" * 32, "num_segments": 0, "audit_samples": 0, "payment": 0,
+        "verifier_fee": 0, "collateral": 0, "deadline": 0, "min_green_bps": 0, "root": b"\0" * 32,
+        "final_state_hash": b"\0" * 32, "energy_mj": 0, "seed_block": 0, "seed": b"\0" * 32,
+        "open_deadline": 0, "voting_start": 0, "opened_mask": 0, "n_votes": 0, "ok_weight": 0,
+        "fraud_weight": 0,
+    }

@@ -1,0 +1,222 @@
+"""The trainer: one thread per device trains the accepted jobs, one at a time.
+
+Jobs train earliest deadline first (a job that was on the device when the
+worker died goes first) through :func:`greenproof.run.train_run`, the same
+function verifiers replay with. Each boundary is journaled once its checkpoint
+is durable in the store, so a restarted worker resumes from the last one.
+Before each segment the trainer checks that the rest still fits before the
+deadline; if not it gives up cleanly (the job is abandoned, no compute wasted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from greenproof import run as run_mod
+from greenproof.energy import make_meter
+from greenproof.spec import JobSpec, parse_spec
+from greenproof.store import ArtifactStore
+from worker.clock import ChainClock
+from worker.config import WorkerConfig
+from worker.journal import Boundary, JobRow, Journal, Phase
+
+log = logging.getLogger("greenproof.worker")
+
+
+class GiveUp(Exception):
+    """Training stops: the job cannot be delivered in time (or was lost)."""
+
+
+@dataclass
+class Throughput:
+    """Measured steps per second per model family (an EMA), persisted in the journal."""
+
+    journal: Journal
+
+    def get(self, task: str) -> float | None:
+        value = self.journal.get_meta(f"throughput:{task}")
+        return None if value is None else float(value)
+
+    def update(self, task: str, steps: int, seconds: float) -> None:
+        if seconds <= 0 or steps <= 0:
+            return
+        rate = steps / seconds
+        old = self.get(task)
+        new = rate if old is None else 0.5 * old + 0.5 * rate
+        self.journal.set_meta(f"throughput:{task}", f"{new:.6g}")
+
+
+def job_spec(row: JobRow) -> JobSpec:
+    """The spec a held job was accepted with (journaled as canonical JSON)."""
+    return parse_spec(json.loads(row.spec_json or "{}"))
+
+
+class Trainer(threading.Thread):
+    """Trains queued jobs on one device, one at a time, earliest deadline first."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        store: ArtifactStore,
+        config: WorkerConfig,
+        clock: ChainClock,
+        throughput: Throughput,
+        *,
+        stopping: threading.Event,
+        cheat: Any = None,
+    ) -> None:
+        super().__init__(name=f"trainer-{config.device}", daemon=True)
+        self.journal = journal
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.throughput = throughput
+        self.stopping = stopping
+        #: TEST/DEMO ONLY: a greenproof.adversaries cheat (train_segment, energy)
+        self.cheat = cheat
+        self.wake = threading.Event()
+        self.busy_job: int | None = None
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            row = self.next_job()
+            if row is None:
+                self.wake.wait(self.config.poll_s)
+                self.wake.clear()
+                continue
+            self.busy_job = row.job_id
+            try:
+                self.train(row)
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the device
+                log.exception("job %d: training failed: %s", row.job_id, exc)
+                self.journal.set_phase(row.job_id, Phase.ABANDONED, f"training failed: {exc}")
+            finally:
+                self.busy_job = None
+
+    def next_job(self) -> JobRow | None:
+        rows = self.journal.jobs([Phase.TRAINING, Phase.QUEUED])
+        # a job that was on the device when the worker died goes first
+        rows.sort(key=lambda r: (r.phase is not Phase.TRAINING, r.deadline, r.job_id))
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ one job
+    def train(self, row: JobRow) -> None:
+        """Train one job with the engine, journaling every durable boundary."""
+        spec = job_spec(row)
+        job_id = row.job_id
+        self.journal.set_phase(job_id, Phase.TRAINING)
+        prior = self.journal.boundaries(job_id)
+        log.info(
+            "job %d: training %d segments x %d steps on %s%s",
+            job_id, spec.num_segments, spec.segment_steps, self.config.device,
+            f" (resuming at boundary {prior[-1].k})" if prior else "",
+        )
+        started = time.monotonic()
+        hooks = _Hooks(self, row, spec, prior)
+        meter = make_meter(self.config.device, prefer=self.config.energy_source)
+        try:
+            record = run_mod.train_run(
+                spec,
+                self.store,
+                meter,
+                device=self.config.device,
+                on_boundary=hooks.on_boundary,
+                segment_hook=hooks.segment,
+                progress=sys.stderr.isatty(),
+                **self._resume(prior),
+            )
+        except GiveUp as exc:
+            if self.stopping.is_set():
+                log.info("job %d: training paused at shutdown; it resumes on restart", job_id)
+                return
+            self.journal.set_phase(job_id, Phase.ABANDONED, str(exc))
+            log.warning("job %d: giving up: %s", job_id, exc)
+            return
+        bounds = self.journal.boundaries(job_id)
+        if len(bounds) != spec.num_segments + 1 or bounds[-1].state_hash != record.final_state_hash:
+            raise RuntimeError(
+                f"worker: job {job_id}: run ended with {len(bounds)} journaled boundaries, "
+                f"expected {spec.num_segments + 1}"
+            )
+        # The run record (losses, energy source, device) feeds the dashboard and the report;
+        # after a resume it covers the segments trained since the restart.
+        run_dir = self.config.runs_dir / str(job_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record.save(run_dir / "record.json")
+        self.journal.set_phase(job_id, Phase.TRAINED)
+        log.info(
+            "job %d: trained in %.1fs (%d steps this session), final state 0x%s",
+            job_id, time.monotonic() - started, hooks.trained_steps, record.final_state_hash.hex(),
+        )
+
+    def _resume(self, prior: list[Boundary]) -> dict[str, Any]:
+        """``train_run``'s resume arguments from the last journaled boundary (none: from scratch)."""
+        if not prior:
+            return {}
+        last = prior[-1]
+        return {
+            "start_k": last.k,
+            "start_state": self.store.get(last.state_hash),
+            "start_energy_mj": last.energy_mj,
+            "history": [(b.state_hash, b.energy_mj) for b in prior[:-1]],
+        }
+
+
+class _Hooks:
+    """``train_run``'s callbacks for one job: journal each boundary, check the deadline
+    before each segment, measure the throughput (and, test/demo only, cheat)."""
+
+    def __init__(self, trainer: Trainer, row: JobRow, spec: JobSpec, prior: list[Boundary]) -> None:
+        self.t = trainer
+        self.row = row
+        self.spec = spec
+        self.start_k = prior[-1].k if prior else None
+        self.rate = trainer.throughput.get(spec.task) or trainer.config.policy.steps_per_second
+        self.trained_steps = 0
+
+    def on_boundary(self, k: int, state_hash: bytes, energy_mj: int) -> None:
+        # a resumed run reports its start boundary again, already journaled as is
+        if self.t.cheat is not None and k != self.start_k:
+            energy_mj = int(self.t.cheat.energy(k, energy_mj))
+        self.t.journal.record_boundary(self.row.job_id, k, state_hash, energy_mj)
+        log.info("job %d: boundary %d/%d state 0x%s energy %d mJ",
+                 self.row.job_id, k, self.spec.num_segments, state_hash.hex()[:16], energy_mj)
+
+    def segment(self, spec: JobSpec, state: Any, k: int, run_segment: run_mod.RunSegment) -> Any:
+        self._check(k)
+        t0 = time.monotonic()
+        if self.t.cheat is not None:
+            result = self.t.cheat.train_segment(spec, state, k, run_segment)
+        else:
+            result = run_segment(spec, state, k)
+        steps = self.spec.segment_steps
+        self.trained_steps += steps
+        self.t.throughput.update(self.spec.task, steps, time.monotonic() - t0)
+        self.rate = self.t.throughput.get(self.spec.task) or self.rate
+        return result
+
+    def _check(self, k: int) -> None:
+        """Raise ``GiveUp`` when the worker stops, the job left training, or the deadline is out of reach."""
+        job_id, policy = self.row.job_id, self.t.config.policy
+        if self.t.stopping.is_set():
+            raise GiveUp("worker stopping")
+        now_row = self.t.journal.job(job_id)
+        if now_row is None or now_row.phase is not Phase.TRAINING:
+            raise GiveUp(f"job left the training phase ({now_row.phase if now_row else 'gone'})")
+        left_segments = self.spec.num_segments - k
+        left = left_segments * self.spec.segment_steps / self.rate * policy.safety_factor
+        now = self.t.clock.now()
+        if now + left + policy.commit_margin_s > self.row.deadline:
+            raise GiveUp(
+                f"deadline unreachable: {left_segments} segments need ~{left:.0f}s "
+                f"+ {policy.commit_margin_s}s commit margin, {self.row.deadline - now}s left"
+            )
+
+
+__all__ = ["GiveUp", "Throughput", "Trainer", "job_spec"]
