@@ -4,19 +4,27 @@ Given the job spec, the opened segments (their start/end state hashes and
 cumulative energies as revealed on chain) and where the provider serves its
 checkpoints, decide per audited segment ``i``:
 
-1. fetch the start and end checkpoints from ``{result_uri}/{hash}`` and check
+1. the requester's side: the spec's pinned dataset must be obtainable; if it
+   is not, the segment cannot be judged and the verifier **abstains** (no vote:
+   a removed dataset must never make an honest provider look like a cheat);
+2. fetch the start and end checkpoints from ``{result_uri}/{hash}`` and check
    their hashes (unfetchable or mis-hashed -> fraud); for ``i = 0`` the start
    hash must be the spec's seeded initial state ``init_state(spec)``;
-2. the energy counter must not go backwards (``end_energy >= start_energy``);
-3. replay segment ``i`` from the fetched start with ``run_segment``: the very
+3. check every fetched state's whole-state invariants
+   (:mod:`verifier.invariants`: the exact tensor set, counters, RNG key,
+   finiteness, optimizer moments within the clipping bound) -> fraud;
+4. the energy counter must not go backwards (``end_energy >= start_energy``);
+5. replay segment ``i`` from the fetched start with ``run_segment``: the very
    function the worker trained with;
-4. same determinism class: the replayed end hash must equal ``end_hash``;
-   other class: the relative L2 distance between replayed and claimed
-   parameters must be ``<= spec.tolerance.rel_l2`` AND ``< update_fraction``
-   times the segment's own update size ``||end - start|| / ||end||`` — so a
-   cheat that barely moves the weights cannot hide inside the tolerance;
-5. an energy claim more than ``energy_warn_ratio`` times the replay's own
-   measurement is a warning in the report, never a fraud vote.
+6. same determinism class: the replayed end hash must equal ``end_hash``;
+   other class (:mod:`verifier.compare`): **every** tensor of the replayed end
+   within ``spec.tolerance.rel_l2`` of the claimed one (integers exactly), AND
+   the weights closer than ``update_fraction`` times the segment's own update
+   size ``||end - start|| / ||end||`` — so a cheat that barely moves the
+   weights cannot hide inside the tolerance;
+7. an energy claim more than ``energy_warn_ratio`` times the replay's own
+   measurement, or less than its inverse, is a warning in the report, never a
+   fraud vote.
 
 Besides the sampled segments the delivered model is checked: the final
 checkpoint must be fetchable and hash to the committed ``final_state_hash``
@@ -43,7 +51,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from greenproof.spec import JobSpec
-from verifier.evidence import AuditReport, FinalCheck, SegmentCheck
+from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, Verdict
 
 if TYPE_CHECKING:
     from greenproof.energy import EnergyMeter
@@ -215,7 +223,7 @@ def _check_segment(
     config: AuditConfig,
     fetch: Fetch | None,
 ) -> SegmentCheck:
-    from greenproof.engine import determinism_class, init_state, run_segment, select_device
+    from greenproof.engine import determinism_class, run_segment, select_device
     from greenproof.statehash import state_hash
 
     if fetch is None:
@@ -238,26 +246,20 @@ def _check_segment(
     if seg.index == 0 and seg.start_energy_mj != 0:
         check.fraud(f"energy at boundary 0 must be 0, got {seg.start_energy_mj} mJ")
 
-    # --- the start state
-    if seg.index == 0:
-        start = init_state(spec, device=config.device)
-        init_hash = state_hash(start)
-        check.start_fetched = True
-        if init_hash != seg.start_hash:
-            check.fraud(f"start is not the spec's seeded initial state (expected {_hex(init_hash)})")
-            start = None
-    else:
-        start, why = _fetch(fetch, result_uri, seg.start_hash)
-        check.start_fetched = start is not None
-        if why:
-            check.fraud(f"start {why}")
+    # --- the requester's side: without the spec's dataset nothing can be judged (abstain)
+    if not _dataset_available(spec, check):
+        return check
+
+    start = _start_state(check, spec, seg, result_uri, config, fetch)
 
     # --- the claimed end state
     end, why = _fetch(fetch, result_uri, seg.end_hash)
     check.end_fetched = end is not None
     if why:
         check.fraud(f"end {why}")
-    if start is None or end is None:
+    elif end is not None:
+        _invariants(check, "end", spec, end, seg.index + 1)
+    if start is None or end is None or check.verdict is Verdict.FRAUD:
         return check
 
     # --- replay with the worker's own code path
@@ -266,7 +268,7 @@ def _check_segment(
     try:
         replay = run_segment(spec, start, seg.index, device=config.device).state
     except Exception as exc:
-        # a start state the engine cannot even load is the provider's fault
+        # the dataset loaded above, so a start state the engine cannot run is the provider's fault
         check.fraud(f"replay failed from the committed start state: {type(exc).__name__}: {exc}")
         return check
     finally:
@@ -280,37 +282,103 @@ def _check_segment(
     mine = determinism_class(spec, select_device(config.device))
     check.replay_class = _hex(mine)
     check.same_class = mine == provider_class
-    exact = replay_hash == seg.end_hash
-    if not exact:
-        check.distance = relative_distance(replay, end)
-        check.update_size = update_size(start, end)
-    if check.same_class:
-        if not exact:
-            check.fraud(
-                f"replayed end state {_hex(replay_hash)} differs from the committed {_hex(seg.end_hash)} "
-                f"(same determinism class; relative distance {check.distance:.3g})"
-            )
-    elif not exact:
-        tol = spec.tolerance.rel_l2
-        bound = config.update_fraction * check.update_size
-        if not (check.distance <= tol and check.distance < bound):
-            check.fraud(
-                f"replay (other determinism class) is {check.distance:.3g} away from the claimed end; "
-                f"allowed: <= tolerance {tol:.3g} and < {config.update_fraction:g} x update size "
-                f"{check.update_size:.3g} = {bound:.3g}"
-            )
-    else:
+    if replay_hash == seg.end_hash:
         check.distance = 0.0
+    elif check.same_class:
+        check.fraud(
+            f"replayed end state {_hex(replay_hash)} differs from the committed {_hex(seg.end_hash)} "
+            "(same determinism class: the replay must be bit-identical)"
+        )
+    else:
+        _compare_across_classes(check, spec, config, start, replay, end)
 
-    # --- energy: a warning, never a fraud vote
-    if check.measured_energy_mj is not None and check.measured_energy_mj > 0:
-        check.energy_ratio = check.claimed_energy_mj / check.measured_energy_mj
-        if check.energy_ratio > config.energy_warn_ratio:
-            check.warnings.append(
-                f"energy claim {check.claimed_energy_mj} mJ is {check.energy_ratio:.1f}x the replay's "
-                f"{check.measured_energy_mj} mJ (warning threshold {config.energy_warn_ratio:g}x)"
-            )
+    _energy_warning(check, config)
     return check
+
+
+def _start_state(check: SegmentCheck, spec: JobSpec, seg: OpenedSegment, result_uri: str,
+                 config: AuditConfig, fetch: Fetch) -> dict[str, torch.Tensor] | None:
+    """The segment's start: the spec's seeded initial state for segment 0, else the fetched
+    checkpoint (hash and whole-state invariants checked); None when it is unusable (fraud)."""
+    from greenproof.engine import init_state
+    from greenproof.statehash import state_hash
+
+    if seg.index == 0:
+        start = init_state(spec, device=config.device)
+        init_hash = state_hash(start)
+        check.start_fetched = True
+        if init_hash != seg.start_hash:
+            check.fraud(f"start is not the spec's seeded initial state (expected {_hex(init_hash)})")
+            return None
+        return start
+    start, why = _fetch(fetch, result_uri, seg.start_hash)
+    check.start_fetched = start is not None
+    if why:
+        check.fraud(f"start {why}")
+    elif start is not None:
+        _invariants(check, "start", spec, start, seg.index)
+    return start
+
+
+def _dataset_available(spec: JobSpec, check: SegmentCheck) -> bool:
+    """Load the spec's dataset; a dataset that cannot be had is the requester's fault (abstain)."""
+    try:
+        spec.load_data()
+    except Exception as exc:  # noqa: BLE001 - any failure to obtain the pinned dataset
+        check.abstain(f"the requester's dataset cannot be had: {exc}")
+        return False
+    return True
+
+
+def _invariants(check: SegmentCheck, which: str, spec: JobSpec, state: dict[str, torch.Tensor],
+                boundary: int) -> None:
+    """Whole-state invariants of a fetched state (docs/protocol.md §4): each violation is fraud."""
+    from verifier.invariants import check_state
+
+    for reason in check_state(spec, state, boundary):
+        check.fraud(f"{which} state (boundary {boundary}) is malformed: {reason}")
+
+
+def _compare_across_classes(check: SegmentCheck, spec: JobSpec, config: AuditConfig,
+                            start: dict[str, torch.Tensor], replay: dict[str, torch.Tensor],
+                            end: dict[str, torch.Tensor]) -> None:
+    """Every tensor within the spec's tolerance, and the weights well inside the segment's own move."""
+    from verifier.compare import over_tolerance, tensor_distances, worst
+
+    distances = tensor_distances(replay, end)
+    top = worst(distances)
+    check.distance, check.worst_tensor = top.distance, top.name
+    check.update_size = update_size(start, end)
+    tol = spec.tolerance.rel_l2
+    over = over_tolerance(distances, tol)
+    if over:
+        listed = ", ".join(f"{d.name} {d.distance:.3g}" for d in over[:5])
+        check.fraud(f"replay (other determinism class) differs beyond the tolerance {tol:.3g} in "
+                    f"{len(over)} tensor(s): {listed}")
+    weights = relative_distance(replay, end)
+    bound = config.update_fraction * check.update_size
+    if not weights < bound:
+        check.fraud(f"replayed weights are {weights:.3g} away from the claimed end, not below "
+                    f"{config.update_fraction:g} x the segment's update size {check.update_size:.3g} = {bound:.3g}")
+
+
+def _energy_warning(check: SegmentCheck, config: AuditConfig) -> None:
+    """Claims far from the replay's own measurement, above or below: a warning, never a vote."""
+    measured = check.measured_energy_mj
+    if measured is None or measured <= 0:
+        return
+    check.energy_ratio = check.claimed_energy_mj / measured
+    r = config.energy_warn_ratio
+    if check.energy_ratio > r:
+        check.warnings.append(
+            f"energy claim {check.claimed_energy_mj} mJ is {check.energy_ratio:.2f}x the replay's "
+            f"{measured} mJ (over-claim: warning above {r:g}x)"
+        )
+    elif check.energy_ratio < 1 / r:
+        check.warnings.append(
+            f"energy claim {check.claimed_energy_mj} mJ is {check.energy_ratio:.2f}x the replay's "
+            f"{measured} mJ (under-claim: warning below {1 / r:.2g}x)"
+        )
 
 
 def _match_threads(spec: JobSpec, device: torch.device, provider_class: bytes) -> int | None:

@@ -19,8 +19,16 @@ from pydantic import BaseModel, Field
 
 
 class Verdict(StrEnum):
+    """What the verifier votes: ``ok``, ``fraud``, or nothing at all (``abstain``).
+
+    An abstention is for faults that are not the provider's (the requester's
+    spec or dataset cannot be had) and for the verifier's own inability to
+    finish in time: it casts no vote (docs/protocol.md §4).
+    """
+
     OK = "ok"
     FRAUD = "fraud"
+    ABSTAIN = "abstain"
 
 
 class SegmentCheck(BaseModel):
@@ -37,8 +45,10 @@ class SegmentCheck(BaseModel):
     same_class: bool = True
     #: the determinism class the replay ran in (threads are matched to the provider's when possible)
     replay_class: str | None = None
-    #: relative L2 distance ||replayed - claimed|| / ||claimed|| over the model parameters
+    #: cross class: the largest per-tensor relative L2 distance between replayed and claimed end
     distance: float | None = None
+    #: the tensor that distance belongs to
+    worst_tensor: str | None = None
     #: the segment's own update size ||claimed_end - start|| / ||claimed_end||
     update_size: float | None = None
     tolerance: float | None = None
@@ -50,9 +60,17 @@ class SegmentCheck(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
+    #: why the segment could not be judged (requester faults): no vote either way
+    abstentions: list[str] = Field(default_factory=list)
+
     def fraud(self, reason: str) -> None:
         self.verdict = Verdict.FRAUD
         self.reasons.append(reason)
+
+    def abstain(self, reason: str) -> None:
+        if self.verdict is not Verdict.FRAUD:
+            self.verdict = Verdict.ABSTAIN
+        self.abstentions.append(reason)
 
 
 class FinalCheck(BaseModel):
@@ -88,6 +106,7 @@ class AuditReport(BaseModel):
     final: FinalCheck | None = None
     verdict: Verdict = Verdict.OK
     reasons: list[str] = Field(default_factory=list)
+    abstentions: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     transactions: list[TxRecord] = Field(default_factory=list)
     audited_at: float = Field(default_factory=time.time)
@@ -97,15 +116,30 @@ class AuditReport(BaseModel):
     def fraud(self) -> bool:
         return self.verdict == Verdict.FRAUD
 
+    @property
+    def abstain(self) -> bool:
+        return self.verdict == Verdict.ABSTAIN
+
     def conclude(self) -> AuditReport:
-        """Fold the per-segment and final-model checks into the job's verdict."""
+        """Fold the per-segment and final-model checks into the job's verdict.
+
+        Any provider fault makes it fraud; otherwise any segment that could not
+        be judged (a requester fault) makes it an abstention; otherwise ok.
+        """
         reasons = [f"segment {s.index}: {r}" for s in self.segments for r in s.reasons]
+        abstentions = [f"segment {s.index}: {r}" for s in self.segments for r in s.abstentions]
         warnings = [f"segment {s.index}: {w}" for s in self.segments for w in s.warnings]
         if self.final is not None and not self.final.ok:
             reasons.append(f"final model: {self.final.reason}")
         self.reasons = reasons
+        self.abstentions = abstentions + [a for a in self.abstentions if not a.startswith("segment ")]
         self.warnings = warnings
-        self.verdict = Verdict.FRAUD if reasons else Verdict.OK
+        if reasons:
+            self.verdict = Verdict.FRAUD
+        elif self.abstentions:
+            self.verdict = Verdict.ABSTAIN
+        else:
+            self.verdict = Verdict.OK
         return self
 
     # --- persistence -------------------------------------------------------------
@@ -138,14 +172,16 @@ class AuditReport(BaseModel):
         ]
         for s in self.segments:
             detail = f"replay {s.replay_hash[:18] + '…' if s.replay_hash else '-'}"
-            if s.distance is not None:
-                detail += f", distance {s.distance:.3g} (update {s.update_size:.3g}, tol {s.tolerance:.3g})"
+            if s.update_size is not None:  # judged across classes
+                detail += (f", distance {s.distance:.3g} at {s.worst_tensor} "
+                           f"(update {s.update_size:.3g}, tol {s.tolerance:.3g})")
             if s.energy_ratio is not None:
                 detail += f", energy claimed/measured {s.energy_ratio:.2f}"
             lines.append(f"  segment {s.index}: {s.verdict.value} — {detail}")
         if self.final is not None:
             lines.append(f"  final model: {'ok' if self.final.ok else 'FAIL'}")
         lines += [f"  reason: {r}" for r in self.reasons]
+        lines += [f"  abstain: {r}" for r in self.abstentions]
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  tx {t.action}: {t.tx_hash}" for t in self.transactions]
         return "\n".join(lines)

@@ -281,9 +281,18 @@ def run_partial(spec: JobSpec, state: TrainState, k: int, run_segment: RunSegmen
     result = run_segment(sub, state, first // chunk)
     for j in range(1, steps // chunk):
         result = run_segment(sub, result.state, first // chunk + j)
-    out = dict(result.state)
-    out[STEP_KEY] = torch.tensor((k + 1) * spec.segment_steps, dtype=torch.int64)
-    return _replace_state(result, out)
+    return _replace_state(result, with_counters_at(result.state, (k + 1) * spec.segment_steps))
+
+
+def with_counters_at(state: TrainState, step: int) -> TrainState:
+    """``state`` with every step counter forged to ``step`` (``train.step`` and the
+    optimizer's ``step`` slots), as a cheater that knows the invariants would."""
+    out = dict(state)
+    out[STEP_KEY] = torch.tensor(step, dtype=torch.int64)
+    for name, t in state.items():
+        if name.startswith("optim.") and name.endswith(".step"):
+            out[name] = torch.full_like(t, float(step))
+    return out
 
 
 def fabricated_result(spec: JobSpec, state: TrainState, k: int, seed: int) -> SegmentResult:
@@ -297,7 +306,7 @@ def fabricated_result(spec: JobSpec, state: TrainState, k: int, seed: int) -> Se
             fake[name] = (torch.randn(t.shape, generator=gen) * scale).to(t.dtype)
         else:
             fake[name] = t.clone()
-    fake[STEP_KEY] = torch.tensor((k + 1) * spec.segment_steps, dtype=torch.int64)
+    fake = with_counters_at(fake, (k + 1) * spec.segment_steps)
     return SegmentResult(state=fake, losses=[], steps=spec.segment_steps)
 
 
