@@ -242,9 +242,10 @@ def _check_segment(
         tolerance=spec.tolerance.rel_l2,
     )
     if seg.end_energy_mj < seg.start_energy_mj:
-        check.fraud(f"energy counter goes backwards ({seg.start_energy_mj} -> {seg.end_energy_mj} mJ)")
+        check.fraud("energy_counter", f"energy counter goes backwards ({seg.start_energy_mj} -> {seg.end_energy_mj} mJ)")
     if seg.index == 0 and seg.start_energy_mj != 0:
-        check.fraud(f"energy at boundary 0 must be 0, got {seg.start_energy_mj} mJ")
+        check.fraud("energy_counter", f"energy at boundary 0 must be 0, got {seg.start_energy_mj} mJ")
+    check.passed("energy_counter")
 
     # --- the requester's side: without the spec's dataset nothing can be judged (abstain)
     if not _dataset_available(spec, check):
@@ -256,8 +257,9 @@ def _check_segment(
     end, why = _fetch(fetch, result_uri, seg.end_hash)
     check.end_fetched = end is not None
     if why:
-        check.fraud(f"end {why}")
+        check.fraud("end", f"end {why}")
     elif end is not None:
+        check.passed("end")
         _invariants(check, "end", spec, end, seg.index + 1)
     if start is None or end is None or check.verdict is Verdict.FRAUD:
         return check
@@ -269,13 +271,14 @@ def _check_segment(
         replay = run_segment(spec, start, seg.index, device=config.device).state
     except Exception as exc:
         # the dataset loaded above, so a start state the engine cannot run is the provider's fault
-        check.fraud(f"replay failed from the committed start state: {type(exc).__name__}: {exc}")
+        check.fraud("replay", f"replay failed from the committed start state: {type(exc).__name__}: {exc}")
         return check
     finally:
         check.replay_seconds = time.perf_counter() - t0
         if meter is not None:
             check.measured_energy_mj = int(meter.read_mj())
             meter.close()
+    check.passed("replay")
     replay_hash = state_hash(replay)
     check.replay_hash = _hex(replay_hash)
 
@@ -286,11 +289,13 @@ def _check_segment(
         check.distance = 0.0
     elif check.same_class:
         check.fraud(
+            "comparison",
             f"replayed end state {_hex(replay_hash)} differs from the committed {_hex(seg.end_hash)} "
             "(same determinism class: the replay must be bit-identical)"
         )
     else:
         _compare_across_classes(check, spec, config, start, replay, end)
+    check.passed("comparison")
 
     _energy_warning(check, config)
     return check
@@ -308,14 +313,16 @@ def _start_state(check: SegmentCheck, spec: JobSpec, seg: OpenedSegment, result_
         init_hash = state_hash(start)
         check.start_fetched = True
         if init_hash != seg.start_hash:
-            check.fraud(f"start is not the spec's seeded initial state (expected {_hex(init_hash)})")
+            check.fraud("start", f"start is not the spec's seeded initial state (expected {_hex(init_hash)})")
             return None
+        check.passed("start")
         return start
     start, why = _fetch(fetch, result_uri, seg.start_hash)
     check.start_fetched = start is not None
     if why:
-        check.fraud(f"start {why}")
+        check.fraud("start", f"start {why}")
     elif start is not None:
+        check.passed("start")
         _invariants(check, "start", spec, start, seg.index)
     return start
 
@@ -325,8 +332,9 @@ def _dataset_available(spec: JobSpec, check: SegmentCheck) -> bool:
     try:
         spec.load_data()
     except Exception as exc:  # noqa: BLE001 - any failure to obtain the pinned dataset
-        check.abstain(f"the requester's dataset cannot be had: {exc}")
+        check.abstain("dataset", f"the requester's dataset cannot be had: {exc}")
         return False
+    check.passed("dataset")
     return True
 
 
@@ -336,7 +344,8 @@ def _invariants(check: SegmentCheck, which: str, spec: JobSpec, state: dict[str,
     from verifier.invariants import check_state
 
     for reason in check_state(spec, state, boundary):
-        check.fraud(f"{which} state (boundary {boundary}) is malformed: {reason}")
+        check.fraud(f"{which}_invariants", f"{which} state (boundary {boundary}) is malformed: {reason}")
+    check.passed(f"{which}_invariants")
 
 
 def _compare_across_classes(check: SegmentCheck, spec: JobSpec, config: AuditConfig,
@@ -353,12 +362,12 @@ def _compare_across_classes(check: SegmentCheck, spec: JobSpec, config: AuditCon
     over = over_tolerance(distances, tol)
     if over:
         listed = ", ".join(f"{d.name} {d.distance:.3g}" for d in over[:5])
-        check.fraud(f"replay (other determinism class) differs beyond the tolerance {tol:.3g} in "
+        check.fraud("comparison", f"replay (other determinism class) differs beyond the tolerance {tol:.3g} in "
                     f"{len(over)} tensor(s): {listed}")
     weights = relative_distance(replay, end)
     bound = config.update_fraction * check.update_size
     if not weights < bound:
-        check.fraud(f"replayed weights are {weights:.3g} away from the claimed end, not below "
+        check.fraud("comparison", f"replayed weights are {weights:.3g} away from the claimed end, not below "
                     f"{config.update_fraction:g} x the segment's update size {check.update_size:.3g} = {bound:.3g}")
 
 
@@ -454,13 +463,13 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
     checks: list[SegmentCheck] = []
     for i in missing:  # the chain would not be in VOTING; a test or a partial read may be
         c = SegmentCheck(index=i, start_hash="", end_hash="", start_energy_mj=0, end_energy_mj=0)
-        c.fraud("segment was not opened")
+        c.fraud("opened", "segment was not opened")
         checks.append(c)
     for seg in segments:
         if not 0 <= seg.index < spec.num_segments:
             c = SegmentCheck(index=seg.index, start_hash=_hex(seg.start_hash), end_hash=_hex(seg.end_hash),
                              start_energy_mj=seg.start_energy_mj, end_energy_mj=seg.end_energy_mj)
-            c.fraud(f"index outside 0..{spec.num_segments - 1}")
+            c.fraud("opened", f"index outside 0..{spec.num_segments - 1}")
             checks.append(c)
     segments = [s for s in segments if 0 <= s.index < spec.num_segments]
 

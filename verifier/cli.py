@@ -3,7 +3,9 @@
 * ``verifier stake AMOUNT`` bonds stake (votes lock ``min(free, max_vote_stake)``);
 * ``verifier run`` follows the market, audits every job entering voting,
   commits and reveals its vote, finalizes, settles and withdraws;
-* ``verifier check JOB_ID`` — the challenge script — audits one job now, prints
+* ``verifier judge --spec … --segment I --start … --end … --provider-class …`` judges
+  one segment from local files or URIs (JSON verdict; exit 0 ok, 1 fraud, 2 abstain);
+* ``verifier check JOB_ID`` audits one job on chain now, prints
   the verdict with its evidence (``--json`` for the full report) and, with
   ``--vote``, commits the vote (reveal it later with ``verifier run``).
 """
@@ -142,3 +144,59 @@ def check(job_id: int, network: str, account: str | None, deployment: Path | Non
     if not as_json:
         click.echo(f"report: {path}")
     raise SystemExit(1 if report.fraud else 0)
+
+
+class _JudgeCommand(click.Command):
+    """Usage errors exit 3 (as every unusable input does), so 2 always means "abstain"."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = 3
+            raise
+
+
+@verifier.command(cls=_JudgeCommand)
+@click.option("--spec", "spec_ref", required=True, help="The job spec: a YAML/JSON file, an http(s) URI or a data: URI.")
+@click.option("--segment", type=click.IntRange(min=0), required=True, help="The segment i (boundary i -> i + 1).")
+@click.option("--start", default=None,
+              help="Start state: a local .safetensors file, {result_uri}/{hash} or a hash (with --result-uri). "
+                   "Default for segment 0: the spec's seeded initial state.")
+@click.option("--end", required=True, help="Claimed end state, in the same forms as --start.")
+@click.option("--provider-class", required=True,
+              help="The provider's determinism class (0x + 64 hex, from JobAccepted), 'same' (this machine's: "
+                   "bit equality) or 'other' (the cross-class tolerance).")
+@click.option("--result-uri", default=None, help="Where bare hashes are served ({result_uri}/{hash hex}).")
+@click.option("--start-energy-mj", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--end-energy-mj", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--measure-energy", is_flag=True, help="Measure the replay's energy and compare the claim.")
+@device_option
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads for the replay.")
+def judge(spec_ref: str, segment: int, start: str | None, end: str, provider_class: str,
+          result_uri: str | None, start_energy_mj: int, end_energy_mj: int, measure_energy: bool,
+          device: str | None, threads: int | None) -> None:
+    """Judge one segment from local files or URIs; print a JSON verdict with every check.
+
+    Exit 0 ok, 1 fraud, 2 abstain (not the provider's fault: the requester's
+    dataset cannot be had), 3 unusable input (no verdict). The JSON has
+    `verdict`, `checks` (each check: ok / fraud: reason / abstain: reason),
+    `reasons`, `abstentions`, `warnings` and the numbers (hashes, distance,
+    worst tensor, tolerance, energy).
+    """
+    import json
+
+    from greenproof.spec import JobSpecError, load_spec
+    from verifier.judge import EXIT_BAD_INPUT, EXIT_CODES, JudgeInputError, verdict_json
+    from verifier.judge import judge as run_judge
+
+    try:
+        spec = load_spec(spec_ref)
+        check = run_judge(spec, segment, start, end, provider_class, result_uri=result_uri,
+                          start_energy_mj=start_energy_mj, end_energy_mj=end_energy_mj,
+                          measure_energy=measure_energy, device=device, threads=threads)
+    except (JudgeInputError, JobSpecError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    click.echo(json.dumps(verdict_json(spec, check), indent=2))
+    raise SystemExit(EXIT_CODES[check.verdict])

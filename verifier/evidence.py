@@ -31,6 +31,11 @@ class Verdict(StrEnum):
     ABSTAIN = "abstain"
 
 
+#: The checks of one segment, in the order they run (docs/protocol.md §4).
+CHECKS = ("opened", "energy_counter", "dataset", "start", "start_invariants", "end",
+          "end_invariants", "replay", "comparison")
+
+
 class SegmentCheck(BaseModel):
     """The checks on one audited segment ``index`` (boundaries ``index`` -> ``index + 1``)."""
 
@@ -62,15 +67,25 @@ class SegmentCheck(BaseModel):
 
     #: why the segment could not be judged (requester faults): no vote either way
     abstentions: list[str] = Field(default_factory=list)
+    #: every check that ran, in order (see ``CHECKS``): ``ok``, ``fraud: …`` or ``abstain: …``
+    checks: dict[str, str] = Field(default_factory=dict)
 
-    def fraud(self, reason: str) -> None:
+    def fraud(self, check: str, reason: str) -> None:
+        """Check ``check`` failed through the provider's fault."""
         self.verdict = Verdict.FRAUD
         self.reasons.append(reason)
+        self.checks.setdefault(check, f"fraud: {reason}")
 
-    def abstain(self, reason: str) -> None:
+    def abstain(self, check: str, reason: str) -> None:
+        """Check ``check`` could not run through no fault of the provider's."""
         if self.verdict is not Verdict.FRAUD:
             self.verdict = Verdict.ABSTAIN
         self.abstentions.append(reason)
+        self.checks.setdefault(check, f"abstain: {reason}")
+
+    def passed(self, check: str) -> None:
+        """Check ``check`` ran and passed (a failure recorded earlier stays)."""
+        self.checks.setdefault(check, "ok")
 
 
 class FinalCheck(BaseModel):
