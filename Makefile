@@ -64,7 +64,7 @@ fuzz: setup
 
 # Each benchmark prints a table and writes bench/results/NAME.json.
 bench: setup
-	for b in gas hashing overhead replay verify; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in gas hashing overhead replay verify tolerance; do $(BIN)/python bench/$$b.py || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check .
