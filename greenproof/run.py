@@ -204,19 +204,6 @@ class CheckpointWriter:
 # ---------------------------------------------------------------------------- run record
 
 
-@dataclass(frozen=True)
-class SegmentOpening:
-    """Arguments of ``JobMarket.open_segment`` for one audited index."""
-
-    index: int
-    start_hash: bytes
-    start_energy_mj: int
-    end_hash: bytes
-    end_energy_mj: int
-    start_proof: list[bytes]
-    end_proof: list[bytes]
-
-
 @dataclass
 class RunRecord:
     spec_hash: bytes
@@ -247,20 +234,6 @@ class RunRecord:
 
     def root(self, job_id: int) -> bytes:
         return self.tree(job_id).root
-
-    def opening(self, job_id: int, index: int) -> SegmentOpening:
-        if not 0 <= index < self.num_segments:
-            raise IndexError(f"segment {index} outside 0..{self.num_segments - 1}")
-        start_proof, end_proof = self.tree(job_id).segment_proofs(index)
-        return SegmentOpening(
-            index=index,
-            start_hash=self.state_hashes[index],
-            start_energy_mj=self.energies_mj[index],
-            end_hash=self.state_hashes[index + 1],
-            end_energy_mj=self.energies_mj[index + 1],
-            start_proof=start_proof,
-            end_proof=end_proof,
-        )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

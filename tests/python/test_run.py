@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from greenproof.chain.models import Opening
 from greenproof.engine import init_state, run_segment
 from greenproof.merkle import complete_end_proof, leaf, verify
 from greenproof.run import CheckpointWriter, MemoryCheckpoints, RunRecord, train_run
@@ -86,16 +87,15 @@ def test_openings_verify_against_the_root(spec, tmp_path):
     record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False)
     job_id = 7
     root = record.root(job_id)
+    tree = record.tree(job_id)
     for i in range(record.num_segments):
-        o = record.opening(job_id, i)
+        o = Opening.from_tree(tree, i, record.state_hashes, record.energies_mj)
         assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj))
         end_proof = complete_end_proof(o.start_proof, o.end_proof, i, record.num_segments + 1)
         assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj))
         assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj))
-    last = record.opening(job_id, record.num_segments - 1)
+    last = Opening.from_tree(tree, record.num_segments - 1, record.state_hashes, record.energies_mj)
     assert last.end_hash == record.final_state_hash and last.end_energy_mj == record.energy_mj
-    with pytest.raises(IndexError):
-        record.opening(job_id, record.num_segments)
 
 
 def test_record_round_trips_through_json(spec, tmp_path):
