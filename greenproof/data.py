@@ -173,14 +173,17 @@ def dataset_limits(max_bytes: int = MAX_DOWNLOAD_BYTES) -> FetchLimits:
     return FetchLimits.sized(max_bytes, min_rate_bps=DATASET_MIN_RATE_BPS)
 
 
-def _cache_dir() -> Path:
+def dataset_cache_path(sha256: str) -> Path:
+    """Where a pinned dataset's verified bytes are kept: ``$GREENPROOF_CACHE/datasets/<sha256>``
+    (default ``~/.cache/greenproof``). Workers serve it beside their checkpoints; verifiers fill it
+    from the provider's copy before trying the requester's URI."""
     root = os.environ.get("GREENPROOF_CACHE") or Path.home() / ".cache" / "greenproof"
-    return Path(root) / "datasets"
+    return Path(root) / "datasets" / sha256.lower()
 
 
 def _read_pinned(uri: str, sha256: str, limits: FetchLimits) -> bytes:
     """A pinned http(s) dataset's bytes, from the content-addressed cache or a verified download."""
-    cached = _cache_dir() / sha256
+    cached = dataset_cache_path(sha256)
     if cached.is_file():
         raw = cached.read_bytes()
         if hashlib.sha256(raw).hexdigest() == sha256:

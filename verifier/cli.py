@@ -82,9 +82,14 @@ def stake(amount: str, wei: bool, network: str, account: str | None, deployment:
               help="Tries per checkpoint before it counts as withheld.")
 @click.option("--fetch-backoff", "fetch_backoff_s", type=click.FloatRange(min=0), default=2.0,
               show_default=True, help="First retry delay in seconds (doubles each retry).")
+@click.option("--commit-margin", "commit_margin_s", type=click.FloatRange(min=0), default=120.0,
+              show_default=True,
+              help="Each audit must end this many seconds before the job's commit window closes "
+                   "(at most a quarter of the window), to get the commit mined.")
 def run(network: str, account: str | None, deployment: Path | None, confirmations: int, data_dir: Path,
         max_parallel: int, threads_per_replay: int | None, device: str | None, poll_s: float,
-        exit_when_idle: bool, energy_warn_ratio: float, fetch_attempts: int, fetch_backoff_s: float) -> None:
+        exit_when_idle: bool, energy_warn_ratio: float, fetch_attempts: int, fetch_backoff_s: float,
+        commit_margin_s: float) -> None:
     """Run the verifier daemon (Ctrl-C to stop; safe to restart)."""
     import signal
 
@@ -96,6 +101,7 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
         data_dir=data_dir, max_parallel=max_parallel, threads_per_replay=threads_per_replay,
         device=device, poll_s=poll_s, exit_when_idle=exit_when_idle,
         energy_warn_ratio=energy_warn_ratio, fetch_attempts=fetch_attempts, fetch_backoff_s=fetch_backoff_s,
+        commit_margin_s=commit_margin_s,
     )
     daemon = _fail_on_chain_errors(lambda: Verifier(gw, config))
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())

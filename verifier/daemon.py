@@ -1,23 +1,37 @@
 """The verifier daemon: follow the market, audit jobs in voting, vote, collect.
 
-Loop (one ``tick`` every ``poll_s``):
+The chain loop (one ``tick`` every ``poll_s``) never waits for an audit:
 
 1. read ``VotingStarted`` events from the persisted cursor: each is a job
    whose audited segments are all open;
-2. for each such job still inside its commit window: gather what the audit
-   needs from the chain (``JobPosted`` spec URI, ``JobAccepted`` determinism
-   class, ``ResultCommitted`` result URI, ``SegmentOpened`` leaves), audit it
-   (:func:`verifier.audit.audit_job`, replays in parallel within the budget),
-   save the report, write the salt durably, then ``commit_vote``;
-3. inside the reveal window: ``reveal_vote`` with the saved salt;
-4. after the reveal window: ``finalize`` (anyone may; the first caller wins);
-5. once finalized: ``settle_vote`` for every unsettled vote of the job (ours
-   last: winners are settled after the others) and ``withdraw`` what is claimable.
+2. take each job one step further, each on its own (a job that cannot be read
+   or acted on is logged with its reason and retried alone after its own
+   backoff, :class:`worker.retries.JobRetries`; every other job keeps moving):
 
-Everything needed across a crash is on disk: the cursor and the salts in
-``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`), the reports in
-``{data_dir}/reports``. Time is the chain's (the latest block's timestamp).
-Every read, transaction and event goes through the contracts' one gateway
+   * inside its commit window with no vote yet: gather the job's facts from the
+     chain (``JobPosted``, ``JobAccepted``, ``ResultCommitted``,
+     ``SegmentOpened``, ``audit_indices``) and hand the audit to the pool
+     (:mod:`verifier.auditor`: its own thread, its results on a queue), with a
+     **budget** ending ``commit margin`` before the commit window closes;
+   * an audit that finished: save the report; a vote (ok or fraud) is written
+     with a fresh salt durably, then ``commit_vote``; an abstention casts no vote
+     (logged at WARNING, the report says why); a job whose spec could not be
+     read is tried again after its backoff while time is left;
+   * an audit whose budget ran out: decide from what is known
+     (:meth:`verifier.auditor.AuditTask.decide`: the provider's checkpoints not
+     arriving is fraud, the verifier's own slowness an abstention) and ignore
+     the late result;
+   * inside the reveal window: ``reveal_vote`` with the saved salt; after it:
+     ``finalize`` (anyone may; the first caller wins);
+   * once finalized: ``settle_vote`` for every unsettled vote of the job (ours
+     last: winners are settled after the others) and ``withdraw``.
+
+Everything needed across a crash is on disk: the cursor, the salts and every
+finished segment check in ``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`;
+a restarted audit resumes with the segments still to check), the reports in
+``{data_dir}/reports``. Time is the chain's (the latest block's timestamp, and
+:class:`worker.clock.ChainClock` between blocks). Every read, transaction and
+event goes through the contracts' one gateway
 (:class:`greenproof.chain.gateway.Gateway`); logs are searched from the
 manifest's ``deployment_block``, never from genesis.
 """
@@ -25,10 +39,10 @@ manifest's ``deployment_block``, never from genesis.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,12 +60,29 @@ from greenproof.chain.models import (
     VoteStatus,
     VotingStarted,
 )
-from verifier.audit import AuditConfig, AuditJob, Fetch, OpenedSegment, audit_job
+from verifier.audit import AuditConfig, AuditJob, OpenedSegment, audit_job
+from verifier.auditor import (
+    AuditFn,
+    AuditPool,
+    AuditSettings,
+    AuditTask,
+    JobFacts,
+    Outcome,
+    OutcomeKind,
+)
 from verifier.evidence import AuditReport, TxRecord
+from verifier.fetching import Budget, FetchPolicy
 from verifier.votes import JobStage, VoteJournal, VoteRecord, VoteStage
+from worker.clock import ChainClock
+from worker.retries import JobRetries
 
 log = logging.getLogger("greenproof.verifier")
 E = TypeVar("E", bound=JobEvent)
+
+#: the commit margin never takes more than this share of the commit window (short dev windows)
+MAX_MARGIN_SHARE = 0.25
+#: ``verifier check``'s budget: no commit window binds a check run by hand
+CHECK_BUDGET_S = 86_400.0
 
 
 class VerifierError(RuntimeError):
@@ -68,9 +99,17 @@ class VerifierConfig(BaseModel):
     poll_s: float = Field(1.0, gt=0)
     exit_when_idle: bool = False
     energy_warn_ratio: float = Field(3.0, gt=1)
-    fetch_attempts: int = Field(4, ge=1, description="tries per checkpoint before calling it unfetchable")
+    fetch_attempts: int = Field(4, ge=1, description="tries per checkpoint before calling it withheld")
     fetch_backoff_s: float = Field(2.0, ge=0)
     progress: bool = True
+    commit_margin_s: float = Field(
+        120.0, ge=0, description="the audit's budget ends this long before the commit window closes "
+        "(at most a quarter of the window), leaving time to get the commit mined")
+    fetch_threads: int = Field(4, ge=1, description="checkpoints of one job downloading at once")
+    dataset_share: float = Field(0.5, gt=0, lt=1, description="the most of the budget the spec and "
+                                 "dataset may take; the provider's checkpoints keep the rest")
+    retry_s: float = Field(5.0, gt=0, description="first backoff of a job that could not be read or acted on")
+    retry_max_s: float = Field(300.0, gt=0)
 
     def audit_config(self) -> AuditConfig:
         return AuditConfig(
@@ -81,28 +120,14 @@ class VerifierConfig(BaseModel):
             progress=self.progress,
         )
 
-
-class RetryingFetch:
-    """``fetch_state`` with retries: a transient network error must not become a fraud vote.
-
-    Picklable (replays may run in worker processes)."""
-
-    def __init__(self, attempts: int, backoff_s: float) -> None:
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-
-    def __call__(self, result_uri: str, h: bytes) -> Any:
-        from greenproof.store import fetch_state
-
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return fetch_state(result_uri, h)
-            except Exception as exc:
-                if attempt == self.attempts:
-                    raise
-                log.info("fetch %s/%s failed (%s), retry %d", result_uri, h.hex()[:12], exc, attempt)
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+    def audit_settings(self, work_dir: Path | None = None) -> AuditSettings:
+        return AuditSettings(
+            audit=self.audit_config(),
+            fetch=FetchPolicy(self.fetch_attempts, self.fetch_backoff_s),
+            work_dir=work_dir or self.data_dir / "checkpoints",
+            fetch_threads=self.fetch_threads,
+            dataset_share=self.dataset_share,
+        )
 
 
 def _last(gw: Gateway, event: type[E], job_id: int) -> E:
@@ -115,10 +140,12 @@ def _last(gw: Gateway, event: type[E], job_id: int) -> E:
     return found[-1]
 
 
-def read_audit_job(gw: Gateway, job_id: int) -> tuple[AuditJob, OnchainJob]:
-    """Everything the decision needs for ``job_id``, read from events and views."""
-    from greenproof.spec import load_spec
+def read_job_facts(gw: Gateway, job_id: int) -> tuple[JobFacts, OnchainJob]:
+    """What the chain says about ``job_id`` (events and views); the spec is the audit's to read.
 
+    A job in VOTING has every audited segment open on chain, so a ``SegmentOpened``
+    event that cannot be found means the read is incomplete: VerifierError (try later).
+    """
     job = gw.job(job_id)
     posted = _last(gw, JobPosted, job_id)
     accepted = _last(gw, JobAccepted, job_id)
@@ -128,54 +155,82 @@ def read_audit_job(gw: Gateway, job_id: int) -> tuple[AuditJob, OnchainJob]:
                       end_hash=e.end_hash, end_energy_mj=e.end_energy_mj)
         for e in gw.events(SegmentOpened, gw.deployment.deployment_block, job_id=job_id)
     ]
-    spec = load_spec(posted.spec_uri)
-    if spec.spec_hash() != posted.spec_hash:
-        raise VerifierError(
-            f"verifier: job {job_id}: the spec at {posted.spec_uri} does not hash to the posted spec_hash"
-        )
-    audit = AuditJob(
-        job_id=job_id,
-        spec=spec,
-        spec_uri=posted.spec_uri,
-        result_uri=committed.result_uri,
-        provider_class=accepted.determinism_class,
-        provider=accepted.provider,
-        audit_indices=gw.audit_indices(job_id),
-        opened=opened,
-        final_state_hash=committed.final_state_hash,
-        energy_mj=committed.energy_mj,
-        chain_id=gw.chain.chain_id,
-        market=gw.market_address,
+    indices = gw.audit_indices(job_id)
+    missing = sorted(set(indices) - {s.index for s in opened})
+    if job.state is JobState.VOTING and missing:
+        raise VerifierError(f"verifier: job {job_id}: no SegmentOpened event found for audited "
+                            f"segment(s) {missing} although the job is in voting")
+    facts = JobFacts(
+        job_id=job_id, chain_id=gw.chain.chain_id, market=gw.market_address,
+        spec_uri=posted.spec_uri, spec_hash=posted.spec_hash, num_segments=posted.num_segments,
+        result_uri=committed.result_uri, provider=accepted.provider,
+        provider_class=accepted.determinism_class, audit_indices=indices, opened=opened,
+        final_state_hash=committed.final_state_hash, energy_mj=committed.energy_mj,
     )
-    return audit, job
+    return facts, job
 
 
-def audit_onchain_job(gw: Gateway, job_id: int, config: VerifierConfig) -> AuditReport:
-    """Read ``job_id`` from the chain and audit it now (``verifier check``)."""
-    audit, job = read_audit_job(gw, job_id)
-    if not audit.opened:
+def read_audit_job(gw: Gateway, job_id: int) -> tuple[AuditJob, OnchainJob]:
+    """Everything the decision needs for ``job_id``: the facts and the spec they name."""
+    from greenproof.spec import load_spec
+
+    facts, job = read_job_facts(gw, job_id)
+    spec = load_spec(facts.spec_uri)
+    if spec.spec_hash() != facts.spec_hash:
+        raise VerifierError(
+            f"verifier: job {job_id}: the spec at {facts.spec_uri} does not hash to the posted spec_hash"
+        )
+    return facts.audit_job(spec), job
+
+
+def audit_onchain_job(gw: Gateway, job_id: int, config: VerifierConfig,
+                      audit: AuditFn = audit_job) -> AuditReport:
+    """Read ``job_id`` from the chain and audit it now, in this thread (``verifier check``).
+
+    The same audit as the daemon's (:class:`verifier.auditor.AuditTask`), with a
+    day's budget and its own checkpoint directory; a spec that cannot be read
+    raises VerifierError."""
+    facts, job = read_job_facts(gw, job_id)
+    if not facts.opened:
         raise VerifierError(f"verifier: job {job_id} has no opened segments yet (state {job.state.value})")
-    fetch = RetryingFetch(config.fetch_attempts, config.fetch_backoff_s)
-    report = audit_job(audit, config.audit_config(), fetch=fetch)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".check-", dir=config.data_dir) as work:
+        task = AuditTask(facts, Budget.of(CHECK_BUDGET_S), config.audit_settings(Path(work)),
+                         journal=None, audit=audit)
+        try:
+            outcome = task.run()
+        finally:
+            task.cleanup()
+    if outcome.kind is OutcomeKind.RETRY:
+        raise VerifierError(f"verifier: job {job_id}: {outcome.reason}")
     if gw.chain.account is not None:
-        report.verifier = gw.address
-    return report
+        outcome.report.verifier = gw.address
+    return outcome.report
 
 
 class Verifier:
-    """The daemon. ``run()`` loops; ``tick()`` is one pass (tests drive it directly)."""
+    """The daemon. ``run()`` loops; ``tick()`` is one pass (tests drive it directly).
 
-    def __init__(self, gw: Gateway, config: VerifierConfig, fetch: Fetch | None = None) -> None:
+    ``audit`` is the decision the audit threads call (tests wrap it)."""
+
+    def __init__(self, gw: Gateway, config: VerifierConfig, audit: AuditFn = audit_job) -> None:
         self.gw = gw
         self.config = config
         self.journal = VoteJournal(config.data_dir)
-        self.fetch = fetch or RetryingFetch(config.fetch_attempts, config.fetch_backoff_s)
+        self.audit = audit
+        self.settings = config.audit_settings()
+        self.pool = AuditPool()
+        self.clock = ChainClock()
+        self.retries = JobRetries(config.retry_s, config.retry_max_s)
         self.me = gw.address
         self.chain_id = gw.chain.chain_id
         self.addr = gw.market_address
         self.deploy_block = gw.deployment.deployment_block
         self.stopping = threading.Event()
         self._final: set[int] = set()
+        self._outcomes: dict[int, Outcome] = {}
+        #: the last abstention of a job being retried (its spec could not be read), saved if it stays so
+        self._retried: dict[int, AuditReport] = {}
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -198,10 +253,18 @@ class Verifier:
         self.stopping.set()
 
     def tick(self) -> None:
+        """One pass: new jobs, finished audits, then every open job one step further, each on its own."""
         self.scan()
         now = self.gw.chain.timestamp()
+        self.clock.observe(now)
+        self.collect()
         for job_id in self.journal.jobs(self.chain_id, self.addr, (JobStage.SEEN, JobStage.AUDITED)):
-            self.advance(job_id, now)
+            self.retries.attempt(job_id, lambda job_id=job_id: self.advance(job_id, now))
+
+    def collect(self) -> None:
+        """Take in the audits that finished (the pool's queue)."""
+        for task, outcome in self.pool.finished():
+            self._outcomes[task.job_id] = outcome
 
     # ------------------------------------------------------------------ events
     def scan(self) -> None:
@@ -217,62 +280,162 @@ class Verifier:
 
     # ------------------------------------------------------------------ one job
     def advance(self, job_id: int, now: int) -> None:
-        """Move one job forward as far as the chain's clock allows."""
+        """Move one job forward as far as the chain's clock allows (never waiting for its audit)."""
         job = self.gw.job(job_id)
-        stage = self.journal.job_stage(self.chain_id, self.addr, job_id)
-        vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
-        try:
-            if job.state is JobState.VOTING:
-                commit_end, reveal_end = self.gw.vote_windows(job)
-                if vote is None or vote.stage is VoteStage.PREPARED:
-                    if now >= commit_end:
-                        if stage is not JobStage.DONE:
-                            log.warning("job %d: commit window closed before we voted", job_id)
-                            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED,
-                                                 note="commit window missed")
-                        return
-                    self.audit_and_commit(job_id, job)
-                    return
-                if vote.stage is VoteStage.COMMITTED and commit_end <= now < reveal_end:
-                    self.reveal(vote)
-                elif vote.stage is VoteStage.COMMITTED and now >= reveal_end:
-                    log.warning("job %d: reveal window passed before we revealed", job_id)
-                    self.journal.set_vote_stage(vote, VoteStage.MISSED)
-                if now >= reveal_end:
-                    self.finalize(job_id)
-                return
-            if job.state in (JobState.PAID, JobState.SLASHED):
-                if vote is not None and vote.stage in (VoteStage.COMMITTED, VoteStage.REVEALED, VoteStage.MISSED):
-                    self.settle(job_id, vote)
-                    vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
-                if vote is None or vote.stage in (VoteStage.SETTLED, VoteStage.PREPARED):
-                    self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE)
-                self.withdraw()
-                return
-            # any other state: nothing for a verifier to do
+        if job.state is JobState.VOTING:
+            self._voting(job, now)
+        elif job.state in (JobState.PAID, JobState.SLASHED):
+            self.pool.abandon(job_id)
+            self._closed(job)
+        else:  # any other state: nothing for a verifier to do
+            self.pool.abandon(job_id)
             self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE, note=job.state.value)
-        except TxError as exc:
-            log.warning("job %d: %s", job_id, exc)
 
-    def audit_and_commit(self, job_id: int, job: OnchainJob) -> None:
+    def _voting(self, job: OnchainJob, now: int) -> None:
+        job_id = job.job_id
+        commit_end, reveal_end = self.gw.vote_windows(job)
+        vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
+        if vote is not None and vote.stage is VoteStage.PREPARED and self._landed(vote):
+            pass  # committed before a crash: the receipt was lost
+        elif vote is None or vote.stage is VoteStage.PREPARED:
+            if now >= commit_end:
+                self._missed(job_id)
+            else:
+                self._decide(job, commit_end)
+            return
+        if vote.stage is VoteStage.COMMITTED and commit_end <= now < reveal_end:
+            self.reveal(vote)
+        elif vote.stage is VoteStage.COMMITTED and now >= reveal_end:
+            log.warning("job %d: reveal window passed before we revealed", job_id)
+            self.journal.set_vote_stage(vote, VoteStage.MISSED)
+        if now >= reveal_end:
+            self.finalize(job_id)
+
+    def _landed(self, vote: VoteRecord) -> bool:
+        """Whether a PREPARED vote's commit is on chain after all (then it becomes COMMITTED)."""
+        if self.gw.vote_of(vote.job_id, self.me).status is VoteStatus.NONE:
+            return False
+        self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
+        return True
+
+    def _missed(self, job_id: int) -> None:
+        self.pool.abandon(job_id)
+        self._outcomes.pop(job_id, None)
+        log.warning("job %d: commit window closed before we voted", job_id)
+        self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="commit window missed")
+
+    def _decide(self, job: OnchainJob, commit_end: int) -> None:
+        """Commit the saved report's vote, or the finished audit's; start the audit if none runs."""
+        report = self.load_report(job.job_id)
+        if report is not None and not report.abstain:
+            self._commit(job.job_id, report)
+            return
+        outcome = self._outcomes.pop(job.job_id, None) or self._await(job, commit_end)
+        if outcome is not None:
+            self._apply(job.job_id, outcome)
+
+    def _await(self, job: OnchainJob, commit_end: int) -> Outcome | None:
+        """The job's audit outcome once it is known: None while it runs within its budget."""
+        task = self.pool.task(job.job_id)
+        if task is None:
+            self._start(job, commit_end)
+            return None
+        if not task.budget.expired():
+            return None
+        self.collect()  # finished just now?
+        if job.job_id in self._outcomes:
+            return self._outcomes.pop(job.job_id)
+        self.pool.abandon(job.job_id)
+        outcome = task.decide()
+        log.warning("job %d: the audit's budget (%.0f s) ran out in its %s phase; decided on what is known: %s",
+                    job.job_id, task.budget_s, task.phase.value, outcome.report.verdict.value)
+        return outcome
+
+    def _start(self, job: OnchainJob, commit_end: int) -> None:
+        job_id = job.job_id
+        if not self._may_vote(job):
+            return
+        budget = self._budget(job, commit_end)
+        if budget.expired():
+            self._give_up(job_id)
+            return
+        facts, _ = read_job_facts(self.gw, job_id)
+        self.pool.submit(AuditTask(facts, budget, self.settings, journal=self.journal, audit=self.audit,
+                                   replay_lock=self.pool.replay_lock))
+        log.info("job %d: auditing %d segment(s) within %.0f s (commit window ends at %d)",
+                 job_id, len(facts.segments()), budget.remaining(), commit_end)
+
+    def _budget(self, job: OnchainJob, commit_end: int) -> Budget:
+        """Until ``commit_end`` less the margin (at most a quarter of the window), in chain time."""
+        window = commit_end - job.voting_start
+        margin = min(self.config.commit_margin_s, window * MAX_MARGIN_SHARE)
+        return Budget.of(commit_end - margin - self.clock.now())
+
+    def _may_vote(self, job: OnchainJob) -> bool:
+        """Not our own job, and enough free stake (else the job is skipped, with the reason)."""
+        job_id = job.job_id
         if self.me.lower() in (job.requester.lower(), job.provider.lower()):
             self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="own job")
-            return
+            return False
         free = self.gw.free_stake(self.me)
         need = self.gw.param("min_verifier_stake")
         if free < need:
             log.warning("job %d: free stake %d below min_verifier_stake %d; run `greenproof verifier stake`",
                         job_id, free, need)
             self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="insufficient stake")
+            return False
+        return True
+
+    def _give_up(self, job_id: int) -> None:
+        """No time left to audit before the commit deadline: abstain, saying why."""
+        failure = self.retries.failure(job_id)
+        reason = "no time left to audit before the commit deadline"
+        if failure is not None:
+            reason += f" (last try: {failure.reason})"
+        report = self._retried.pop(job_id, None)
+        path = None
+        if report is not None:
+            report.abstentions.append(reason)
+            path = str(report.conclude().save(self.config.data_dir))
+        log.warning("job %d: abstaining (no vote): %s", job_id, reason)
+        self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, report_path=path,
+                             note=f"abstain: {reason}"[:1000])
+
+    def _apply(self, job_id: int, outcome: Outcome) -> None:
+        """Act on a finished audit: commit its vote, record the abstention, or retry the job later."""
+        report = outcome.report
+        report.verifier = self.me
+        if outcome.kind is OutcomeKind.RETRY:
+            self._retried[job_id] = report
+            raise VerifierError(f"verifier: job {job_id}: {outcome.reason}")
+        self._retried.pop(job_id, None)
+        path = report.save(self.config.data_dir)
+        if outcome.kind is OutcomeKind.ABSTAIN:
+            log.warning("job %d: abstaining (no vote): %s (report %s)", job_id, outcome.reason, path)
+            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, report_path=str(path),
+                                 note=f"abstain: {outcome.reason}"[:1000])
+            return
+        self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.AUDITED, report_path=str(path))
+        log.info("job %d: audited in %.1f s: %s (report %s)", job_id, report.audit_seconds or 0.0,
+                 report.verdict.value, path)
+        self._commit(job_id, report)
+
+    def audit_and_commit(self, job_id: int, job: OnchainJob) -> None:
+        """Audit ``job_id`` now in this thread, unless its report is saved, and commit the
+        vote (``verifier check --vote``); an abstention commits nothing."""
+        if not self._may_vote(job):
             return
         report = self.load_report(job_id)
         if report is None:
-            audit, _ = read_audit_job(self.gw, job_id)
-            report = audit_job(audit, self.config.audit_config(), fetch=self.fetch)
-            report.verifier = self.me
+            report = audit_onchain_job(self.gw, job_id, self.config, self.audit)
             path = report.save(self.config.data_dir)
             self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.AUDITED, report_path=str(path))
-            log.info("job %d: audited: %s (report %s)", job_id, report.verdict.value, path)
+        if report.abstain:
+            log.warning("job %d: abstaining (no vote): %s", job_id, "; ".join(report.abstentions))
+            return
+        self._commit(job_id, report)
+
+    def _commit(self, job_id: int, report: AuditReport) -> None:
         # the salt is on disk (synchronous sqlite) before the commit is sent
         vote = self.journal.prepare_vote(self.chain_id, self.addr, job_id, self.me, report.fraud)
         if self.gw.vote_of(job_id, self.me).status is not VoteStatus.NONE:
@@ -290,6 +453,17 @@ class Verifier:
         self.journal.set_vote_stage(vote, VoteStage.COMMITTED, tx)
         self.record_tx(job_id, "commit_vote", tx, receipt["blockNumber"])
         log.info("job %d: committed a sealed %s vote", job_id, "FRAUD" if vote.fraud else "ok")
+
+    def _closed(self, job: OnchainJob) -> None:
+        """A finalized job: settle the votes, mark it done, withdraw."""
+        job_id = job.job_id
+        vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
+        if vote is not None and vote.stage in (VoteStage.COMMITTED, VoteStage.REVEALED, VoteStage.MISSED):
+            self.settle(job_id, vote)
+            vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
+        if vote is None or vote.stage in (VoteStage.SETTLED, VoteStage.PREPARED):
+            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE)
+        self.withdraw()
 
     def reveal(self, vote: VoteRecord) -> None:
         receipt = self.gw.reveal_vote(vote.job_id, vote.fraud, vote.salt)

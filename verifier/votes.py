@@ -1,10 +1,15 @@
-"""The verifier's durable journal: vote salts, the event cursor, job progress.
+"""The verifier's durable journal: vote salts, the event cursor, job progress, finished segment checks.
 
 A commit-reveal vote is lost if its salt is: the vote stake is then slashed for
 not revealing. So the salt (and the vote it hides) is written to sqlite with
 ``synchronous=FULL`` and committed BEFORE the ``commit_vote`` transaction is
 sent; after a crash the daemon finds the row and reveals (or, if the commit
 never landed, commits again with the same salt).
+
+Every segment check an audit finishes (ok or fraud; an abstention may change
+once the requester's dataset comes back) is written as it finishes, so a
+restarted daemon resumes an audit with the segments still to do
+(:mod:`verifier.auditor`).
 
 One database per data dir: ``{data_dir}/verifier.sqlite``. Rows are keyed by
 ``(chain_id, market, job_id, voter)`` so one data dir can serve several
@@ -13,6 +18,7 @@ deployments and accounts.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -22,7 +28,11 @@ from pathlib import Path
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from verifier.evidence import SegmentCheck
+
+log = logging.getLogger("greenproof.verifier")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -55,6 +65,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     note TEXT,
     updated_at REAL NOT NULL,
     PRIMARY KEY (chain_id, market, job_id)
+);
+CREATE TABLE IF NOT EXISTS segment_checks (
+    chain_id INTEGER NOT NULL,
+    market TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    check_json TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (chain_id, market, job_id, idx)
 );
 """
 
@@ -234,3 +253,30 @@ class VoteJournal:
                 (chain_id, market.lower(), *[s.value for s in stages]),
             ).fetchall()
         return sorted(int(r[0]) for r in rows)
+
+    # --- finished segment checks ----------------------------------------------------------
+    def save_segment_check(self, chain_id: int, market: str, job_id: int, check: SegmentCheck) -> None:
+        """Remember one finished segment check of ``job_id`` (durable before returning)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO segment_checks VALUES (?,?,?,?,?,?) ON CONFLICT(chain_id, market, job_id, idx)"
+                " DO UPDATE SET check_json=excluded.check_json, updated_at=excluded.updated_at",
+                (chain_id, market.lower(), str(job_id), check.index, check.model_dump_json(), time.time()),
+            )
+
+    def segment_checks(self, chain_id: int, market: str, job_id: int) -> dict[int, SegmentCheck]:
+        """The finished segment checks of ``job_id`` by segment index (rows an older version
+        wrote that no longer parse are left out: those segments are checked again)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT idx, check_json FROM segment_checks WHERE chain_id=? AND market=? AND job_id=?",
+                (chain_id, market.lower(), str(job_id)),
+            ).fetchall()
+        out: dict[int, SegmentCheck] = {}
+        for idx, raw in rows:
+            try:
+                out[int(idx)] = SegmentCheck.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("job %d: journaled check of segment %d is unreadable (%s); checking it again",
+                            job_id, idx, str(exc).splitlines()[0])
+        return out

@@ -13,6 +13,10 @@ Routes (GET and HEAD only; nothing is writable from outside):
   job's boundaries are served, and only by content address inside the store:
   a name never becomes a path.
 * ``GET /artifacts/{job_id}/final`` -> the job's final model (same format).
+* ``GET /artifacts/{job_id}/dataset`` -> the job's sha256-pinned dataset, from the
+  worker's dataset cache (``greenproof.data.dataset_cache_path``), so verifiers can
+  audit even when the requester's dataset URI is gone; 404 for builtin datasets
+  and for a dataset the worker does not hold.
 
 Errors: 404 unknown job or hash, 422 malformed job id or hash, 405 any other
 method, 413 a request body over the limit, 431 oversized headers, 429 over the
@@ -21,6 +25,7 @@ per-IP rate limit. Bad input never produces a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +69,9 @@ class ArtifactIndex(Protocol):
     def final_hash(self, job_id: int) -> bytes | None:
         """The job's final state hash once training finished, or None."""
 
+    def dataset_path(self, job_id: int) -> Path | None:
+        """The file of the job's sha256-pinned dataset when the worker holds it, or None."""
+
 
 class JournalIndex:
     """:class:`ArtifactIndex` over the worker's journal and artifact store."""
@@ -87,6 +95,19 @@ class JournalIndex:
         if row is None or not bounds or bounds[-1].k != row.num_segments:
             return None
         return bounds[-1].state_hash
+
+    def dataset_path(self, job_id: int) -> Path | None:
+        from greenproof.data import dataset_cache_path
+        from greenproof.spec import parse_spec
+
+        row = self.journal.job(job_id)
+        if row is None or row.spec_json is None:
+            return None
+        ref = parse_spec(json.loads(row.spec_json)).dataset
+        if ref.sha256 is None or ref.uri.startswith("builtin://"):
+            return None
+        path = dataset_cache_path(ref.sha256)
+        return path if path.is_file() else None
 
 
 # ----------------------------------------------------------------- limits
@@ -193,6 +214,23 @@ def _parse_job_id(raw: str) -> int | None:
     return value if value <= UINT256_MAX else None
 
 
+def dataset_router(index: ArtifactIndex) -> APIRouter:
+    """``/artifacts/{job_id}/dataset``: the job's pinned dataset when the worker holds it."""
+    router = APIRouter()
+
+    @router.api_route("/artifacts/{job_id}/dataset", methods=["GET", "HEAD"])
+    def dataset(job_id: str) -> Response:
+        jid = _parse_job_id(job_id)
+        if jid is None:
+            return _plain(422, "job id must be a decimal uint256")
+        path = index.dataset_path(jid)
+        if path is None or not path.is_file():
+            return _plain(404, "no pinned dataset for this job here")
+        return FileResponse(path, media_type="application/octet-stream", filename=f"job-{jid}-dataset")
+
+    return router
+
+
 def create_app(
     index: ArtifactIndex,
     *,
@@ -255,6 +293,8 @@ def create_app(
         if h is None:
             return _plain(404, "no final model for this job (yet)")
         return _serve(jid, h, f"job-{jid}-final.safetensors", request)
+
+    app.include_router(dataset_router(index))  # before the route that takes any name as a hash
 
     @app.api_route("/artifacts/{job_id}/{state_hash}", methods=["GET", "HEAD"])
     def artifact(job_id: str, state_hash: str, request: Request) -> Response:

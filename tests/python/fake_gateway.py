@@ -1,4 +1,5 @@
-"""An in-memory stand-in for :class:`greenproof.chain.gateway.Gateway` (worker unit tests).
+"""In-memory stand-ins for :class:`greenproof.chain.gateway.Gateway`: the worker's
+(:class:`FakeGateway`) and the verifier's (:class:`FakeMarket`).
 
 It keeps jobs the way JobMarket does and enforces the rules the worker relies
 on: only the provider commits, the audit is drawn once the seed block is past,
@@ -10,20 +11,51 @@ revert with that reason on every try, as a real node reports it (``TxError``),
 and a job in ``unreadable`` makes its ``get_job`` view revert.
 
 Time is the fake's: ``now`` (chain time) and the head block the test hands the
-worker; nothing here sleeps or reads the wall clock.
+worker; nothing here sleeps. :class:`LiveClock` is chain time that also runs with
+the wall clock, for tests whose budgets are wall time (a verifier's fetch deadlines).
+
+:class:`FakeMarket` is JobMarket as the verifier sees it: jobs that reach VOTING
+with every event a verifier reads (``JobPosted``, ``JobAccepted``,
+``ResultCommitted``, ``SegmentOpened``, ``VotingStarted``), and the votes with the
+contract's windows (a commit after the commit window reverts, a reveal must open
+its commitment, ``finalize`` slashes when the revealed fraud weight wins).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import keccak
+from hexbytes import HexBytes
 
 from greenproof.chain.errors import ChainError, TxError
-from greenproof.chain.models import JobPosted, JobState, OnchainJob, Opening
+from greenproof.chain.models import (
+    JobAccepted,
+    JobEvent,
+    JobPosted,
+    JobState,
+    OnchainJob,
+    Opening,
+    ResultCommitted,
+    SegmentOpened,
+    VoteCommitted,
+    VoteStatus,
+    VoteView,
+    VotingStarted,
+)
 from greenproof.merkle import complete_end_proof, leaf, verify
+from verifier.votes import vote_commitment
+
+if TYPE_CHECKING:
+    from verifier.audit import OpenedSegment
 
 PROVIDER = "0x" + "22" * 20
 REQUESTER = "0x" + "11" * 20
+VERIFIER = "0x" + "33" * 20
+MARKET = "0x" + "44" * 20
 ZERO = "0x" + "00" * 20
 VOTE_WINDOWS = 120
 OPEN_WINDOW = 120
@@ -33,6 +65,7 @@ MAX_OPENINGS = 16
 _WHAT = {
     "accept_job": "accept job", "commit_result": "commit result", "draw_audit": "draw audit",
     "open_segments": "open segments", "finalize": "finalize", "withdraw": "withdraw",
+    "commit_vote": "commit vote", "reveal_vote": "reveal vote", "settle_vote": "settle vote",
 }
 
 
@@ -44,6 +77,17 @@ class FixedClock:
 
     def now(self) -> int:
         return self.t
+
+
+class LiveClock(FixedClock):
+    """Chain time that runs with the wall clock (and jumps when the test moves ``t``)."""
+
+    def __init__(self, now: int = 1_000_000) -> None:
+        super().__init__(now)
+        self._t0 = time.monotonic()
+
+    def now(self) -> int:
+        return self.t + int(time.monotonic() - self._t0)
 
 
 class FakeGateway:
@@ -213,3 +257,126 @@ def _blank(job_id: int) -> dict[str, Any]:
         "open_deadline": 0, "voting_start": 0, "opened_mask": 0, "n_votes": 0, "ok_weight": 0,
         "fraud_weight": 0,
     }
+
+
+class FakeMarket(FakeGateway):
+    """JobMarket as the verifier uses it, acting as ``VERIFIER``."""
+
+    def __init__(self, clock: FixedClock, *, commit_window: int = 60, reveal_window: int = 60) -> None:
+        super().__init__(clock)
+        self.address = VERIFIER
+        self.market_address = MARKET
+        self.chain = SimpleNamespace(chain_id=31337, account=None, timestamp=clock.now,
+                                     block_number=lambda: self.head)
+        self.deployment = SimpleNamespace(deployment_block=1)
+        self.commit_window = commit_window
+        self.reveal_window = reveal_window
+        self.log: list[JobEvent] = []
+        self.votes: dict[tuple[int, str], dict[str, Any]] = {}
+        #: chain time of each vote's commit
+        self.committed_at: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ setting the scene
+    def voting_job(self, job_id: int, *, spec_uri: str, spec_hash: bytes, num_segments: int,
+                   result_uri: str, provider_class: bytes, segments: Sequence[OpenedSegment],
+                   indices: Sequence[int], final_state_hash: bytes, events: Sequence[type] | None = None) -> None:
+        """A job that reaches VOTING now, with its events (all, or those in ``events``)."""
+        now = self.clock.now()
+        self.add_job(job_id, provider=PROVIDER, state=JobState.VOTING, spec_hash=spec_hash,
+                     num_segments=num_segments, audit_samples=len(indices), voting_start=now,
+                     final_state_hash=final_state_hash)
+        self.indices[job_id] = list(indices)
+        self.head += 1
+        base = {"block_number": self.head, "log_index": 0, "tx_hash": "0x" + "cd" * 32, "job_id": job_id}
+        j = self.jobs[job_id]
+        emitted: list[JobEvent] = [
+            JobPosted(**base, requester=REQUESTER, spec_hash=spec_hash, spec_uri=spec_uri,
+                      num_segments=num_segments, audit_samples=len(indices), payment=j["payment"],
+                      verifier_fee=j["verifier_fee"], collateral=j["collateral"], deadline=j["deadline"],
+                      min_green_bps=0),
+            JobAccepted(**base, provider=PROVIDER, determinism_class=provider_class, collateral=j["collateral"]),
+            ResultCommitted(**base, provider=PROVIDER, root=b"\1" * 32, final_state_hash=final_state_hash,
+                            energy_mj=segments[-1].end_energy_mj if segments else 0, result_uri=result_uri,
+                            seed_block=self.head),
+            *[SegmentOpened(**base, **seg.model_dump()) for seg in segments],
+            VotingStarted(**base, commit_end=now + self.commit_window,
+                          reveal_end=now + self.commit_window + self.reveal_window),
+        ]
+        self.log += [e for e in emitted if events is None or type(e) in events or type(e) is VotingStarted]
+
+    # ------------------------------------------------------------------ reads
+    def param(self, name: str) -> int:
+        return {"min_verifier_stake": 1, "vote_commit_window": self.commit_window,
+                "vote_reveal_window": self.reveal_window}[name]
+
+    def events(self, event: type, from_block: int, to_block: int | None = None, *,  # type: ignore[override]
+               job_id: int | None = None) -> list[Any]:
+        self._node()
+        hi = self.head if to_block is None else to_block
+        return [e for e in self.log if type(e) is event and from_block <= e.block_number <= hi
+                and (job_id is None or e.job_id == job_id)]
+
+    def vote_windows(self, job: OnchainJob) -> tuple[int, int]:
+        commit_end = job.voting_start + self.commit_window
+        return commit_end, commit_end + self.reveal_window
+
+    def vote_of(self, job_id: int, voter: str) -> VoteView:
+        self._node()
+        v = self.votes.get((job_id, voter.lower()))
+        if v is None:
+            return VoteView(commitment=b"\0" * 32, weight=0, status=VoteStatus.NONE, settled=False)
+        return VoteView(commitment=v["commitment"], weight=v["weight"], status=v["status"], settled=v["settled"])
+
+    def next_job_id(self) -> int:
+        return max(self.jobs, default=0) + 1
+
+    # ------------------------------------------------------------------ transactions
+    def commit_vote(self, job_id: int, commitment: bytes) -> dict[str, Any]:
+        j = self._tx("commit_vote", job_id)
+        self._require(j.get("state") is JobState.VOTING, "market: job not voting", "commit_vote", job_id)
+        commit_end = j["voting_start"] + self.commit_window
+        self._require(self.clock.now() < commit_end, "market: commit window closed", "commit_vote", job_id)
+        self._require((job_id, self.address) not in self.votes, "market: already voted", "commit_vote", job_id)
+        self.votes[(job_id, self.address)] = {"commitment": commitment, "weight": 10, "settled": False,
+                                              "status": VoteStatus.COMMITTED}
+        self.committed_at[job_id] = self.clock.now()
+        self.log.append(VoteCommitted(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
+                                      job_id=job_id, voter=self.address, weight=10))
+        return self._receipt("commit_vote", job_id)
+
+    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes) -> dict[str, Any]:
+        j = self._tx("reveal_vote", job_id)
+        commit_end = j["voting_start"] + self.commit_window
+        now = self.clock.now()
+        self._require(commit_end <= now < commit_end + self.reveal_window, "market: not in reveal window",
+                      "reveal_vote", job_id)
+        v = self.votes.get((job_id, self.address))
+        opens = v is not None and v["commitment"] == vote_commitment(job_id, self.address, fraud, salt)
+        self._require(opens, "market: commitment mismatch", "reveal_vote", job_id)
+        v["status"] = VoteStatus.REVEALED_FRAUD if fraud else VoteStatus.REVEALED_OK
+        return self._receipt("reveal_vote", job_id)
+
+    def finalize(self, job_id: int) -> dict[str, Any]:  # type: ignore[override]
+        j = self._tx("finalize", job_id)
+        self._require(j.get("state") is JobState.VOTING, "market: job not voting", "finalize", job_id)
+        ends = j["voting_start"] + self.commit_window + self.reveal_window
+        self._require(self.clock.now() >= ends, "market: voting not over", "finalize", job_id)
+        votes = [v for (jid, _), v in self.votes.items() if jid == job_id]
+        fraud = sum(v["weight"] for v in votes if v["status"] is VoteStatus.REVEALED_FRAUD)
+        ok = sum(v["weight"] for v in votes if v["status"] is VoteStatus.REVEALED_OK)
+        j.update(state=JobState.SLASHED if fraud > ok else JobState.PAID)
+        return self._receipt("finalize", job_id)
+
+    def settle_vote(self, job_id: int, voter: str) -> dict[str, Any]:
+        self._tx("settle_vote", job_id)
+        self.votes[(job_id, voter.lower())]["settled"] = True
+        return self._receipt("settle_vote", job_id)
+
+    def withdraw(self) -> dict[str, Any]:  # type: ignore[override]
+        super().withdraw()
+        return self._receipt("withdraw", 0)
+
+    def _receipt(self, method: str, job_id: int) -> dict[str, Any]:
+        self.head += 1
+        return {"transactionHash": HexBytes(keccak(f"{method}:{job_id}:{self.head}".encode())),
+                "blockNumber": self.head}

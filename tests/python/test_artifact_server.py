@@ -9,7 +9,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from worker.server import ArtifactServer, ServerLimits, TokenBuckets, create_app
+from greenproof.data import dataset_cache_path
+from greenproof.spec import parse_spec
+from worker.journal import Journal
+from worker.server import ArtifactServer, JournalIndex, ServerLimits, TokenBuckets, create_app
 
 JOB = 7
 
@@ -21,6 +24,7 @@ class DirIndex:
         self.root = root
         self.known: dict[tuple[int, bytes], Path] = {}
         self.final: dict[int, bytes] = {}
+        self.datasets: dict[int, Path] = {}
 
     def add(self, job_id: int, payload: bytes) -> bytes:
         h = hashlib.sha256(payload).digest()
@@ -34,6 +38,9 @@ class DirIndex:
 
     def final_hash(self, job_id: int) -> bytes | None:
         return self.final.get(job_id)
+
+    def dataset_path(self, job_id: int) -> Path | None:
+        return self.datasets.get(job_id)
 
 
 @pytest.fixture
@@ -81,6 +88,38 @@ def test_final_model_served_once_known(client: TestClient, store: DirIndex) -> N
     assert r.status_code == 200
     assert r.content == b"final model"
     assert f"job-{JOB}-final.safetensors" in r.headers["content-disposition"]
+
+
+def test_the_jobs_pinned_dataset_is_served_beside_its_checkpoints(client: TestClient, store: DirIndex) -> None:
+    assert client.get(f"/artifacts/{JOB}/dataset").status_code == 404
+    store.datasets[JOB] = store.root / "dataset"
+    store.datasets[JOB].write_bytes(b"the requester's corpus")
+    r = client.get(f"/artifacts/{JOB}/dataset")
+    assert r.status_code == 200 and r.content == b"the requester's corpus"
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert client.get(f"/artifacts/{JOB + 1}/dataset").status_code == 404
+    assert client.get("/artifacts/abc/dataset").status_code == 422
+
+
+def test_the_worker_serves_a_pinned_dataset_from_its_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENPROOF_CACHE", str(tmp_path / "cache"))
+    raw = b"a pinned corpus"
+    sha = hashlib.sha256(raw).hexdigest()
+    journal = Journal(tmp_path / "worker.sqlite")
+    for job_id, dataset in ((1, {"uri": "http://requester.example/corpus.txt", "sha256": sha}),
+                            (2, {"uri": "builtin://digits"})):
+        spec = parse_spec({"task": "mlp", "dataset": dataset, "batch_size": 8, "total_steps": 4,
+                           "segment_steps": 2})
+        journal.begin_accept(job_id, spec_json=spec.canonical_json().decode(), spec_hash=spec.spec_hash(),
+                             determinism_class=b"\x22" * 32, deadline=100, num_segments=2, posted_block=5)
+    index = JournalIndex(journal, store=None)
+    assert index.dataset_path(1) is None  # not fetched (yet)
+    dataset_cache_path(sha).parent.mkdir(parents=True)
+    dataset_cache_path(sha).write_bytes(raw)
+    assert index.dataset_path(1) == dataset_cache_path(sha)
+    assert index.dataset_path(2) is None  # builtin: every verifier has it
+    assert index.dataset_path(3) is None  # no such job
+    journal.close()
 
 
 def test_hash_of_another_job_is_not_served(client: TestClient, store: DirIndex) -> None:

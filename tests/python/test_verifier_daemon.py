@@ -1,0 +1,495 @@
+"""The verifier daemon against an in-memory market and real local artifact servers:
+audits that check everything and cannot be starved.
+
+Stories:
+
+* a provider whose server drips one byte every 0.2 s, or accepts and never
+  answers, gets a fraud vote committed before the commit window closes;
+* a job whose spec cannot be read, and one whose events cannot be found, sit
+  beside a cheater: the daemon keeps going, the cheater gets its fraud vote, the
+  unreadable jobs no vote and a logged reason (then an abstention once no time is left);
+* an audit stuck in a replay does not hold back another job's reveal;
+* a dataset the requester removed: no vote when the provider does not serve it
+  either, an honest audit when it does;
+* a daemon restarted in the middle of an audit does not check its finished
+  segments again.
+
+Limits are scaled down (commit windows of seconds, two fetch attempts 50 ms
+apart); time is only ever bounded from above. Chain time is the fake's: a
+:class:`LiveClock` where the budget is wall time (fetch deadlines), else a
+:class:`FixedClock` the test moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_gateway import MARKET, VERIFIER, FakeMarket, FixedClock, LiveClock
+
+import greenproof.data
+from greenproof.adversaries.simulate import SimulatedRun, simulate_run
+from greenproof.chain.models import JobAccepted, JobPosted, SegmentOpened, VoteStatus
+from greenproof.data import dataset_cache_path
+from greenproof.spec import parse_spec
+from greenproof.store import checkpoint_bytes
+from greenproof.uri import FetchLimits, FetchNotFound, FetchTooLarge
+from verifier.audit import AuditConfig, AuditJob, Fetch, audit_job
+from verifier.daemon import Verifier, VerifierConfig
+from verifier.evidence import AuditReport, Verdict
+from verifier.fetching import Budget, FetchPolicy, fetch_file
+from verifier.votes import JobStage
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+Route = Callable[[http.server.BaseHTTPRequestHandler], None]
+CHAIN_ID = 31337
+BOUND_S = 60.0  # an upper bound on anything the daemon waits for; not a speed test
+
+
+# ----------------------------------------------------------------------------- artifact servers
+
+
+class Server:
+    """A local HTTP/1.1 server: the longest route prefix of a path answers it (else 404)."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = dict(routes)
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.hits.append(self.path)
+                prefixes = [p for p in server.routes if self.path.startswith(p)]
+                try:
+                    server.routes[max(prefixes, key=len)](self) if prefixes else send(self, b"", 404)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the reader gave up, as it should
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def stop() -> threading.Event:
+    """Set when the test ends: servers that would talk (or stay silent) for ever stop then."""
+    return threading.Event()
+
+
+@pytest.fixture
+def serve(stop: threading.Event) -> Iterator[Callable[[dict[str, Route]], Server]]:
+    servers: list[Server] = []
+
+    def start(routes: dict[str, Route]) -> Server:
+        servers.append(Server(routes))
+        return servers[-1]
+
+    yield start
+    stop.set()
+    for s in servers:
+        s.close()
+
+
+def send(h: http.server.BaseHTTPRequestHandler, body: bytes, status: int = 200,
+         length: int | None = None) -> None:
+    h.send_response(status)
+    h.send_header("Content-Length", str(len(body) if length is None else length))
+    h.send_header("Connection", "close")
+    h.end_headers()
+    h.wfile.write(body)
+
+
+def body(raw: bytes) -> Route:
+    return lambda h: send(h, raw)
+
+
+def not_found(h: http.server.BaseHTTPRequestHandler) -> None:
+    send(h, b"no such thing", 404)
+
+
+def dripper(stop: threading.Event) -> Route:
+    """200, no length, then one byte every 0.2 s for ever."""
+
+    def route(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        while not stop.wait(0.2):
+            h.wfile.write(b"x")
+            h.wfile.flush()
+
+    return route
+
+
+def silent(stop: threading.Event) -> Route:
+    """Accepts the request and never answers."""
+    return lambda h: stop.wait()
+
+
+def checkpoints(run: SimulatedRun) -> Route:
+    """An honest provider: ``…/{state hash hex}`` is that checkpoint."""
+
+    def route(h: http.server.BaseHTTPRequestHandler) -> None:
+        name = h.path.rsplit("/", 1)[-1]
+        state = next((s for k, s in run.states.items() if k.hex() == name), None)
+        send(h, checkpoint_bytes(state)) if state is not None else not_found(h)
+
+    return route
+
+
+# ----------------------------------------------------------------------------- the scene
+
+
+def tiny_spec(**over):
+    base = {"task": "mlp", "model": {"hidden": 16, "depth": 1, "dropout": 0.1},
+            "dataset": {"uri": "builtin://digits"}, "batch_size": 32, "total_steps": 8,
+            "segment_steps": 2, "seed": 5}
+    base.update(over)
+    return parse_spec(base)
+
+
+@pytest.fixture(scope="module")
+def honest(one_thread) -> SimulatedRun:
+    return simulate_run(tiny_spec(), measure_energy=False)
+
+
+@pytest.fixture(autouse=True)
+def quiet_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENPROOF_ENERGY_SOURCE", "fake")
+    monkeypatch.setenv("GREENPROOF_CACHE", str(tmp_path / "cache"))
+
+
+def quiet_audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+    """The real decision, without measuring the replay's energy."""
+    return audit_job(job, dataclasses.replace(config, measure_energy=False), fetch)
+
+
+def settings(tmp_path: Path, **over) -> VerifierConfig:
+    base = {"data_dir": tmp_path / "verifier", "poll_s": 0.05, "progress": False, "fetch_attempts": 2,
+            "fetch_backoff_s": 0.05, "commit_margin_s": 3.0, "retry_s": 0.1, "retry_max_s": 0.5}
+    return VerifierConfig(**{**base, **over})
+
+
+def post(market: FakeMarket, job_id: int, run: SimulatedRun, result_uri: str, indices: list[int],
+         **kw) -> None:
+    """``job_id`` trained as ``run`` enters voting, its checkpoints served at ``result_uri``."""
+    kw.setdefault("spec_uri", run.spec.to_data_uri())
+    market.voting_job(job_id, spec_hash=run.spec.spec_hash(), num_segments=run.spec.num_segments,
+                      result_uri=result_uri, provider_class=run.provider_class,
+                      segments=[run.opened(i) for i in sorted(set(indices))], indices=indices,
+                      final_state_hash=run.hashes[-1], **kw)
+
+
+def drive(daemon: Verifier, until: Callable[[], bool], what: str) -> None:
+    """Tick the daemon until ``until()`` holds (within BOUND_S)."""
+    deadline = time.monotonic() + BOUND_S
+    while not until():
+        assert time.monotonic() < deadline, f"not within {BOUND_S:.0f} s: {what}"
+        daemon.tick()
+        time.sleep(0.05)
+
+
+def committed(market: FakeMarket, job_id: int) -> bool:
+    return market.vote_of(job_id, VERIFIER).status is not VoteStatus.NONE
+
+
+def voted_fraud(daemon: Verifier, job_id: int) -> bool:
+    vote = daemon.journal.vote(CHAIN_ID, MARKET, job_id, VERIFIER)
+    assert vote is not None
+    return vote.fraud
+
+
+def report_of(daemon: Verifier, job_id: int) -> AuditReport:
+    report = daemon.load_report(job_id)
+    assert report is not None
+    return report
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Verifier]]:
+    made: list[Verifier] = []
+    yield made
+    for d in made:
+        d.stop()
+        d.journal.close()
+
+
+# ----------------------------------------------------------------------------- stories
+
+
+@pytest.mark.timeout(180)
+def test_drip_and_silent_servers_get_a_fraud_vote_before_the_commit_window_closes(
+        honest, serve, stop, tmp_path, daemons):
+    clock = LiveClock()
+    market = FakeMarket(clock, commit_window=12, reveal_window=12)  # the budget: 12 - 3 = 9 s
+    server = serve({"/drip/": dripper(stop), "/silent/": silent(stop)})
+    started = time.monotonic()
+    post(market, 1, honest, f"{server.url}/drip/1", [1, 2])
+    post(market, 2, honest, f"{server.url}/silent/2", [1, 2])
+    commit_end = market.jobs[1]["voting_start"] + 12
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+
+    decided: dict[int, float] = {}
+
+    def both_committed() -> bool:
+        for job_id in (1, 2):
+            if job_id not in decided and committed(market, job_id):
+                decided[job_id] = time.monotonic() - started
+        return len(decided) == 2
+
+    drive(daemon, both_committed, "fraud votes on the drip and silent servers")
+    for job_id in (1, 2):
+        assert market.committed_at[job_id] < commit_end  # the fake reverts a late commit anyway
+        assert voted_fraud(daemon, job_id)
+        report = report_of(daemon, job_id)
+        assert report.verdict is Verdict.FRAUD
+        assert all("not available" in r for r in report.reasons), report.reasons
+    logging.getLogger(__name__).warning("time to a fraud verdict: drip %.1f s, silent %.1f s (budget 9 s)",
+                                        decided[1], decided[2])
+
+
+@pytest.mark.timeout(180)
+def test_an_unreadable_job_is_skipped_with_its_reason_and_the_cheater_still_gets_its_vote(
+        honest, serve, tmp_path, daemons, caplog):
+    caplog.set_level(logging.WARNING)
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/spec.yaml": not_found})  # and 404 for every checkpoint
+    post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2], spec_uri=f"{server.url}/spec.yaml")
+    post(market, 2, honest, f"{server.url}/artifacts/2", [1, 2])  # withholds its checkpoints
+    post(market, 3, honest, f"{server.url}/artifacts/3", [1, 2],
+         events=[JobPosted, JobAccepted, SegmentOpened])  # its ResultCommitted cannot be found
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+
+    drive(daemon, lambda: committed(market, 2), "the withholding provider's fraud vote")
+    assert voted_fraud(daemon, 2)
+    assert "not available" in report_of(daemon, 2).reasons[0]
+    drive(daemon, lambda: "spec cannot be had" in caplog.text and "no ResultCommitted" in caplog.text,
+          "the unreadable jobs' reasons in the log")
+    assert not committed(market, 1) and not committed(market, 3)
+    assert ("commit_vote", 1) not in market.sent and ("commit_vote", 3) not in market.sent
+
+    # once no time is left before the commit deadline, the unreadable job is an abstention
+    clock.t += 58
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
+          "the unreadable spec's abstention")
+    assert not committed(market, 1)
+    assert report_of(daemon, 1).verdict is Verdict.ABSTAIN
+    assert "spec cannot be had" in " ".join(report_of(daemon, 1).abstentions)
+
+
+@pytest.mark.timeout(180)
+def test_a_reveal_goes_out_while_another_jobs_audit_is_stuck(honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    stuck, release = threading.Event(), threading.Event()
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        if job.job_id == 2:
+            stuck.set()
+            release.wait(BOUND_S)
+        return quiet_audit(job, config, fetch)
+
+    post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2])
+    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    try:
+        drive(daemon, lambda: committed(market, 1), "job 1's vote")
+        assert not voted_fraud(daemon, 1)
+
+        clock.t += 30
+        post(market, 2, honest, f"{server.url}/artifacts/2", [1, 2])
+        drive(daemon, stuck.is_set, "job 2's audit to start")
+        clock.t += 30  # job 1 reveals now; job 2 may still commit for 30 s
+        daemon.tick()
+        assert market.vote_of(1, VERIFIER).status is VoteStatus.REVEALED_OK
+        assert not release.is_set() and not committed(market, 2)
+    finally:
+        release.set()
+    drive(daemon, lambda: committed(market, 2), "job 2's vote once its audit is released")
+    assert not voted_fraud(daemon, 2)
+
+
+@pytest.mark.timeout(180)
+def test_replays_unfinished_by_the_deadline_are_an_abstention_and_the_late_result_is_ignored(
+        honest, serve, tmp_path, daemons, caplog):
+    caplog.set_level(logging.WARNING)
+    clock = LiveClock()
+    market = FakeMarket(clock, commit_window=8, reveal_window=8)  # the budget: 8 - 2 = 6 s
+    server = serve({"/artifacts/": checkpoints(honest)})
+    stuck, release = threading.Event(), threading.Event()
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        stuck.set()
+        release.wait(BOUND_S)  # a replay that takes longer than the budget
+        return quiet_audit(job, config, fetch)
+
+    post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2])
+    daemon = Verifier(market, settings(tmp_path, commit_margin_s=2.0), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    try:
+        drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
+              "the decision at the deadline")
+        assert stuck.is_set() and not release.is_set()
+    finally:
+        release.set()
+    report = report_of(daemon, 1)
+    assert report.verdict is Verdict.ABSTAIN and not report.reasons
+    assert "did not finish its replays" in report.abstentions[0]
+    assert "job 1: abstaining" in caplog.text
+    for _ in range(10):  # the audit's late (ok) result changes nothing
+        daemon.tick()
+        time.sleep(0.05)
+    assert not committed(market, 1) and ("commit_vote", 1) not in market.sent
+
+
+@pytest.mark.timeout(180)
+def test_replays_at_once_never_exceed_max_parallel_across_jobs(honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=600, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    lock = threading.Lock()
+    running, calls = [0], []
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        with lock:
+            running[0] += 1
+            calls.append((len(job.opened), running[0]))
+        time.sleep(0.2)  # let another job's audit try to overlap
+        try:  # the segments of one call replay serially here (no worker processes in a unit test)
+            return quiet_audit(job, dataclasses.replace(config, max_parallel=1), fetch)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    for job_id in (1, 2, 3):
+        post(market, job_id, honest, f"{server.url}/artifacts/{job_id}", [0, 1, 2, 3])
+    daemon = Verifier(market, settings(tmp_path, max_parallel=2), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: all(committed(market, j) for j in (1, 2, 3)), "the three votes")
+    assert sorted(n for n, _ in calls) == [2] * 6  # each call: max_parallel segments
+    assert max(at_once for _, at_once in calls) == 1  # and one call at a time
+
+
+def npz(n: int = 96, seed: int = 3) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    np.savez(buf, x=rng.standard_normal((n, 1, 4, 4)).astype(np.float32), y=rng.integers(0, 4, n))
+    return buf.getvalue()
+
+
+@pytest.mark.timeout(180)
+def test_a_removed_dataset_is_an_abstention_unless_the_provider_serves_it(
+        serve, tmp_path, daemons, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(greenproof.data, "_cache", {})
+    raw = npz()
+    sha = hashlib.sha256(raw).hexdigest()
+    requester = serve({"/data/set.npz": body(raw)})
+    spec = tiny_spec(dataset={"uri": f"{requester.url}/data/set.npz", "sha256": sha}, batch_size=16)
+    run = simulate_run(spec, measure_energy=False)  # an honest provider trained with it
+    requester.routes["/data/set.npz"] = not_found  # then the requester removed it
+    dataset_cache_path(sha).unlink()
+    greenproof.data._cache.clear()
+
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    provider = serve({"/artifacts/": checkpoints(run)})  # without the dataset
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    post(market, 1, run, f"{provider.url}/artifacts/1", [1, 2])
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
+          "the abstention on job 1")
+    assert not committed(market, 1)
+    report = report_of(daemon, 1)
+    assert report.verdict is Verdict.ABSTAIN and not report.reasons
+    assert "dataset cannot be had" in report.abstentions[0]
+    assert "job 1: abstaining" in caplog.text
+
+    provider.routes["/artifacts/2/dataset"] = body(raw)  # a provider serving it beside its checkpoints
+    post(market, 2, run, f"{provider.url}/artifacts/2", [1, 2])
+    drive(daemon, lambda: committed(market, 2), "the vote on job 2")
+    assert not voted_fraud(daemon, 2)
+    assert report_of(daemon, 2).verdict is Verdict.OK
+    assert "/artifacts/2/dataset" in provider.hits
+
+
+class Counting:
+    """The real audit, counting the calls per segment; ``block_at`` stands the daemon still
+    (as if killed) once that segment's audit starts."""
+
+    def __init__(self, block_at: int | None = None) -> None:
+        self.calls: Counter[int] = Counter()
+        self.block_at = block_at
+        self.blocked = threading.Event()
+        self.killed = threading.Event()
+
+    def __call__(self, job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        indices = [s.index for s in job.opened]
+        self.calls.update(indices)
+        if self.block_at in indices:
+            self.blocked.set()
+            self.killed.wait(BOUND_S)
+            raise RuntimeError("killed")
+        return quiet_audit(job, config, fetch)
+
+
+@pytest.mark.timeout(180)
+def test_a_restarted_daemon_does_not_check_finished_segments_again(honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=600, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    post(market, 1, honest, f"{server.url}/artifacts/1", [3, 0, 2, 1])
+    first, second = Counting(block_at=2), Counting()
+    try:
+        daemon = Verifier(market, settings(tmp_path), audit=first)  # type: ignore[arg-type]
+        daemons.append(daemon)
+        drive(daemon, first.blocked.is_set, "the first daemon to reach segment 2")
+        daemon.stop()  # killed in the middle of the audit
+
+        restarted = Verifier(market, settings(tmp_path), audit=second)  # type: ignore[arg-type]
+        daemons.append(restarted)
+        drive(restarted, lambda: committed(market, 1), "the restarted daemon's vote")
+    finally:
+        first.killed.set()
+    assert first.calls == Counter({0: 1, 1: 1, 2: 1})
+    assert second.calls == Counter({2: 1, 3: 1})  # 0 and 1 come from the journal
+    assert not voted_fraud(restarted, 1)
+    report = report_of(restarted, 1)
+    assert [s.index for s in report.segments] == [0, 1, 2, 3]
+    assert report.verdict is Verdict.OK and report.final is not None and report.final.ok
+
+
+def test_a_checkpoint_that_breaks_a_rule_is_not_tried_again_a_missing_one_is(serve, tmp_path):
+    server = serve({"/big": lambda h: send(h, b"", length=10**6), "/gone": not_found})
+    limits, policy, budget = FetchLimits(max_bytes=1000, deadline_s=30), FetchPolicy(3, 0.01), Budget.of(30)
+    with pytest.raises(FetchTooLarge):
+        fetch_file(f"{server.url}/big", tmp_path / "big", limits, policy, budget)
+    with pytest.raises(FetchNotFound, match="after 3 tries"):
+        fetch_file(f"{server.url}/gone", tmp_path / "gone", limits, policy, budget)
+    assert server.hits == ["/big", "/gone", "/gone", "/gone"]
