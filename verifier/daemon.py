@@ -6,7 +6,7 @@ The chain loop (one ``tick`` every ``poll_s``) never waits for an audit:
    whose audited segments are all open;
 2. take each job one step further, each on its own (a job that cannot be read
    or acted on is logged with its reason and retried alone after its own
-   backoff, :class:`worker.retries.JobRetries`; every other job keeps moving):
+   backoff, :class:`greenproof.chain.retries.JobRetries`; every other job keeps moving):
 
    * inside its commit window with no vote yet: gather the job's facts from the
      chain (``JobPosted``, ``JobAccepted``, ``ResultCommitted``,
@@ -30,7 +30,7 @@ Everything needed across a crash is on disk: the cursor, the salts and every
 finished segment check in ``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`;
 a restarted audit resumes with the segments still to check), the reports in
 ``{data_dir}/reports``. Time is the chain's (the latest block's timestamp, and
-:class:`worker.clock.ChainClock` between blocks). Every read, transaction and
+:class:`greenproof.chain.clock.ChainClock` between blocks). Every read, transaction and
 event goes through the contracts' one gateway
 (:class:`greenproof.chain.gateway.Gateway`); logs are searched from the
 manifest's ``deployment_block``, never from genesis.
@@ -46,6 +46,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import ChainError, TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import (
@@ -60,6 +61,7 @@ from greenproof.chain.models import (
     VoteStatus,
     VotingStarted,
 )
+from greenproof.chain.retries import JobRetries
 from verifier.audit import AuditConfig, AuditJob, OpenedSegment, audit_job
 from verifier.auditor import (
     AuditFn,
@@ -73,8 +75,6 @@ from verifier.auditor import (
 from verifier.evidence import AuditReport, TxRecord
 from verifier.fetching import Budget, FetchPolicy
 from verifier.votes import JobStage, VoteJournal, VoteRecord, VoteStage
-from worker.clock import ChainClock
-from worker.retries import JobRetries
 
 log = logging.getLogger("greenproof.verifier")
 E = TypeVar("E", bound=JobEvent)
@@ -221,7 +221,8 @@ class Verifier:
         self.settings = config.audit_settings()
         self.pool = AuditPool()
         self.clock = ChainClock()
-        self.retries = JobRetries(config.retry_s, config.retry_max_s)
+        self.retries = JobRetries(config.retry_s, config.retry_max_s, logger=log,
+                                  expected=(VerifierError,))
         self.me = gw.address
         self.chain_id = gw.chain.chain_id
         self.addr = gw.market_address

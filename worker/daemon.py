@@ -12,7 +12,7 @@ One process per provider account, composed of
 
 The **chain loop** (:meth:`Worker.run`, the caller's thread) runs discovery and
 the lifecycle each pass; every transaction is sent from it. A job whose action
-fails is retried alone with its own backoff (:mod:`worker.retries`) while the
+fails is retried alone with its own backoff (:mod:`greenproof.chain.retries`) while the
 others keep moving; only a node failure backs off the whole loop.
 
 Crash safety comes from the journal's write-ahead rules (:mod:`worker.journal`)
@@ -30,15 +30,15 @@ import requests
 from web3.exceptions import Web3Exception
 
 from greenproof.chain.client import Chain
+from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import ChainError
 from greenproof.chain.gateway import Gateway
+from greenproof.chain.retries import JobRetries
 from greenproof.store import ArtifactStore
-from worker.clock import ChainClock
 from worker.config import WorkerConfig
 from worker.discovery import Discovery
 from worker.journal import Journal
 from worker.lifecycle import Lifecycle
-from worker.retries import JobRetries
 from worker.trainer import Throughput, Trainer
 
 log = logging.getLogger("greenproof.worker")
@@ -75,7 +75,7 @@ class Worker:
         self.clock = ChainClock()
         self.stopping = threading.Event()
         throughput = Throughput(self.journal)
-        retries = JobRetries(config.poll_s, config.max_backoff_s)
+        retries = JobRetries(config.poll_s, config.max_backoff_s, logger=log)
         self.trainer = Trainer(self.journal, self.store, config, self.clock, throughput,
                                stopping=self.stopping, cheat=cheat)
         self.discovery = Discovery(

@@ -20,15 +20,15 @@ import logging
 from collections.abc import Callable
 
 from greenproof import engine
+from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import JobPosted, JobState, OnchainJob
+from greenproof.chain.retries import JobRetries, describe, is_node_failure
 from greenproof.spec import JobSpec, JobSpecError, load_spec
-from worker.clock import ChainClock
 from worker.config import WorkerConfig
 from worker.journal import JobRow, Journal, Phase
 from worker.policy import Offer, Standing, evaluate
-from worker.retries import JobRetries, describe, is_node_failure
 from worker.trainer import Throughput, job_spec
 
 log = logging.getLogger("greenproof.worker")

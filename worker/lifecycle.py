@@ -10,7 +10,7 @@ and then withdraws whatever the market owes. Reconciling first makes every
 action safe to repeat after a crash: a commit that landed before the restart is
 seen on chain, never sent twice with another root.
 
-Each job moves under its own :class:`~worker.retries.JobRetries` streak: a
+Each job moves under its own :class:`~greenproof.chain.retries.JobRetries` streak: a
 transaction that keeps reverting for one job is logged with its reason and
 retried for that job alone, while every other job keeps moving.
 
@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import JobState, OnchainJob, Opening
+from greenproof.chain.retries import JobRetries
 from greenproof.merkle import commitment_tree
-from worker.clock import ChainClock
 from worker.journal import Boundary, JobRow, Journal, Phase
-from worker.retries import JobRetries
 
 log = logging.getLogger("greenproof.worker")
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenproof import run as run_mod
+from greenproof.chain.clock import ChainClock
 from greenproof.energy import make_meter
 from greenproof.spec import JobSpec, parse_spec
 from greenproof.store import ArtifactStore
-from worker.clock import ChainClock
 from worker.config import WorkerConfig
 from worker.journal import Boundary, JobRow, Journal, Phase
 

@@ -18,11 +18,11 @@ from fake_gateway import PROVIDER, FakeGateway, FixedClock
 
 from greenproof.chain.errors import ChainError
 from greenproof.chain.models import JobState
+from greenproof.chain.retries import JobRetries
 from greenproof.spec import parse_spec
 from worker.config import WorkerConfig
 from worker.discovery import Discovery
 from worker.journal import Journal, Phase
-from worker.retries import JobRetries
 from worker.trainer import Throughput
 
 SPEC = parse_spec({

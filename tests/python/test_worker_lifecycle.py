@@ -26,9 +26,9 @@ from fake_gateway import MAX_OPENINGS, PROVIDER, VOTE_WINDOWS, FakeGateway, Fixe
 
 from greenproof.chain.errors import ChainError
 from greenproof.chain.models import JobState
+from greenproof.chain.retries import JobRetries
 from worker.journal import Journal, Phase
 from worker.lifecycle import Lifecycle, LifecycleError
-from worker.retries import JobRetries
 
 
 class Ticker:

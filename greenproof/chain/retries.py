@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from greenproof.chain.errors import ChainError, TxError, is_transient
 
-log = logging.getLogger("greenproof.worker")
+log = logging.getLogger(__name__)
 
 #: a job id, or the name of an action that belongs to no job ("withdraw")
 Key = int | str
@@ -54,10 +54,16 @@ class JobRetries:
     """Per-key failure streaks and backoff, on a monotonic clock (injectable for tests)."""
 
     def __init__(self, base_s: float, max_s: float, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 logger: logging.Logger | None = None,
+                 expected: tuple[type[BaseException], ...] = ()) -> None:
         self.base_s = base_s
         self.max_s = max_s
         self.clock = clock
+        #: the daemon's logger, so a job's failures read as that daemon's
+        self.log = logger or log
+        #: failures the daemon expects (its own error types): logged without a traceback
+        self.expected = expected
         self._failing: dict[Key, Failure] = {}
 
     def due(self, key: Key) -> bool:
@@ -85,7 +91,7 @@ class JobRetries:
             self._failed(key, exc)
             return False
         if (failure := self._failing.pop(key, None)) is not None:
-            log.info("%s: going on after %d failed tries", _label(key), failure.count)
+            self.log.info("%s: going on after %d failed tries", _label(key), failure.count)
         return True
 
     def _failed(self, key: Key, exc: Exception) -> None:
@@ -96,8 +102,8 @@ class JobRetries:
         self._failing[key] = Failure(count, self.clock() + delay, reason)
         # a revert is the chain's answer, its reason says it all; anything else is
         # unexpected: the traceback once, at the start of the streak
-        trace = count == 1 and not isinstance(exc, TxError)
-        log.warning(
+        trace = count == 1 and not isinstance(exc, (TxError, *self.expected))
+        self.log.warning(
             "%s: %s; retrying it alone in %.0fs (failure %d), other jobs go on",
             _label(key), reason, delay, count, exc_info=exc if trace else None,
         )
