@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlparse, urlsplit
 
 import torch
 
-from greenproof.statehash import state_hash
+from greenproof.statehash import framed_sha256
 from greenproof.uri import (
     FetchError,
     FetchHashMismatch,
@@ -95,7 +95,7 @@ def _digits() -> ClassificationData:
     d = load_digits()
     x = torch.from_numpy(d.images).to(torch.float32).div_(16.0).unsqueeze(1).contiguous()
     y = torch.from_numpy(d.target).to(torch.int64)
-    return ClassificationData(x=x, y=y, num_classes=10, sha256=state_hash({"x": x, "y": y}).hex())
+    return ClassificationData(x=x, y=y, num_classes=10, sha256=framed_sha256({"x": x, "y": y}).hex())
 
 
 def _int_param(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -122,7 +122,7 @@ def _synthetic(query: str) -> Dataset:
         y = torch.randint(0, classes, (n,), generator=g)
         x = (protos[y] + 0.3 * torch.randn(n, 1, size, size, generator=g)).contiguous()
         data: Dataset = ClassificationData(
-            x=x, y=y, num_classes=classes, sha256=state_hash({"x": x, "y": y}).hex()
+            x=x, y=y, num_classes=classes, sha256=framed_sha256({"x": x, "y": y}).hex()
         )
     elif kind == "text":
         n = _int_param(params, "n", 65536, 16, 100_000_000)
@@ -138,7 +138,7 @@ def _synthetic(query: str) -> Dataset:
             seq[i] = min(bisect.bisect_left(cdf[seq[i - 1]], draws[i]), vocab - 1)
         tokens = torch.tensor(seq, dtype=torch.int64)
         tokens = tokens.to(torch.uint8)
-        data = TextData(tokens=tokens, vocab_size=vocab, sha256=state_hash({"tokens": tokens}).hex())
+        data = TextData(tokens=tokens, vocab_size=vocab, sha256=framed_sha256({"tokens": tokens}).hex())
     else:
         raise DatasetError(f"unknown synthetic dataset kind {kind!r} (known: images, text)")
     unknown = set(params) - known

@@ -1,4 +1,4 @@
-"""The framed SHA-256 of a training state (docs/protocol.md §3).
+"""The framed BLAKE3 state hash of a training state (docs/protocol.md §3.4).
 
 For every tensor, in Python ``sorted`` order of the names::
 
@@ -8,10 +8,16 @@ For every tensor, in Python ``sorted`` order of the names::
     u64 len(data) ‖ data (raw C-contiguous little-endian bytes)
 
 All integers are little-endian. The hash covers tensors, not files, so any
-checkpoint format works and any language can recompute it. The bytes are fed to
-``hashlib`` as memoryviews of the tensors' own storage (no copies for CPU
-tensors that are already contiguous); ``hashlib`` releases the GIL on large
-buffers, so hashing on a background thread does not stall training.
+checkpoint format works and any language can recompute it. ``state_hash`` is
+BLAKE3 (32-byte output) over that stream: BLAKE3's tree mode hashes one stream
+on every core (``max_threads=AUTO``), where SHA-256 is one stream on one core.
+The bytes are fed as memoryviews of the tensors' own storage (no copies for
+CPU tensors that are already contiguous), and the hasher releases the GIL, so
+hashing on a background thread does not stall training.
+
+``framed_sha256`` is the same stream under SHA-256: it pins the generated
+builtin datasets (``dataset.sha256``), whose pins do not change with the state
+hash.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import hashlib
 import struct
 import sys
 from collections.abc import Mapping
+from typing import Any, Protocol
 
+import blake3
 import torch
 
 if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
@@ -59,9 +67,12 @@ def frame_header(name: str, t: torch.Tensor, nbytes: int) -> bytes:
     )
 
 
-def state_hash(state: Mapping[str, torch.Tensor]) -> bytes:
-    """SHA-256 (32 bytes) of ``state`` framed per docs/protocol.md §3."""
-    h = hashlib.sha256()
+class _Hasher(Protocol):
+    def update(self, data: Any, /) -> Any: ...
+    def digest(self) -> bytes: ...
+
+
+def _framed(state: Mapping[str, torch.Tensor], h: _Hasher) -> bytes:
     for name in sorted(state):
         t = state[name]
         if not isinstance(t, torch.Tensor):
@@ -70,3 +81,13 @@ def state_hash(state: Mapping[str, torch.Tensor]) -> bytes:
         h.update(frame_header(name, t, data.nbytes))
         h.update(data)
     return h.digest()
+
+
+def state_hash(state: Mapping[str, torch.Tensor]) -> bytes:
+    """BLAKE3 (32 bytes, every core) of ``state`` framed per docs/protocol.md §3.4."""
+    return _framed(state, blake3.blake3(max_threads=blake3.blake3.AUTO))
+
+
+def framed_sha256(state: Mapping[str, torch.Tensor]) -> bytes:
+    """SHA-256 of the same framed stream (the builtin datasets' pins)."""
+    return _framed(state, hashlib.sha256())
