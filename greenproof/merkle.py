@@ -1,10 +1,14 @@
-"""Commitment formats shared by the worker, the verifier and JobMarket.
+"""Commitment formats shared by the worker, the verifier, JobMarket and VerifierCourt.
 
-docs/protocol.md §3:
+docs/protocol.md §3 and docs/court.md:
 
+* work digest ``w_k`` = ``keccak256`` of segment ``k - 1``'s per-step losses as
+  float32 little-endian (``w_0 = 0``); seal ``seal_k`` = ``keccak256(abi_encode(
+  job_id uint256, k uint32, w_k bytes32))``;
 * leaf ``k`` = ``keccak256(keccak256(abi_encode(job_id uint256, k uint32,
-  state_hash_k bytes32, energy_mj_k uint256)))``; ``energy_mj_k`` is the
-  cumulative energy up to boundary ``k`` (``energy_mj_0 = 0``);
+  state_hash_k bytes32, energy_mj_k uint256, seal_k bytes32)))``;
+  ``energy_mj_k`` is the cumulative energy up to boundary ``k``
+  (``energy_mj_0 = 0``);
 * the tree has ``num_segments + 1`` leaves in index order; each level pairs
   neighbours ``(0,1), (2,3), …`` into ``keccak256(min(a,b) ‖ max(a,b))``
   and an odd last node is carried up unchanged.
@@ -12,10 +16,17 @@ docs/protocol.md §3:
 Sorted pairs are what snekmate's ``merkle_proof_verification.verify`` expects,
 so a proof is just the list of siblings from the leaf up; levels where the node
 was carried up contribute no sibling.
+
+Proof of replay (the court): JobMarket chains the end seals of the opened
+segments, ``seal_acc = keccak256(seal_acc ‖ end_seal)`` from 32 zero bytes, in
+ascending segment order; an ok vote reveals the work digests of the distinct
+audited segments, from which :func:`replay_accumulator` rebuilds the same
+chain. The vote commitment is :func:`vote_commitment`.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,26 +35,94 @@ from eth_utils import keccak
 
 UINT32_MAX = 2**32 - 1
 UINT256_MAX = 2**256 - 1
+ZERO32 = b"\x00" * 32
 
 
 class CommitmentError(ValueError):
     """A value that cannot be committed to (wrong width, out of range)."""
 
 
-def leaf(job_id: int, k: int, state_hash: bytes, energy_mj: int) -> bytes:
-    """The Merkle leaf for boundary ``k`` of job ``job_id``."""
+def _check_boundary(job_id: int, k: int) -> None:
     if not 0 <= job_id <= UINT256_MAX:
         raise CommitmentError(f"job_id out of uint256 range: {job_id}")
     if not 0 <= k <= UINT32_MAX:
         raise CommitmentError(f"boundary index out of uint32 range: {k}")
-    if len(state_hash) != 32:
-        raise CommitmentError(f"state_hash must be 32 bytes, got {len(state_hash)}")
+
+
+def _check_word(name: str, value: bytes) -> None:
+    if len(value) != 32:
+        raise CommitmentError(f"{name} must be 32 bytes, got {len(value)}")
+
+
+def work_digest(losses: Sequence[float]) -> bytes:
+    """``w_k``: keccak256 of a segment's per-step losses as float32 little-endian."""
+    return keccak(struct.pack(f"<{len(losses)}f", *losses))
+
+
+def seal(job_id: int, k: int, digest: bytes) -> bytes:
+    """``seal_k = keccak256(abi_encode(job_id uint256, k uint32, w_k bytes32))``."""
+    _check_boundary(job_id, k)
+    _check_word("work digest", digest)
+    return keccak(abi_encode(["uint256", "uint32", "bytes32"], [job_id, k, digest]))
+
+
+def boundary0_seal(job_id: int) -> bytes:
+    """The seal boundary 0 must carry: ``seal(job_id, 0, bytes32(0))`` (JobMarket checks it)."""
+    return seal(job_id, 0, ZERO32)
+
+
+def leaf(job_id: int, k: int, state_hash: bytes, energy_mj: int, seal_k: bytes) -> bytes:
+    """The Merkle leaf for boundary ``k`` of job ``job_id``."""
+    _check_boundary(job_id, k)
+    _check_word("state_hash", state_hash)
+    _check_word("seal", seal_k)
     if not 0 <= energy_mj <= UINT256_MAX:
         raise CommitmentError(f"energy_mj out of uint256 range: {energy_mj}")
     inner = keccak(
-        abi_encode(["uint256", "uint32", "bytes32", "uint256"], [job_id, k, state_hash, energy_mj])
+        abi_encode(
+            ["uint256", "uint32", "bytes32", "uint256", "bytes32"],
+            [job_id, k, state_hash, energy_mj, seal_k],
+        )
     )
     return keccak(inner)
+
+
+def seal_accumulator(end_seals: Sequence[bytes]) -> bytes:
+    """JobMarket's ``seal_acc`` after opening segments whose end seals are
+    ``end_seals``, in ascending segment order."""
+    acc = ZERO32
+    for s in end_seals:
+        _check_word("seal", s)
+        acc = keccak(acc + s)
+    return acc
+
+
+def replay_accumulator(job_id: int, segments: Sequence[int], digests: Sequence[bytes]) -> bytes:
+    """What VerifierCourt rebuilds from an ok vote: ``digests[j]`` is ``w_{k_j + 1}``
+    of the ``j``-th distinct audited segment ``k_j`` in ascending order."""
+    ks = sorted(set(int(k) for k in segments))
+    if len(ks) != len(digests):
+        raise CommitmentError(f"{len(ks)} distinct audited segments but {len(digests)} digests")
+    return seal_accumulator([seal(job_id, k + 1, d) for k, d in zip(ks, digests, strict=True)])
+
+
+def digests_hash(digests: Sequence[bytes]) -> bytes:
+    """``keccak256(abi_encode(digests bytes32[]))``."""
+    for d in digests:
+        _check_word("digest", d)
+    return keccak(abi_encode(["bytes32[]"], [list(digests)]))
+
+
+def vote_commitment(job_id: int, voter: str, fraud: bool, salt: bytes, digests: Sequence[bytes]) -> bytes:
+    """VerifierCourt's ``commitment = keccak256(abi_encode(job_id uint256, voter address,
+    fraud bool, salt bytes32, digests_hash bytes32))``."""
+    _check_word("salt", salt)
+    return keccak(
+        abi_encode(
+            ["uint256", "address", "bool", "bytes32", "bytes32"],
+            [job_id, voter, fraud, salt, digests_hash(digests)],
+        )
+    )
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -148,19 +227,32 @@ def verify(proof: Sequence[bytes], root: bytes, node: bytes) -> bool:
     return node == root
 
 
-def commitment_tree(job_id: int, state_hashes: Sequence[bytes], energies_mj: Sequence[int]) -> MerkleTree:
-    """The job's tree: one leaf per boundary ``k = 0 … num_segments``."""
+def commitment_tree(
+    job_id: int, state_hashes: Sequence[bytes], energies_mj: Sequence[int], seals: Sequence[bytes]
+) -> MerkleTree:
+    """The job's tree: one leaf per boundary ``k = 0 … num_segments``.
+
+    ``seals[k]`` is ``seal(job_id, k, w_k)``; ``seals[0]`` must be
+    :func:`boundary0_seal` (JobMarket refuses any other at boundary 0).
+    """
     if len(state_hashes) != len(energies_mj):
         raise CommitmentError(
             f"{len(state_hashes)} state hashes but {len(energies_mj)} energy readings"
         )
+    if len(seals) != len(state_hashes):
+        raise CommitmentError(f"{len(state_hashes)} state hashes but {len(seals)} seals")
     if energies_mj and energies_mj[0] != 0:
         raise CommitmentError(f"energy at boundary 0 must be 0, got {energies_mj[0]}")
+    if seals and seals[0] != boundary0_seal(job_id):
+        raise CommitmentError("seal at boundary 0 must be seal(job_id, 0, bytes32(0))")
     for k in range(1, len(energies_mj)):
         if energies_mj[k] < energies_mj[k - 1]:
             raise CommitmentError(
                 f"cumulative energy decreases at boundary {k}: {energies_mj[k - 1]} -> {energies_mj[k]}"
             )
     return MerkleTree.build(
-        [leaf(job_id, k, h, e) for k, (h, e) in enumerate(zip(state_hashes, energies_mj, strict=True))]
+        [
+            leaf(job_id, k, h, e, s)
+            for k, (h, e, s) in enumerate(zip(state_hashes, energies_mj, seals, strict=True))
+        ]
     )

@@ -83,7 +83,7 @@ class Worker:
             from_block=deployment.deployment_block, on_queued=self.trainer.wake.set,
         )
         self.lifecycle = Lifecycle(self.gateway, self.journal, self.clock, retries,
-                                   result_base=config.base_url())
+                                   result_base=config.base_url(), records=self.trainer.records)
         self._handled_any = False
 
     @property

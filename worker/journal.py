@@ -3,7 +3,7 @@
 Everything the worker must not forget across a ``kill -9`` lives here: the
 event cursor, every job it has looked at (and why it skipped it), the phase of
 every job it accepted, each training boundary it reached (``k``, state hash,
-cumulative energy) and every audited segment it opened.
+cumulative energy, work digest) and every audited segment it opened.
 
 The database runs in WAL mode with ``synchronous=FULL``, so a transaction that
 returned is on disk. Every public method is one transaction. The connection is
@@ -18,6 +18,12 @@ Write-ahead rules the daemon follows (and the tests check):
 * a boundary is journaled only after its checkpoint is durable in the store;
 * ``COMMITTING`` is journaled with the exact root before ``commit_result`` is
   sent, so a restart recommits the same thing (or sees it landed).
+
+Schema 2 adds each boundary's work digest (the leaf commits to its seal). A
+schema-1 journal is migrated in place on open: the column is added and its old
+rows keep no digest (NULL); the worker refuses to resume, commit or open a job
+whose boundaries lack one (it cannot know them without retraining) rather than
+guess.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -55,10 +61,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at        REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS boundaries (
-    job_id     TEXT NOT NULL,
-    k          INTEGER NOT NULL,
-    state_hash TEXT NOT NULL,
-    energy_mj  INTEGER NOT NULL,
+    job_id      TEXT NOT NULL,
+    k           INTEGER NOT NULL,
+    state_hash  TEXT NOT NULL,
+    energy_mj   INTEGER NOT NULL,
+    work_digest TEXT,                 -- NULL only in rows a schema-1 worker journaled
     PRIMARY KEY (job_id, k)
 );
 CREATE INDEX IF NOT EXISTS boundaries_by_hash ON boundaries (job_id, state_hash);
@@ -72,6 +79,10 @@ CREATE TABLE IF NOT EXISTS opened (
 
 class JournalError(RuntimeError):
     """The journal is unusable (wrong schema, another chain, corrupt)."""
+
+
+class UnsealedBoundaries(JournalError):
+    """Boundaries a schema-1 worker journaled: no work digest, so no seal (never guessed)."""
 
 
 class Phase(StrEnum):
@@ -124,9 +135,24 @@ class JobRow:
 
 @dataclass(frozen=True)
 class Boundary:
+    """One journaled boundary; ``work_digest`` is None in a row a schema-1 worker
+    journaled (before seals): such a job cannot be committed or opened."""
+
     k: int
     state_hash: bytes
     energy_mj: int
+    work_digest: bytes | None
+
+
+def work_digests(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:
+    """The work digests of ``bounds``, in order; ``UnsealedBoundaries`` when one has none."""
+    missing = [b.k for b in bounds if b.work_digest is None]
+    if missing:
+        raise UnsealedBoundaries(
+            f"journal: job {job_id}: boundaries {missing[:5]} were journaled without work digests "
+            "(by a worker before seals); their seals are unknown, so the job cannot be committed"
+        )
+    return [b.work_digest for b in bounds if b.work_digest is not None]
 
 
 def _unhex(s: str | None) -> bytes | None:
@@ -153,11 +179,21 @@ class Journal:
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) == 1:
+            self._migrate_from_1()
         elif int(version) != SCHEMA_VERSION:
             raise JournalError(
                 f"journal: {self.path} has schema {version}, this worker needs {SCHEMA_VERSION}; "
                 "use a fresh --data-dir"
             )
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2: boundaries gain ``work_digest`` (NULL in the old rows)."""
+        with self._tx() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(boundaries)")}
+            if "work_digest" not in columns:
+                db.execute("ALTER TABLE boundaries ADD COLUMN work_digest TEXT")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -327,37 +363,45 @@ class Journal:
                 raise JournalError(f"journal: unknown job {job_id}")
 
     # ------------------------------------------------------------ boundaries
-    def record_boundary(self, job_id: int, k: int, state_hash: bytes, energy_mj: int) -> None:
-        """Journal boundary ``k`` (its checkpoint must already be durable).
+    def record_boundary(
+        self, job_id: int, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes
+    ) -> None:
+        """Journal boundary ``k`` (its checkpoint must already be durable) with its work digest.
 
         Re-recording the same boundary with the same values is a no-op (a
         resumed run replays its last boundary); different values are an error,
         because a committed root may already depend on the first ones.
         """
+        if len(work_digest) != 32:
+            raise JournalError(f"journal: job {job_id} boundary {k}: work digest must be 32 bytes")
+        new = (state_hash.hex(), energy_mj, work_digest.hex())
         with self._tx() as db:
             row = db.execute(
-                "SELECT state_hash, energy_mj FROM boundaries WHERE job_id = ? AND k = ?",
+                "SELECT state_hash, energy_mj, work_digest FROM boundaries WHERE job_id = ? AND k = ?",
                 (str(job_id), k),
             ).fetchone()
             if row is not None:
-                if (row[0], row[1]) != (state_hash.hex(), energy_mj):
+                if tuple(row) != new:
                     raise JournalError(
                         f"journal: job {job_id} boundary {k} already recorded as "
-                        f"({row[0]}, {row[1]} mJ), refusing ({state_hash.hex()}, {energy_mj} mJ)"
+                        f"({row[0]}, {row[1]} mJ, digest {row[2]}), refusing "
+                        f"({new[0]}, {new[1]} mJ, digest {new[2]})"
                     )
                 return
             db.execute(
-                "INSERT INTO boundaries (job_id, k, state_hash, energy_mj) VALUES (?, ?, ?, ?)",
-                (str(job_id), k, state_hash.hex(), energy_mj),
+                "INSERT INTO boundaries (job_id, k, state_hash, energy_mj, work_digest) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (str(job_id), k, *new),
             )
 
     def boundaries(self, job_id: int) -> list[Boundary]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT k, state_hash, energy_mj FROM boundaries WHERE job_id = ? ORDER BY k",
+                "SELECT k, state_hash, energy_mj, work_digest FROM boundaries "
+                "WHERE job_id = ? ORDER BY k",
                 (str(job_id),),
             ).fetchall()
-        return [Boundary(k, bytes.fromhex(h), e) for k, h, e in rows]
+        return [Boundary(k, bytes.fromhex(h), e, _unhex(w)) for k, h, e, w in rows]
 
     def has_boundary_hash(self, job_id: int, state_hash: bytes) -> bool:
         """True if ``state_hash`` is one of the job's journaled boundaries."""
@@ -403,4 +447,7 @@ class Journal:
         )
 
 
-__all__ = ["ACTIVE_PHASES", "Boundary", "JobRow", "Journal", "JournalError", "Phase"]
+__all__ = [
+    "ACTIVE_PHASES", "Boundary", "JobRow", "Journal", "JournalError", "Phase", "UnsealedBoundaries",
+    "work_digests",
+]

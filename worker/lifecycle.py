@@ -10,6 +10,12 @@ and then withdraws whatever the market owes. Reconciling first makes every
 action safe to repeat after a crash: a commit that landed before the restart is
 seen on chain, never sent twice with another root.
 
+The root commits to every boundary's seal (its journaled work digest); openings
+carry the seals of both boundaries and go in strictly ascending segment index.
+Once a job is final on chain (PAID, SLASHED, EXPIRED, CANCELLED) its held run
+record, with the per-step losses, is published (:mod:`worker.records`); never
+before.
+
 Each job moves under its own :class:`~greenproof.chain.retries.JobRetries` streak: a
 transaction that keeps reverting for one job is logged with its reason and
 retried for that job alone, while every other job keeps moving.
@@ -27,8 +33,9 @@ from greenproof.chain.errors import TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import JobState, OnchainJob, Opening
 from greenproof.chain.retries import JobRetries
-from greenproof.merkle import commitment_tree
-from worker.journal import Boundary, JobRow, Journal, Phase
+from greenproof.merkle import MerkleTree, commitment_tree, seal
+from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, work_digests
+from worker.records import RunRecords
 
 log = logging.getLogger("greenproof.worker")
 
@@ -48,11 +55,14 @@ class Lifecycle:
         retries: JobRetries,
         *,
         result_base: str,
+        records: RunRecords,
     ) -> None:
         self.gateway = gateway
         self.journal = journal
         self.clock = clock
         self.retries = retries
+        #: run records, held private until a job is final
+        self.records = records
         #: committed ``result_uri`` prefix (the artifact server's public URL)
         self.result_base = result_base
 
@@ -72,6 +82,7 @@ class Lifecycle:
             self.journal.set_phase(row.job_id, Phase.ABANDONED, f"job is not ours on chain ({job.state})")
             return
         if job.state in (JobState.EXPIRED, JobState.CANCELLED):
+            self.records.publish(row.job_id, job.state)
             self.journal.set_phase(row.job_id, Phase.ABANDONED, f"job {job.state} on chain")
             log.warning("job %d: %s on chain; dropping it", row.job_id, job.state)
             return
@@ -83,6 +94,7 @@ class Lifecycle:
         if row.phase in (Phase.TRAINED, Phase.COMMITTING):
             self.commit(row, job)
         elif job.state in (JobState.PAID, JobState.SLASHED):
+            self.records.publish(row.job_id, job.state)
             self.journal.set_phase(row.job_id, Phase.CLOSED, f"finalized: {job.state}")
             log.info("job %d: finalized on chain: %s", row.job_id, job.state)
         elif job.state is JobState.COMMITTED:
@@ -105,9 +117,12 @@ class Lifecycle:
             return
         if row.phase is Phase.TRAINED or row.root is None:
             bounds = self.journal.boundaries(row.job_id)
-            tree = commitment_tree(
-                row.job_id, [b.state_hash for b in bounds], [b.energy_mj for b in bounds]
-            )
+            try:
+                tree = sealed_tree(row.job_id, bounds)
+            except UnsealedBoundaries as exc:
+                self.journal.set_phase(row.job_id, Phase.ABANDONED, str(exc))
+                log.error("job %d: refusing to commit: %s", row.job_id, exc)
+                return
             self.journal.begin_commit(
                 row.job_id,
                 root=tree.root,
@@ -189,33 +204,36 @@ class Lifecycle:
         return fresh
 
 
+def seals(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:
+    """``seal(job_id, k, w_k)`` of every journaled boundary; ``UnsealedBoundaries`` when
+    a boundary has no work digest (journaled before seals: the worker will not guess one)."""
+    return [seal(job_id, b.k, w) for b, w in zip(bounds, work_digests(job_id, bounds), strict=True)]
+
+
+def sealed_tree(job_id: int, bounds: Sequence[Boundary]) -> MerkleTree:
+    """The commitment tree of the journaled boundaries (state hash, energy, seal)."""
+    return commitment_tree(
+        job_id, [b.state_hash for b in bounds], [b.energy_mj for b in bounds], seals(job_id, bounds)
+    )
+
+
 def openings(row: JobRow, bounds: Sequence[Boundary], indices: Sequence[int]) -> list[Opening]:
-    """The openings of segments ``indices``, rebuilt from the journaled boundaries.
+    """The openings of segments ``indices``, in strictly ascending index (as JobMarket
+    requires), rebuilt from the journaled boundaries.
 
     Raises ``LifecycleError`` when the boundaries do not give the committed root
     (opening them would only revert, or worse, prove something else).
     """
     hashes = [b.state_hash for b in bounds]
     energies = [b.energy_mj for b in bounds]
-    tree = commitment_tree(row.job_id, hashes, energies)
+    sealed = seals(row.job_id, bounds)
+    tree = commitment_tree(row.job_id, hashes, energies, sealed)
     if tree.root != row.root:
         raise LifecycleError(
             f"worker: job {row.job_id}: journaled boundaries give root 0x{tree.root.hex()}, "
             f"committed 0x{(row.root or b'').hex()}; refusing to open"
         )
-    out = []
-    for i in indices:
-        start_proof, end_proof = tree.segment_proofs(i)
-        out.append(Opening(
-            index=i,
-            start_hash=hashes[i],
-            start_energy_mj=energies[i],
-            end_hash=hashes[i + 1],
-            end_energy_mj=energies[i + 1],
-            start_proof=start_proof,
-            end_proof=end_proof,
-        ))
-    return out
+    return [Opening.from_tree(tree, i, hashes, energies, sealed) for i in sorted(set(indices))]
 
 
-__all__ = ["Lifecycle", "LifecycleError", "openings"]
+__all__ = ["Lifecycle", "LifecycleError", "openings", "seals", "sealed_tree"]

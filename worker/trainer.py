@@ -2,8 +2,11 @@
 
 Jobs train earliest deadline first (a job that was on the device when the
 worker died goes first) through :func:`greenproof.run.train_run`, the same
-function verifiers replay with. Each boundary is journaled once its checkpoint
-is durable in the store, so a restarted worker resumes from the last one.
+function verifiers replay with. Each boundary is journaled, with its work digest,
+once its checkpoint is durable in the store, so a restarted worker resumes from
+the last one. The finished run's record (per-step losses, work digests) is held
+private (:mod:`worker.records`) until the job is final on chain, and no loss is
+ever logged or shown on the progress bar.
 Before each segment the trainer checks that the rest still fits before the
 deadline; if not it gives up cleanly (the job is abandoned, no compute wasted).
 """
@@ -24,7 +27,8 @@ from greenproof.energy import make_meter
 from greenproof.spec import JobSpec, parse_spec
 from greenproof.store import ArtifactStore
 from worker.config import WorkerConfig
-from worker.journal import Boundary, JobRow, Journal, Phase
+from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, work_digests
+from worker.records import RunRecords
 
 log = logging.getLogger("greenproof.worker")
 
@@ -80,6 +84,7 @@ class Trainer(threading.Thread):
         self.stopping = stopping
         #: TEST/DEMO ONLY: a greenproof.adversaries cheat (train_segment, energy)
         self.cheat = cheat
+        self.records = RunRecords(config.runs_dir)
         self.wake = threading.Event()
         self.busy_job: int | None = None
 
@@ -112,6 +117,12 @@ class Trainer(threading.Thread):
         job_id = row.job_id
         self.journal.set_phase(job_id, Phase.TRAINING)
         prior = self.journal.boundaries(job_id)
+        try:
+            resume = self._resume(job_id, prior)
+        except UnsealedBoundaries as exc:  # resuming could not seal them: give the job up
+            log.error("job %d: not resuming: %s", job_id, exc)
+            self.journal.set_phase(job_id, Phase.ABANDONED, str(exc))
+            return
         log.info(
             "job %d: training %d segments x %d steps on %s%s",
             job_id, spec.num_segments, spec.segment_steps, self.config.device,
@@ -129,7 +140,8 @@ class Trainer(threading.Thread):
                 on_boundary=hooks.on_boundary,
                 segment_hook=hooks.segment,
                 progress=sys.stderr.isatty(),
-                **self._resume(prior),
+                show_loss=False,
+                **resume,
             )
         except GiveUp as exc:
             if self.stopping.is_set():
@@ -144,27 +156,28 @@ class Trainer(threading.Thread):
                 f"worker: job {job_id}: run ended with {len(bounds)} journaled boundaries, "
                 f"expected {spec.num_segments + 1}"
             )
-        # The run record (losses, energy source, device) feeds the dashboard and the report;
-        # after a resume it covers the segments trained since the restart.
-        run_dir = self.config.runs_dir / str(job_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record.save(run_dir / "record.json")
+        # The run record (losses, work digests, energy source, device) feeds the dashboard and
+        # the report once the job is final; after a resume its losses cover the segments
+        # trained since the restart.
+        self.records.hold(job_id, record)
         self.journal.set_phase(job_id, Phase.TRAINED)
         log.info(
             "job %d: trained in %.1fs (%d steps this session), final state 0x%s",
             job_id, time.monotonic() - started, hooks.trained_steps, record.final_state_hash.hex(),
         )
 
-    def _resume(self, prior: list[Boundary]) -> dict[str, Any]:
+    def _resume(self, job_id: int, prior: list[Boundary]) -> dict[str, Any]:
         """``train_run``'s resume arguments from the last journaled boundary (none: from scratch)."""
         if not prior:
             return {}
         last = prior[-1]
+        digests = work_digests(job_id, prior)
         return {
             "start_k": last.k,
             "start_state": self.store.get(last.state_hash),
-            "start_energy_mj": last.energy_mj,
-            "history": [(b.state_hash, b.energy_mj) for b in prior[:-1]],
+            "history": [
+                run_mod.BoundaryReport(b.state_hash, b.energy_mj, w) for b, w in zip(prior, digests, strict=True)
+            ],
         }
 
 
@@ -180,11 +193,11 @@ class _Hooks:
         self.rate = trainer.throughput.get(spec.task) or trainer.config.policy.steps_per_second
         self.trained_steps = 0
 
-    def on_boundary(self, k: int, state_hash: bytes, energy_mj: int) -> None:
+    def on_boundary(self, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes) -> None:
         # a resumed run reports its start boundary again, already journaled as is
         if self.t.cheat is not None and k != self.start_k:
             energy_mj = int(self.t.cheat.energy(k, energy_mj))
-        self.t.journal.record_boundary(self.row.job_id, k, state_hash, energy_mj)
+        self.t.journal.record_boundary(self.row.job_id, k, state_hash, energy_mj, work_digest)
         log.info("job %d: boundary %d/%d state 0x%s energy %d mJ",
                  self.row.job_id, k, self.spec.num_segments, state_hash.hex()[:16], energy_mj)
 

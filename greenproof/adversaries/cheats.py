@@ -18,7 +18,9 @@ Hooks (the worker and :mod:`greenproof.adversaries.simulate` call exactly these)
 
 Every strategy fakes a fraction ``fraction`` of a job's segments (chosen by a
 seeded RNG, at least one when ``fraction > 0``); the others are trained
-honestly. A faked segment ``k`` is detectable exactly when the verifier audits
+honestly. A faked segment's losses are whatever the cheat claims (made up, or
+those of the steps it did train, padded to a whole segment), and its work
+digest and seal are computed from them like an honest one's. A faked segment ``k`` is detectable exactly when the verifier audits
 ``k`` (the next segment starts from the faked state and replays consistently),
 which is what makes the detection probability ``1 - (1 - f)^s``.
 """
@@ -274,14 +276,19 @@ def make_cheat(name: str, fraction: float = 1.0, seed: int = 0) -> Cheat:
 
 def run_partial(spec: JobSpec, state: TrainState, k: int, run_segment: RunSegment, steps: int) -> SegmentResult:
     """Train only the first ``steps`` steps of segment ``k`` and label the result as
-    the segment's end (step counter at ``(k + 1) * segment_steps``)."""
+    the segment's end (step counter at ``(k + 1) * segment_steps``); the claimed
+    losses are the trained steps' padded with the last one to a whole segment."""
     first = k * spec.segment_steps
     chunk = steps if first % steps == 0 else 1
     sub = spec.model_copy(update={"segment_steps": chunk})
     result = run_segment(sub, state, first // chunk)
+    losses = list(result.losses)
     for j in range(1, steps // chunk):
         result = run_segment(sub, result.state, first // chunk + j)
-    return _replace_state(result, with_counters_at(result.state, (k + 1) * spec.segment_steps))
+        losses += result.losses
+    claimed = losses + losses[-1:] * (spec.segment_steps - len(losses))
+    return SegmentResult(state=with_counters_at(result.state, (k + 1) * spec.segment_steps),
+                         losses=claimed, steps=spec.segment_steps)
 
 
 def with_counters_at(state: TrainState, step: int) -> TrainState:
@@ -297,7 +304,8 @@ def with_counters_at(state: TrainState, step: int) -> TrainState:
 
 def fabricated_result(spec: JobSpec, state: TrainState, k: int, seed: int) -> SegmentResult:
     """A SegmentResult with no training behind it: model tensors drawn at random
-    (scaled like the real ones), everything else copied, the step counter advanced."""
+    (scaled like the real ones), everything else copied, the step counter advanced,
+    and made-up losses (float32 values in [0.5, 1.5))."""
     gen = torch.Generator().manual_seed(seed)
     fake: dict[str, torch.Tensor] = {}
     for name, t in state.items():
@@ -307,7 +315,8 @@ def fabricated_result(spec: JobSpec, state: TrainState, k: int, seed: int) -> Se
         else:
             fake[name] = t.clone()
     fake = with_counters_at(fake, (k + 1) * spec.segment_steps)
-    return SegmentResult(state=fake, losses=[], steps=spec.segment_steps)
+    losses = (torch.rand(spec.segment_steps, generator=gen) + 0.5).tolist()
+    return SegmentResult(state=fake, losses=losses, steps=spec.segment_steps)
 
 
 def data_order_variant(spec: JobSpec) -> JobSpec:

@@ -6,7 +6,9 @@ Used by the adversary tests and ``bench/verify.py``: trains a spec with
 boundary, energy from a real meter or the one given, unless turned off), keeps
 the checkpoints in memory and serves them through the cheat's ``serve`` hook,
 and builds the ``AuditJob`` a verifier would read from the chain for a given set
-of audited indices.
+of audited indices. The run keeps every boundary's work digest as the provider
+would commit it (a cheat's faked segment: the digest of whatever losses it
+claims), and its openings carry the seals.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from safetensors.torch import load
 
 from greenproof.adversaries.cheats import Cheat
 from greenproof.engine import TrainState
+from greenproof.merkle import MerkleTree, commitment_tree, seal
 from greenproof.run import MemoryCheckpoints, Meter, ZeroMeter, train_run
 from greenproof.spec import JobSpec
 from verifier.audit import AuditJob, OpenedSegment
@@ -26,12 +29,21 @@ class Withheld(FileNotFoundError):
     """The simulated artifact server answered 404."""
 
 
+class SealedSegment(OpenedSegment):
+    """An opened segment with the seals of its two boundaries, as ``SegmentOpened`` reveals them."""
+
+    start_seal: bytes
+    end_seal: bytes
+
+
 @dataclass
 class SimulatedRun:
     spec: JobSpec
     job_id: int
     hashes: list[bytes]
     energies_mj: list[int]
+    #: ``w_k`` per boundary as the provider commits it (``[0]`` is 32 zero bytes)
+    work_digests: list[bytes]
     states: dict[bytes, TrainState]
     provider_class: bytes
     cheat: Cheat | None = None
@@ -50,13 +62,25 @@ class SimulatedRun:
             raise Withheld(f"404: {h.hex()} unknown")
         return self.states[h]
 
-    def opened(self, index: int) -> OpenedSegment:
-        return OpenedSegment(
+    @property
+    def seals(self) -> list[bytes]:
+        """``seal(job_id, k, w_k)`` per boundary, as the leaves commit them."""
+        return [seal(self.job_id, k, w) for k, w in enumerate(self.work_digests)]
+
+    def tree(self) -> MerkleTree:
+        """The commitment tree the provider would commit the root of."""
+        return commitment_tree(self.job_id, self.hashes, self.energies_mj, self.seals)
+
+    def opened(self, index: int) -> SealedSegment:
+        seals = self.seals
+        return SealedSegment(
             index=index,
             start_hash=self.hashes[index],
             start_energy_mj=self.energies_mj[index],
             end_hash=self.hashes[index + 1],
             end_energy_mj=self.energies_mj[index + 1],
+            start_seal=seals[index],
+            end_seal=seals[index + 1],
         )
 
     def audit_job(self, indices: list[int], provider_class: bytes | None = None) -> AuditJob:
@@ -81,7 +105,7 @@ def simulate_run(spec: JobSpec, cheat: Cheat | None = None, job_id: int = 1, dev
     checkpoints = MemoryCheckpoints()
     energies: list[int] = []
 
-    def on_boundary(k: int, h: bytes, energy_mj: int) -> None:
+    def on_boundary(k: int, h: bytes, energy_mj: int, work_digest: bytes) -> None:
         energies.append(cheat.energy(k, energy_mj) if cheat is not None else energy_mj)
 
     record = train_run(
@@ -98,6 +122,7 @@ def simulate_run(spec: JobSpec, cheat: Cheat | None = None, job_id: int = 1, dev
         job_id=job_id,
         hashes=record.state_hashes,
         energies_mj=energies,
+        work_digests=record.work_digests,
         states=checkpoints.states,
         provider_class=record.determinism_class,
         cheat=cheat,

@@ -142,30 +142,35 @@ class VoteView(_Strict):
 
 
 class Opening(_Strict):
-    """One segment opening, as ``open_segments`` takes it (the ``Opening`` struct)."""
+    """One segment opening, as ``open_segments`` takes it (the ``Opening`` struct):
+    both boundary leaves (state hash, cumulative energy, seal) and their proofs.
+    A job's openings go in strictly ascending ``index`` (docs/court.md)."""
 
     index: int
     start_hash: bytes
     start_energy_mj: int
+    start_seal: bytes
     end_hash: bytes
     end_energy_mj: int
+    end_seal: bytes
     start_proof: list[bytes]
     end_proof: list[bytes]
 
     @classmethod
     def from_tree(cls, tree: MerkleTree, index: int, state_hashes: Sequence[bytes],
-                  energies_mj: Sequence[int]) -> Self:
-        """Segment ``index``'s opening from the run's boundaries and their commitment tree
-        (:func:`greenproof.merkle.commitment_tree`; the end proof is the short one)."""
+                  energies_mj: Sequence[int], seals: Sequence[bytes]) -> Self:
+        """Segment ``index``'s opening from the run's boundaries, their seals and their
+        commitment tree (:func:`greenproof.merkle.commitment_tree`; the end proof is the short one)."""
         start_proof, end_proof = tree.segment_proofs(index)
         return cls(index=index, start_hash=state_hashes[index], start_energy_mj=energies_mj[index],
-                   end_hash=state_hashes[index + 1], end_energy_mj=energies_mj[index + 1],
+                   start_seal=seals[index], end_hash=state_hashes[index + 1],
+                   end_energy_mj=energies_mj[index + 1], end_seal=seals[index + 1],
                    start_proof=start_proof, end_proof=end_proof)
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ``Opening`` struct as ``open_segments`` takes it."""
-        return (self.index, self.start_hash, self.start_energy_mj, self.end_hash,
-                self.end_energy_mj, self.start_proof, self.end_proof)
+        return (self.index, self.start_hash, self.start_energy_mj, self.start_seal, self.end_hash,
+                self.end_energy_mj, self.end_seal, self.start_proof, self.end_proof)
 
 
 class Attestation(_Strict):

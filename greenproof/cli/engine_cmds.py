@@ -102,7 +102,8 @@ def train(spec_path: str, out: Path | None, device: str | None, threads: int | N
 @device_option
 @threads_option
 def replay(spec_path: str, k: int, run_dir: Path, expect: str | None, device: str | None, threads: int | None) -> None:
-    """Replay segment K from its start checkpoint and check the end state hash (exit 1 on mismatch)."""
+    """Replay segment K from its start checkpoint and check the end state hash and, in the
+    run's determinism class, the work digest of its losses (exit 1 on mismatch)."""
     from greenproof.engine import (
         SegmentError,
         determinism_class,
@@ -110,6 +111,7 @@ def replay(spec_path: str, k: int, run_dir: Path, expect: str | None, device: st
         run_segment,
         select_device,
     )
+    from greenproof.merkle import work_digest
     from greenproof.run import RunRecord
     from greenproof.statehash import state_hash
     from greenproof.store import ArtifactError, ArtifactStore
@@ -145,7 +147,9 @@ def replay(spec_path: str, k: int, run_dir: Path, expect: str | None, device: st
     click.echo(f"start     0x{record.state_hashes[k].hex()}")
     click.echo(f"expected  0x{expected.hex()}")
     click.echo(f"replayed  0x{got.hex()}")
-    if got == expected:
+    digest_ok = work_digest(result.losses) == record.work_digests[k + 1]
+    click.echo(f"losses    work digest {'matches' if digest_ok else 'differs from'} the run record's")
+    if got == expected and (digest_ok or not same_class):
         click.echo("MATCH")
         return
     if not same_class and store.has(expected):

@@ -1,7 +1,8 @@
 """Off-chain data about a job that the chain does not hold: loss curves and audit evidence.
 
 Workers keep run records (the per-step losses and per-boundary energies of a
-training run) and verifiers keep evidence reports (one JSON file per audited
+training run; a worker publishes one as ``runs/<job id>/record.json`` only once
+the job is final on chain, see :mod:`worker.records`) and verifiers keep evidence reports (one JSON file per audited
 job) in their data directories. The dashboard and the demo are given those
 directories (``--data-dir``, repeatable) and read any ``*.json`` file under them
 (and, for per-boundary energies, a worker's ``journal.sqlite``, read-only)

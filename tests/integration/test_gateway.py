@@ -27,7 +27,7 @@ from greenproof.chain.models import (
     VoteStatus,
     VotingStarted,
 )
-from greenproof.merkle import commitment_tree
+from greenproof.merkle import boundary0_seal, commitment_tree, seal
 
 TOKEN = 10**18
 PAYMENT, FEE, COLLATERAL = 100 * TOKEN, 10 * TOKEN, 150 * TOKEN
@@ -117,7 +117,8 @@ def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, 
     job_id = post(requester, num_segments=segments, audit_samples=samples)
     hashes = [keccak(encode(["uint256", "uint256"], [job_id, k])) for k in range(segments + 1)]
     energies = [k * 1_000 for k in range(segments + 1)]
-    tree = commitment_tree(job_id, hashes, energies)
+    seals = [boundary0_seal(job_id)] + [seal(job_id, k, keccak(b"losses %d" % k)) for k in range(1, segments + 1)]
+    tree = commitment_tree(job_id, hashes, energies, seals)
     provider.accept_job(job_id, CPU)
     start = provider.chain.block_number()
     provider.commit_result(job_id, tree.root, hashes[-1], energies[-1], "http://x")
@@ -131,7 +132,7 @@ def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, 
     indices = sorted(set(drawn.indices))
     assert provider.max_openings == 16 < len(indices)
 
-    openings = [Opening.from_tree(tree, i, hashes, energies) for i in indices]
+    openings = [Opening.from_tree(tree, i, hashes, energies, seals) for i in indices]
     receipts = provider.open_segments(job_id, openings)
     assert len(receipts) == -(-len(indices) // 16)
     assert all(r["status"] == 1 for r in receipts)

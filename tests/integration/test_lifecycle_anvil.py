@@ -14,7 +14,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from greenproof.chain.models import JobFinalized, JobState, Opening
-from greenproof.merkle import commitment_tree
+from greenproof.merkle import boundary0_seal, commitment_tree, seal
 
 TOKEN = 10**18
 PAYMENT, FEE, COLLATERAL = 100 * TOKEN, 10 * TOKEN, 150 * TOKEN
@@ -36,14 +36,15 @@ def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params):
     )
     hashes = [keccak(encode(["uint256", "uint256"], [job, k])) for k in range(NUM_SEGMENTS + 1)]
     energies = [k * 1_800_000 for k in range(NUM_SEGMENTS + 1)]
-    tree = commitment_tree(job, hashes, energies)
+    seals = [boundary0_seal(job)] + [seal(job, k, keccak(b"losses %d" % k)) for k in range(1, NUM_SEGMENTS + 1)]
+    tree = commitment_tree(job, hashes, energies, seals)
     prov.accept_job(job, keccak(b"cpu"))
     prov.commit_result(job, tree.root, hashes[-1], energies[-1], "http://x")
     anvil.mine(test_params["seed_lookahead"] + 1)
     req.draw_audit(job)
     assert len(prov.audit_indices(job)) == SAMPLES
     indices = sorted(set(prov.audit_indices(job)))
-    receipts = prov.open_segments(job, [Opening.from_tree(tree, i, hashes, energies) for i in indices])
+    receipts = prov.open_segments(job, [Opening.from_tree(tree, i, hashes, energies, seals) for i in indices])
     assert len(receipts) == 1
     assert all(prov.is_opened(job, i) for i in indices)
     assert prov.job(job).state is JobState.VOTING

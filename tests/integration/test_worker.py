@@ -228,6 +228,8 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
             served["post"] = httpx.post(f"{uri}/{final.hex()}", content=b"x").status_code
             served["unknown"] = httpx.get(f"{uri}/{'ab' * 32}").status_code
             served["expected"] = final
+            # the job is not final: its losses (the digests' preimages) are not published yet
+            served["record_while_voting"] = (tmp_path / "worker-data" / "runs" / str(job_id) / "record.json").exists()
 
         drive_to_paid(anvil, requester, job_id, worker, on_voting=fetch_artifacts)
         paid_after = time.monotonic() - t0
@@ -236,6 +238,7 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
     print(f"\nfull paid job wall time (post -> PAID): {paid_after:.1f} s")
 
     assert served["final"] == served["expected"]  # the checkpoint behind the commitment
+    assert served["record_while_voting"] is False
     assert (served["model"], served["post"], served["unknown"]) == (200, 405, 404)
     [finalized] = requester.events(JobFinalized, 0, job_id=job_id)
     expected_bonus = PAYMENT * deployment.parameters["max_bonus_bps"] * GREEN_BPS // 10_000 // 10_000

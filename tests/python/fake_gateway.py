@@ -3,9 +3,11 @@
 
 It keeps jobs the way JobMarket does and enforces the rules the worker relies
 on: only the provider commits, the audit is drawn once the seed block is past,
-only audited segments open and only with proofs against the committed root,
-the job moves to VOTING when every audited segment is open, finalize waits for
-the vote windows. Every transaction tried is recorded in ``sent``;
+only audited segments open, in strictly ascending index across all calls and
+only with proofs of both leaves (seals included; boundary 0 must carry
+``boundary0_seal``) against the committed root, the end seals chain into the
+job's ``seal_acc``, the job moves to VOTING when every audited segment is open,
+finalize waits for the vote windows. Every transaction tried is recorded in ``sent``;
 ``reverts[(job_id, "commit_result")] = "reason"`` makes that job's transaction
 revert with that reason on every try, as a real node reports it (``TxError``),
 and a job in ``unreadable`` makes its ``get_job`` view revert.
@@ -46,7 +48,7 @@ from greenproof.chain.models import (
     VoteView,
     VotingStarted,
 )
-from greenproof.merkle import complete_end_proof, leaf, verify
+from greenproof.merkle import ZERO32, boundary0_seal, complete_end_proof, leaf, verify
 from verifier.votes import vote_commitment
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ class FakeGateway:
         self.draws: dict[int, list[int]] = {}  # the indices draw_audit will draw, per job
         self.indices: dict[int, list[int]] = {}
         self.opened: dict[int, set[int]] = {}
+        #: JobMarket's ``seal_acc`` per job: the opened segments' end seals, chained
+        self.seal_acc: dict[int, bytes] = {}
         self.posted: list[JobPosted] = []
         self.reverts: dict[tuple[int, str], str] = {}
         self.unreadable: set[int] = set()
@@ -201,14 +205,18 @@ class FakeGateway:
         opened = self.opened.setdefault(job_id, set())
         leaves = j["num_segments"] + 1
         for o in openings:
-            ok_index = o.index in self.indices[job_id] and o.index not in opened
-            self._require(ok_index, "market: not an audited segment", "open_segments", job_id)
-            start = leaf(job_id, o.index, o.start_hash, o.start_energy_mj)
-            end = leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj)
+            ascending = all(o.index > i for i in opened)
+            self._require(ascending, "market: openings not ascending", "open_segments", job_id)
+            self._require(o.index in self.indices[job_id], "market: index not audited", "open_segments", job_id)
+            first_ok = o.index != 0 or o.start_seal == boundary0_seal(job_id)
+            self._require(first_ok, "market: bad seal at boundary 0", "open_segments", job_id)
+            start = leaf(job_id, o.index, o.start_hash, o.start_energy_mj, o.start_seal)
+            end = leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_seal)
             end_proof = complete_end_proof(o.start_proof, o.end_proof, o.index, leaves)
             proven = verify(o.start_proof, j["root"], start) and verify(end_proof, j["root"], end)
             self._require(proven, "market: bad proof", "open_segments", job_id)
             opened.add(o.index)
+            self.seal_acc[job_id] = keccak(self.seal_acc.get(job_id, ZERO32) + o.end_seal)
         if opened >= set(self.indices[job_id]):
             j.update(state=JobState.VOTING, voting_start=self.clock.now())
 
@@ -298,7 +306,7 @@ class FakeMarket(FakeGateway):
             ResultCommitted(**base, provider=PROVIDER, root=b"\1" * 32, final_state_hash=final_state_hash,
                             energy_mj=segments[-1].end_energy_mj if segments else 0, result_uri=result_uri,
                             seed_block=self.head),
-            *[SegmentOpened(**base, **seg.model_dump()) for seg in segments],
+            *[SegmentOpened(**base, **seg.model_dump(include=set(SegmentOpened.model_fields))) for seg in segments],
             VotingStarted(**base, commit_end=now + self.commit_window,
                           reveal_end=now + self.commit_window + self.reveal_window),
         ]

@@ -19,6 +19,7 @@ from greenproof.adversaries.cheats import CHEATS, faked_segments, make_cheat
 from greenproof.adversaries.simulate import simulate_run
 from greenproof.energy import FakeMeter
 from greenproof.engine import init_state, run_segment
+from greenproof.merkle import ZERO32, leaf, seal, verify, work_digest
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
@@ -167,3 +168,24 @@ def test_cheats_leave_the_honest_path_alone():
         assert run.hashes == honest.hashes, name
     assert state_hash(init_state(spec)) == honest.hashes[0]
     assert run_segment(spec, init_state(spec), 0).steps == spec.segment_steps
+
+
+@pytest.mark.parametrize(("name", "claims_other_losses"), [
+    ("fake_hashes", True), ("fewer_steps", True), ("learning_rate", True), ("noisy_weights", False)])
+def test_a_faked_segments_seal_commits_to_the_losses_it_claims(name, claims_other_losses):
+    """The seal of a faked segment is whatever its claimed losses digest to: a replay of
+    the segment (same class) reproduces the digest of every honest segment, never of a
+    faked one whose losses differ; the openings carry the seals the root commits to."""
+    spec = spec_for(4)
+    run = simulate_run(spec, cheat=make_cheat(name, fraction=0.5, seed=1), measure_energy=False)
+    faked = faked_segments(spec.num_segments, 0.5, 1)
+    assert run.work_digests[0] == ZERO32 and len(run.work_digests) == spec.num_segments + 1
+    root = run.tree().root
+    for k in range(spec.num_segments):
+        replayed = work_digest(run_segment(spec, run.states[run.hashes[k]], k).losses)
+        assert (replayed != run.work_digests[k + 1]) == (claims_other_losses and k in faked), k
+        seg = run.opened(k)
+        assert (seg.start_seal, seg.end_seal) == (seal(run.job_id, k, run.work_digests[k]),
+                                                  seal(run.job_id, k + 1, run.work_digests[k + 1]))
+        start_leaf = leaf(run.job_id, k, seg.start_hash, seg.start_energy_mj, seg.start_seal)
+        assert verify(run.tree().proof(k), root, start_leaf)

@@ -7,9 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from worker.journal import Journal, JournalError, Phase
+from worker.journal import Boundary, Journal, JournalError, Phase
 
 H0, H1, H2 = (bytes([i]) * 32 for i in range(3))
+W0, W1, W2 = b"\x00" * 32, b"\xa1" * 32, b"\xa2" * 32  # work digests (w_0 is zero)
+
+#: the boundaries table as a schema-1 worker created it (no work digest)
+SCHEMA_1_BOUNDARIES = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE boundaries (
+    job_id TEXT NOT NULL, k INTEGER NOT NULL, state_hash TEXT NOT NULL, energy_mj INTEGER NOT NULL,
+    PRIMARY KEY (job_id, k)
+);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
 
 
 def accept(j: Journal, job_id: int, deadline: int = 100) -> bool:
@@ -61,12 +72,17 @@ def test_a_skipped_job_may_be_reconsidered_once(tmp_path: Path) -> None:
 def test_boundaries_are_idempotent_but_immutable(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.sqlite")
     accept(j, 9)
-    j.record_boundary(9, 0, H0, 0)
-    j.record_boundary(9, 1, H1, 50)
-    j.record_boundary(9, 1, H1, 50)  # resumed run replays its last boundary
+    j.record_boundary(9, 0, H0, 0, W0)
+    j.record_boundary(9, 1, H1, 50, W1)
+    j.record_boundary(9, 1, H1, 50, W1)  # resumed run replays its last boundary
     with pytest.raises(JournalError, match="boundary 1 already recorded"):
-        j.record_boundary(9, 1, H2, 50)
-    assert [(b.k, b.state_hash, b.energy_mj) for b in j.boundaries(9)] == [(0, H0, 0), (1, H1, 50)]
+        j.record_boundary(9, 1, H2, 50, W1)
+    with pytest.raises(JournalError, match="boundary 1 already recorded"):
+        j.record_boundary(9, 1, H1, 50, W2)  # other losses behind the same state: refused too
+    with pytest.raises(JournalError, match="32 bytes"):
+        j.record_boundary(9, 2, H2, 60, b"short")
+    assert [(b.k, b.state_hash, b.energy_mj, b.work_digest) for b in j.boundaries(9)] == [
+        (0, H0, 0, W0), (1, H1, 50, W1)]
     assert j.has_boundary_hash(9, H1) and not j.has_boundary_hash(9, H2)
     assert not j.has_boundary_hash(8, H1)
 
@@ -107,6 +123,22 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     Journal(path).set_meta("schema_version", "999")
     with pytest.raises(JournalError, match="schema 999"):
         Journal(path)
+
+
+def test_a_schema_1_journal_is_migrated_and_its_old_boundaries_have_no_digest(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1_BOUNDARIES)
+        db.execute("INSERT INTO boundaries VALUES ('4', 0, ?, 0)", (H0.hex(),))
+    j = Journal(path)
+    assert j.get_meta("schema_version") == "2"
+    assert j.boundaries(4) == [Boundary(0, H0, 0, None)]  # never guessed
+    with pytest.raises(JournalError, match="already recorded"):
+        j.record_boundary(4, 0, H0, 0, W0)  # nor filled in later
+    j.record_boundary(5, 0, H0, 0, W0)
+    j.close()
+    reopened = Journal(path)  # migrating is done once
+    assert reopened.boundaries(5) == [Boundary(0, H0, 0, W0)]
 
 
 def test_rejects_a_file_that_is_not_sqlite(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""A whole run: boundaries in order, durable checkpoints, commitments that verify, resumable."""
+"""A whole run: boundaries in order, durable checkpoints, work digests a replay
+reproduces bit for bit, commitments that verify, resumable."""
 
 from __future__ import annotations
 
 import random
+import struct
 import time
 
 import pytest
@@ -10,8 +12,16 @@ import torch
 
 from greenproof.chain.models import Opening
 from greenproof.engine import init_state, run_segment
-from greenproof.merkle import complete_end_proof, leaf, verify
-from greenproof.run import CheckpointWriter, MemoryCheckpoints, RunRecord, train_run
+from greenproof.merkle import (
+    ZERO32,
+    boundary0_seal,
+    complete_end_proof,
+    leaf,
+    seal,
+    verify,
+    work_digest,
+)
+from greenproof.run import BoundaryReport, CheckpointWriter, MemoryCheckpoints, RunRecord, train_run
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from greenproof.store import ArtifactStore
@@ -64,9 +74,9 @@ def honest_hashes(spec):
 def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
     store, meter, seen = ArtifactStore(tmp_path), CountingMeter(), []
 
-    def on_boundary(k, h, e):
+    def on_boundary(k, h, e, w):
         assert store.has(h)  # durable before it is reported
-        seen.append((k, h, e))
+        seen.append((k, h, e, w))
 
     record = train_run(spec, store, meter, device=CPU, on_boundary=on_boundary, progress=False)
     hashes = record.state_hashes
@@ -74,8 +84,9 @@ def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
     for k in range(spec.num_segments):  # every boundary is the engine's segment from the previous one
         assert state_hash(run_segment(spec, store.get(hashes[k]), k, CPU).state) == hashes[k + 1]
     assert hashes == honest_hashes(spec)  # a memory sink keeps the same run
-    assert [k for k, _, _ in seen] == list(range(spec.num_segments + 1))
-    assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e in seen]
+    assert [k for k, _, _, _ in seen] == list(range(spec.num_segments + 1))
+    assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e, _ in seen]
+    assert record.work_digests == [w for _, _, _, w in seen] and record.work_digests[0] == ZERO32
     assert record.final_state_hash == record.state_hashes[-1] and record.energy_mj == 5000
     assert meter.started and meter.closed and record.energy_source == "fake"
     assert len(record.losses) == spec.total_steps
@@ -83,18 +94,46 @@ def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
         assert state_hash(store.get(h)) == h
 
 
+def test_work_digests_are_the_segments_float32_losses_and_a_replay_reproduces_them(spec, tmp_path):
+    store = ArtifactStore(tmp_path)
+    record = train_run(spec, store, CountingMeter(), device=CPU, progress=False)
+    n = spec.segment_steps
+    for k in range(spec.num_segments):
+        losses = record.losses[k * n:(k + 1) * n]
+        packed = struct.pack(f"<{n}f", *losses)
+        assert list(struct.unpack(f"<{n}f", packed)) == losses  # each loss is a float32 value, kept exactly
+        assert record.work_digests[k + 1] == work_digest(losses)
+        replay = run_segment(spec, store.get(record.state_hashes[k]), k, CPU)  # a verifier, same class
+        assert work_digest(replay.losses) == record.work_digests[k + 1]
+    assert len(set(record.work_digests)) == spec.num_segments + 1
+
+
+def test_the_leaves_commit_to_the_seals(spec, tmp_path):
+    record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False)
+    seals = record.seals(7)
+    assert seals[0] == boundary0_seal(7)
+    assert seals == [seal(7, k, w) for k, w in enumerate(record.work_digests)]
+    other = RunRecord(**{**vars(record), "work_digests": [ZERO32, *record.work_digests[2:], ZERO32]})
+    assert other.root(7) != record.root(7)  # the same states and energies with other losses: another root
+
+
 def test_openings_verify_against_the_root(spec, tmp_path):
     record = train_run(spec, ArtifactStore(tmp_path), CountingMeter(), device=CPU, progress=False)
     job_id = 7
     root = record.root(job_id)
     tree = record.tree(job_id)
+    seals = record.seals(job_id)
     for i in range(record.num_segments):
-        o = Opening.from_tree(tree, i, record.state_hashes, record.energies_mj)
-        assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj))
+        o = Opening.from_tree(tree, i, record.state_hashes, record.energies_mj, seals)
+        assert (o.start_seal, o.end_seal) == (seals[i], seals[i + 1])
+        assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj, o.start_seal))
         end_proof = complete_end_proof(o.start_proof, o.end_proof, i, record.num_segments + 1)
-        assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj))
-        assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj))
-    last = Opening.from_tree(tree, record.num_segments - 1, record.state_hashes, record.energies_mj)
+        assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.end_seal))
+        assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj, o.end_seal))
+        assert not verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.start_seal))
+        assert o.as_tuple() == (i, o.start_hash, o.start_energy_mj, o.start_seal, o.end_hash, o.end_energy_mj,
+                                o.end_seal, o.start_proof, o.end_proof)  # JobMarket's Opening struct
+    last = Opening.from_tree(tree, record.num_segments - 1, record.state_hashes, record.energies_mj, seals)
     assert last.end_hash == record.final_state_hash and last.end_energy_mj == record.energy_mj
 
 
@@ -103,6 +142,7 @@ def test_record_round_trips_through_json(spec, tmp_path):
     record.save(tmp_path / "run.json")
     back = RunRecord.load(tmp_path / "run.json")
     assert back.root(3) == record.root(3) and back.determinism_class == record.determinism_class
+    assert back.work_digests == record.work_digests and back.losses == record.losses
 
 
 def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
@@ -120,20 +160,23 @@ def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
     store = ArtifactStore(tmp_path / "b")
     with pytest.raises(Crash):
         train_run(spec, store, CountingMeter(), device=CPU, progress=False,
-                  on_boundary=lambda k, h, e: journal.append((h, e)), segment_hook=crash_after_2)
+                  on_boundary=lambda k, h, e, w: journal.append(BoundaryReport(h, e, w)), segment_hook=crash_after_2)
     assert len(journal) == 3  # boundaries 0, 1, 2 were durable and reported
     k = len(journal) - 1
     resumed = train_run(
         spec, store, CountingMeter(), device=CPU, progress=False,
-        start_state=store.get(journal[k][0]), start_k=k, start_energy_mj=journal[k][1], history=journal[:k],
+        start_state=store.get(journal[k].state_hash), start_k=k, history=journal,
     )
     assert resumed.state_hashes == full.state_hashes
-    assert resumed.energies_mj[: k + 1] == [e for _, e in journal]
+    assert resumed.work_digests == full.work_digests  # carried over, then the same losses
+    assert resumed.root(4) == full.root(4)
+    assert resumed.energies_mj[: k + 1] == [r.energy_mj for r in journal]
     assert resumed.energies_mj == sorted(resumed.energies_mj)
+    assert len(resumed.losses) == (spec.num_segments - k) * spec.segment_steps  # this session's steps
 
 
 def test_resume_needs_history(spec, tmp_path):
-    with pytest.raises(ValueError, match="needs history of boundaries 0..1"):
+    with pytest.raises(ValueError, match="needs history of boundaries 0..2"):
         train_run(spec, ArtifactStore(tmp_path), CountingMeter(), start_k=2, start_state={}, progress=False)
 
 

@@ -7,9 +7,15 @@ Stories:
   same passes, while the failing job is logged with the revert reason and
   retried alone, after its own backoff;
 * an audit of 25 distinct segments (more than the contract's MAX_OPENINGS per
-  transaction) hands every opening to the gateway, which batches them;
+  transaction) hands every opening to the gateway, which batches them, in
+  ascending order and with both boundaries' seals;
 * a node that is away is everybody's problem: the pass stops and the chain
-  loop backs off as a whole.
+  loop backs off as a whole;
+* a job whose boundaries were journaled without work digests (by a worker
+  before seals) is never committed: no seal is guessed;
+* a job trained by the real trainer journals the work digests a verifier's
+  replay in the same class computes bit for bit, and its losses cannot be read
+  from the artifact server or the dashboard's data until the job is final.
 
 Time is the test's: chain time is a :class:`FixedClock`, the backoff runs on a
 counter the test advances; nothing sleeps.
@@ -18,17 +24,31 @@ counter the test advances; nothing sleeps.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import struct
+import threading
 from pathlib import Path
 
 import pytest
 from eth_utils import keccak
 from fake_gateway import MAX_OPENINGS, PROVIDER, VOTE_WINDOWS, FakeGateway, FixedClock
+from fastapi.testclient import TestClient
 
 from greenproof.chain.errors import ChainError
 from greenproof.chain.models import JobState
 from greenproof.chain.retries import JobRetries
+from greenproof.dashboard.rundata import RunDataStore
+from greenproof.engine import run_segment
+from greenproof.merkle import ZERO32, boundary0_seal, seal, seal_accumulator, work_digest
+from greenproof.run import RunRecord
+from greenproof.spec import JobSpec, parse_spec
+from greenproof.store import ArtifactStore
+from worker.config import WorkerConfig
 from worker.journal import Journal, Phase
 from worker.lifecycle import Lifecycle, LifecycleError
+from worker.records import RunRecords
+from worker.server import JournalIndex, create_app
+from worker.trainer import Throughput, Trainer
 
 
 class Ticker:
@@ -47,23 +67,37 @@ class World:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = FixedClock()
         self.market = FakeGateway(self.clock)
-        self.journal = Journal(tmp_path / "journal.sqlite")
+        self.config = WorkerConfig(data_dir=tmp_path / "worker", device="cpu", energy_source="none")
+        self.journal = Journal(self.config.journal_path)
         self.ticker = Ticker()
         self.retries = JobRetries(1.0, 30.0, clock=self.ticker)
+        self.records = RunRecords(self.config.runs_dir)
         self.lifecycle = Lifecycle(self.market, self.journal, self.clock, self.retries,  # type: ignore[arg-type]
-                                   result_base="http://worker.test")
+                                   result_base="http://worker.test", records=self.records)
 
-    def trained_job(self, job_id: int, segments: int, *, draws: list[int] | None = None) -> None:
-        """A job accepted by us on chain with every boundary journaled (phase TRAINED)."""
+    def accepted_job(self, job_id: int, segments: int, *, draws: list[int] | None = None,
+                     spec: JobSpec | None = None) -> None:
+        """A job accepted by us on chain and journaled as QUEUED (``spec``: the one it trains)."""
         self.market.add_job(job_id, num_segments=segments, provider=PROVIDER, state=JobState.ACCEPTED)
         self.market.draws[job_id] = draws if draws is not None else [0, segments - 1]
         self.journal.begin_accept(
-            job_id, spec_json="{}", spec_hash=b"\0" * 32, determinism_class=b"\1" * 32,
+            job_id, spec_json=spec.canonical_json().decode() if spec else "{}",
+            spec_hash=spec.spec_hash() if spec else b"\0" * 32, determinism_class=b"\1" * 32,
             deadline=self.clock.now() + 86_400, num_segments=segments, posted_block=1,
         )
+        self.journal.set_phase(job_id, Phase.QUEUED)
+
+    def trained_job(self, job_id: int, segments: int, *, draws: list[int] | None = None) -> None:
+        """A job accepted by us on chain with every boundary journaled (phase TRAINED)."""
+        self.accepted_job(job_id, segments, draws=draws)
         for k in range(segments + 1):
-            self.journal.record_boundary(job_id, k, boundary_hash(job_id, k), 10 * k)
+            self.journal.record_boundary(job_id, k, boundary_hash(job_id, k), 10 * k, digest(job_id, k))
         self.journal.set_phase(job_id, Phase.TRAINED)
+
+    def trainer(self) -> Trainer:
+        """The worker's trainer over this world's journal (trains when asked, on this thread)."""
+        return Trainer(self.journal, ArtifactStore(self.config.store_dir), self.config, self.clock,  # type: ignore[arg-type]
+                       Throughput(self.journal), stopping=threading.Event())
 
     def passes(self, n: int) -> None:
         """``n`` passes of the lifecycle, each on a new block (chain time moves only by hand)."""
@@ -82,6 +116,11 @@ class World:
 
 def boundary_hash(job_id: int, k: int) -> bytes:
     return keccak(f"job {job_id} boundary {k}".encode())
+
+
+def digest(job_id: int, k: int) -> bytes:
+    """A made-up work digest ``w_k`` (zero at boundary 0, as the protocol fixes it)."""
+    return ZERO32 if k == 0 else keccak(f"job {job_id} losses {k}".encode())
 
 
 @pytest.fixture
@@ -140,7 +179,12 @@ def test_every_audited_segment_is_handed_to_the_gateway_in_one_call(world: World
     assert world.market.state(7) is JobState.VOTING
     [(job_id, openings)] = world.market.open_calls
     assert job_id == 7
-    assert [o.index for o in openings] == sorted(set(draws))
+    assert [o.index for o in openings] == sorted(set(draws))  # strictly ascending, as JobMarket requires
+    for o in openings:  # both leaves carry their seals (the fake market verified them against the root)
+        assert (o.start_seal, o.end_seal) == (seal(7, o.index, digest(7, o.index)),
+                                              seal(7, o.index + 1, digest(7, o.index + 1)))
+    assert openings[0].start_seal == boundary0_seal(7)
+    assert world.market.seal_acc[7] == seal_accumulator([o.end_seal for o in openings])
     assert world.journal.opened(7) == set(draws)
     assert world.phase(7) is Phase.AUDITING  # VOTING on the next pass, which finalizes
 
@@ -191,3 +235,99 @@ def test_a_node_that_is_away_stops_the_pass_for_every_job(world: World) -> None:
     world.market.node_down = False
     world.passes(1)
     assert world.market.state(1) is JobState.COMMITTED
+
+
+def test_a_job_journaled_without_work_digests_is_never_committed(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.trained_job(3, segments=4)
+    with sqlite3.connect(world.config.journal_path) as db:  # as a migrated schema-1 journal has them
+        db.execute("UPDATE boundaries SET work_digest = NULL WHERE job_id = '3' AND k = 2")
+
+    with caplog.at_level(logging.ERROR, logger="greenproof.worker"):
+        world.passes(2)
+
+    assert world.market.tries("commit_result", 3) == 0
+    row = world.journal.job(3)
+    assert row is not None and row.phase is Phase.ABANDONED and row.root is None
+    assert "journaled without work digests" in row.reason and "refusing to commit" in caplog.text
+
+    # nor resumed: the trainer gives up a job it could only finish with unknown seals
+    world.accepted_job(4, 4, spec=parse_spec(SPEC))
+    with sqlite3.connect(world.config.journal_path) as db:
+        db.execute("INSERT INTO boundaries VALUES ('4', 0, ?, 0, NULL)", (boundary_hash(4, 0).hex(),))
+    world.trainer().train(world.journal.job(4))  # type: ignore[arg-type]
+    row = world.journal.job(4)
+    assert row is not None and row.phase is Phase.ABANDONED and "cannot be committed" in row.reason
+    assert world.journal.boundaries(4)[1:] == []
+
+
+# ------------------------------------------------------------------ a real run: digests and losses
+
+SPEC = {"task": "mlp", "model": {"hidden": 16, "depth": 1, "dropout": 0.1}, "dataset": {"uri": "builtin://digits"},
+        "batch_size": 16, "total_steps": 8, "segment_steps": 2, "seed": 4}
+
+
+def segment_bytes(losses: list[float], spec: JobSpec) -> list[bytes]:
+    """Each segment's losses as a verifier's work digest packs them."""
+    n = spec.segment_steps
+    return [struct.pack(f"<{n}f", *losses[i:i + n]) for i in range(0, len(losses), n)]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_journaled_work_digests_are_what_a_replay_in_the_same_class_computes(world: World) -> None:
+    spec = parse_spec(SPEC)
+    world.accepted_job(5, spec.num_segments, spec=spec)
+    trainer = world.trainer()
+
+    trainer.train(world.journal.job(5))  # type: ignore[arg-type]
+
+    bounds = world.journal.boundaries(5)
+    assert len(bounds) == spec.num_segments + 1 and bounds[0].work_digest == ZERO32
+    for k in range(spec.num_segments):  # the verifier's replay of segment k, bit for bit
+        replay = run_segment(spec, trainer.store.get(bounds[k].state_hash), k, "cpu")
+        assert work_digest(replay.losses) == bounds[k + 1].work_digest
+    world.passes(1)
+    row = world.journal.job(5)
+    assert row is not None and row.root == RunRecord.load(world.records.held_path(5)).root(5)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_running_jobs_losses_cannot_be_read_until_it_is_final(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = parse_spec(SPEC)
+    world.accepted_job(6, spec.num_segments, draws=[3, 1], spec=spec)
+    trainer = world.trainer()
+    server = TestClient(create_app(JournalIndex(world.journal, trainer.store)), raise_server_exceptions=False)
+    dashboard = RunDataStore([world.config.data_dir])
+
+    def nothing_leaks() -> None:
+        assert dashboard.for_job(6).losses == []
+        assert not world.records.published_path(6).exists()
+        for path in ("record.json", "record.private", "losses", "final/record.json", "../runs/6/record.json"):
+            assert server.get(f"/artifacts/6/{path}").status_code in (404, 422), path
+        for b in world.journal.boundaries(6):  # what the server does serve: checkpoints, without a loss
+            body = server.get(f"/artifacts/6/{b.state_hash.hex()}").content
+            assert body and not any(seg in body for seg in segments)
+
+    with caplog.at_level(logging.DEBUG):
+        trainer.train(world.journal.job(6))  # type: ignore[arg-type]
+        losses = RunRecord.load(world.records.held_path(6)).losses
+        segments = segment_bytes(losses, spec)
+        assert len(losses) == spec.total_steps
+        nothing_leaks()
+        for state in (JobState.COMMITTED, JobState.AUDITING, JobState.VOTING):
+            world.passes(1)
+            assert world.market.state(6) is state
+            nothing_leaks()
+        world.vote_windows_pass()
+        world.passes(1)  # finalized: PAID on chain
+        assert world.market.state(6) is JobState.PAID
+        world.passes(1)  # the worker sees it final, closes it and publishes its run record
+    assert world.journal.job(6).phase is Phase.CLOSED  # type: ignore[union-attr]
+    assert dashboard.for_job(6).losses == losses
+    assert not world.records.held_path(6).exists()
+    logged = [r.getMessage().lower() for r in caplog.records if r.name.startswith("greenproof")]
+    assert logged and not [m for m in logged if "loss" in m]  # the worker never logs one
+    assert not [m for m in logged for x in losses if f"{x:.4f}" in m or repr(x) in m]
