@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,44 +124,40 @@ def requester() -> None:
 # --------------------------------------------------------------------------- post
 
 
-@requester.command()
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--payment", type=AMOUNT, required=True, help="Payment to the provider (tokens).")
-@click.option("--verifier-fee", type=AMOUNT, default=Decimal(0), show_default=True,
-              help="Fee shared by the verifiers who vote with the outcome (tokens).")
-@click.option("--collateral", type=AMOUNT, default=None,
-              help="Provider collateral (tokens); default: the market's minimum ratio of the payment.")
-@click.option("--deadline", type=click.IntRange(min=1), default=None,
-              help="Commit deadline as a unix timestamp.")
-@click.option("--duration", type=click.IntRange(min=1), default=None,
-              help=f"Commit deadline as seconds from now (default {DEFAULT_DURATION_S}).")
-@click.option("--audit-samples", type=click.IntRange(min=1), default=None,
-              help="Audit samples, drawn with replacement (default: the market's max_audit_samples; see docs/economics.md).")
-@click.option("--min-green-bps", type=click.IntRange(0, 10_000), default=0, show_default=True,
-              help="Only providers with at least this attested green share (basis points).")
-@click.option("--spec-uri", default=None,
-              help="Where providers fetch the spec (default: the spec itself as a data: URI).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@network_option
-@account_option
-@deployment_option
-@confirmations_option
-def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
-         deadline: int | None, duration: int | None, audit_samples: int | None,
-         min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
-         account: str | None, deployment: Path | None, confirmations: int) -> None:
-    """Validate SPEC (YAML or JSON), escrow the payment and post the job; prints the job id."""
+@dataclass(frozen=True)
+class PostPlan:
+    """A job ready to post: every value checked as the market and a provider will check it."""
+
+    spec: Any
+    spec_hash: bytes
+    spec_uri: str
+    num_segments: int
+    audit_samples: int
+    payment: int
+    verifier_fee: int
+    collateral: int
+    deadline: int
+    now: int
+    min_green_bps: int
+    decimals: int
+
+
+def _load_checked_spec(spec_path: Path, spec_uri: str | None) -> tuple[Any, str]:
+    """The spec and the URI providers will read it from, validated exactly as a provider
+    validates them: the spec, its dataset against the pinned sha256, and a hosted copy's hash."""
     from greenproof.spec import JobSpecError, load_spec
 
-    if deadline is not None and duration is not None:
-        raise click.UsageError("give --deadline or --duration, not both")
     try:
         spec = load_spec(str(spec_path))
     except JobSpecError as exc:
         raise click.ClickException(str(exc)) from None
     except FileNotFoundError:
         raise click.ClickException(f"requester: spec file {spec_path} does not exist") from None
-    spec_hash = spec.spec_hash()
+    try:
+        spec.load_data()  # what every provider and verifier does first: fetch, check sha256
+    except JobSpecError as exc:
+        raise click.ClickException(f"requester: the spec's dataset is unusable, no provider "
+                                   f"would train it: {exc}") from None
     uri = spec_uri or spec_data_uri(spec_path, spec)
     if len(uri.encode()) > SPEC_URI_MAX:
         raise click.ClickException(
@@ -168,58 +165,195 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
             f"bytes, more than the market's {SPEC_URI_MAX}-byte limit; host the spec file "
             "(https, IPFS gateway, …) and pass --spec-uri URL"
         )
-    num_segments = int(spec.num_segments)
+    if spec_uri is not None:
+        try:
+            hosted = load_spec(spec_uri)
+        except JobSpecError as exc:
+            raise click.ClickException(f"requester: --spec-uri {spec_uri} is unusable: {exc}") from None
+        if hosted.spec_hash() != spec.spec_hash():
+            raise click.ClickException(
+                f"requester: --spec-uri {spec_uri} hashes to 0x{hosted.spec_hash().hex()}, "
+                f"{spec_path} to 0x{spec.spec_hash().hex()}: providers would skip the job"
+            )
+    return spec, uri
 
+
+def _plan(gw: Gateway, spec: Any, uri: str, *, payment: Decimal, verifier_fee: Decimal,
+          collateral: Decimal | None, deadline: int | None, duration: int | None,
+          audit_samples: int | None, min_green_bps: int) -> PostPlan:
+    """Amounts and terms, checked against the market's parameters with the limit in every error."""
+    decimals = gw.token_decimals()
+    pay = to_base_units(payment, decimals, "--payment")
+    fee = to_base_units(verifier_fee, decimals, "--verifier-fee")
+    if pay == 0:
+        raise click.ClickException("requester: --payment must be above 0")
+    min_bps = gw.param("min_collateral_bps")
+    min_coll = -(-pay * min_bps // 10_000)
+    coll = min_coll if collateral is None else to_base_units(collateral, decimals, "--collateral")
+    if coll < min_coll:
+        raise click.ClickException(
+            f"requester: collateral too low: {_fmt(coll, decimals)} (min {_fmt(min_coll, decimals)}, "
+            f"{min_bps / 100:g} % of the payment)")
+    max_samples = gw.param("max_audit_samples")
+    # Samples are drawn with replacement: more samples than segments still raise the
+    # chance of catching a partial cheat, so the default is not capped by num_segments.
+    samples = max_samples if audit_samples is None else audit_samples
+    if samples > max_samples:
+        raise click.ClickException(f"requester: too many audit samples: {samples} (max {max_samples})")
+    now = gw.chain.timestamp()
+    due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
+    if due <= now:
+        raise click.ClickException(f"requester: deadline {due} is not after the chain's time {now}")
+    longest = gw.param("max_job_duration")
+    if due - now > longest:
+        raise click.ClickException(
+            f"requester: deadline too far: {due - now} s from now (max {longest} s)")
+    return PostPlan(spec=spec, spec_hash=spec.spec_hash(), spec_uri=uri,
+                    num_segments=int(spec.num_segments), audit_samples=samples, payment=pay,
+                    verifier_fee=fee, collateral=coll, deadline=due, now=now,
+                    min_green_bps=min_green_bps, decimals=decimals)
+
+
+def _post_options(fn: Any) -> Any:
+    for option in reversed((
+        click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--payment", type=AMOUNT, required=True, help="Payment to the provider (tokens)."),
+        click.option("--verifier-fee", type=AMOUNT, default=Decimal(0), show_default=True,
+                     help="Fee shared by the verifiers who vote with the outcome (tokens)."),
+        click.option("--collateral", type=AMOUNT, default=None,
+                     help="Provider collateral (tokens); default: the market's minimum ratio of the payment."),
+        click.option("--deadline", type=click.IntRange(min=1), default=None,
+                     help="Commit deadline as a unix timestamp."),
+        click.option("--duration", type=click.IntRange(min=1), default=None,
+                     help=f"Commit deadline as seconds from now (default {DEFAULT_DURATION_S})."),
+        click.option("--audit-samples", type=click.IntRange(min=1), default=None,
+                     help="Audit samples, drawn with replacement (default: the market's max_audit_samples; "
+                          "see docs/economics.md)."),
+        click.option("--min-green-bps", type=click.IntRange(0, 10_000), default=0, show_default=True,
+                     help="Only providers with at least this attested green share (basis points)."),
+        click.option("--spec-uri", default=None,
+                     help="Where providers fetch the spec (default: the spec itself as a data: URI); "
+                          "fetched and checked against SPEC before anything is sent."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        network_option, account_option, deployment_option, confirmations_option,
+    )):
+        fn = option(fn)
+    return fn
+
+
+def _prepare(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
+             deadline: int | None, duration: int | None, audit_samples: int | None,
+             min_green_bps: int, spec_uri: str | None, network: str, account: str | None,
+             deployment: Path | None, confirmations: int) -> tuple[Gateway, PostPlan]:
+    if deadline is not None and duration is not None:
+        raise click.UsageError("give --deadline or --duration, not both")
+    spec, uri = _load_checked_spec(spec_path, spec_uri)
     gw = _gateway(network, account, deployment, confirmations)
     try:
-        decimals = gw.token_decimals()
-        pay = to_base_units(payment, decimals, "--payment")
-        fee = to_base_units(verifier_fee, decimals, "--verifier-fee")
-        if collateral is None:
-            coll = -(-pay * gw.param("min_collateral_bps") // 10_000)
-        else:
-            coll = to_base_units(collateral, decimals, "--collateral")
-        if audit_samples is None:
-            # Samples are drawn with replacement: more samples than segments still raise the
-            # chance of catching a partial cheat, so the default is not capped by num_segments.
-            audit_samples = gw.param("max_audit_samples")
-        now = gw.chain.timestamp()
-        due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
-        if due <= now:
-            raise click.ClickException(f"requester: deadline {due} is not after the chain's time {now}")
+        plan = _plan(gw, spec, uri, payment=payment, verifier_fee=verifier_fee, collateral=collateral,
+                     deadline=deadline, duration=duration, audit_samples=audit_samples,
+                     min_green_bps=min_green_bps)
         balance = gw.token_balance()
-        if balance < pay + fee:
-            raise click.ClickException(
-                f"requester: {gw.address} holds {_fmt(balance, decimals)} tokens but the job "
-                f"escrows {_fmt(pay + fee, decimals)} (payment + verifier fee)"
-            )
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if balance < plan.payment + plan.verifier_fee:
+        raise click.ClickException(
+            f"requester: {gw.address} holds {_fmt(balance, plan.decimals)} tokens but the job "
+            f"escrows {_fmt(plan.payment + plan.verifier_fee, plan.decimals)} (payment + verifier fee)"
+        )
+    return gw, plan
+
+
+@requester.command()
+@_post_options
+def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
+         deadline: int | None, duration: int | None, audit_samples: int | None,
+         min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
+         account: str | None, deployment: Path | None, confirmations: int) -> None:
+    """Validate SPEC (YAML or JSON), escrow the payment and post the job; prints the job id.
+
+    Everything a provider will check is checked first, before any transaction:
+    the spec, its dataset against the pinned sha256, a --spec-uri copy's hash,
+    and the amounts and deadline against the market's limits.
+    """
+    gw, plan = _prepare(spec_path, payment, verifier_fee, collateral, deadline, duration,
+                        audit_samples, min_green_bps, spec_uri, network, account, deployment,
+                        confirmations)
+    try:
         job_id, receipt = gw.post_job(
-            spec_hash=spec_hash, spec_uri=uri, num_segments=num_segments, audit_samples=audit_samples,
-            payment=pay, verifier_fee=fee, collateral=coll, deadline=due, min_green_bps=min_green_bps,
+            spec_hash=plan.spec_hash, spec_uri=plan.spec_uri, num_segments=plan.num_segments,
+            audit_samples=plan.audit_samples, payment=plan.payment, verifier_fee=plan.verifier_fee,
+            collateral=plan.collateral, deadline=plan.deadline, min_green_bps=plan.min_green_bps,
         )
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    result = {
-        "job_id": job_id,
-        "spec_hash": "0x" + spec_hash.hex(),
-        "num_segments": num_segments,
-        "audit_samples": audit_samples,
-        "payment": pay,
-        "verifier_fee": fee,
-        "collateral": coll,
-        "deadline": due,
-        "min_green_bps": min_green_bps,
-        "tx": receipt["transactionHash"].to_0x_hex(),
-    }
+    result = _plan_json(plan) | {"job_id": job_id, "tx": receipt["transactionHash"].to_0x_hex()}
     if as_json:
         click.echo(json.dumps(result))
     else:
+        d = plan.decimals
         click.echo(
-            f"job {job_id} posted: spec 0x{spec_hash.hex()[:16]}…, {num_segments} segments, "
-            f"{audit_samples} audited, payment {_fmt(pay, decimals)} + fee {_fmt(fee, decimals)}, "
-            f"collateral {_fmt(coll, decimals)}, deadline in {due - now} s"
+            f"job {job_id} posted: spec 0x{plan.spec_hash.hex()[:16]}…, {plan.num_segments} segments, "
+            f"{plan.audit_samples} audited, payment {_fmt(plan.payment, d)} + fee {_fmt(plan.verifier_fee, d)}, "
+            f"collateral {_fmt(plan.collateral, d)}, deadline in {plan.deadline - plan.now} s"
         )
         click.echo(str(job_id))
+
+
+def _plan_json(plan: PostPlan) -> dict[str, Any]:
+    return {
+        "spec_hash": "0x" + plan.spec_hash.hex(),
+        "num_segments": plan.num_segments,
+        "audit_samples": plan.audit_samples,
+        "payment": plan.payment,
+        "verifier_fee": plan.verifier_fee,
+        "collateral": plan.collateral,
+        "deadline": plan.deadline,
+        "min_green_bps": plan.min_green_bps,
+    }
+
+
+@requester.command()
+@_post_options
+def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
+          deadline: int | None, duration: int | None, audit_samples: int | None,
+          min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
+          account: str | None, deployment: Path | None, confirmations: int) -> None:
+    """Dry run of `post`: check everything, send nothing, and say which providers would take it.
+
+    Each provider known to the market (staked, or seen on a job) is judged with
+    the default worker policy (`greenproof worker run --help`) from its on-chain
+    standing: green share, free stake, and the deadline against an estimate of
+    the training time. Providers with stricter settings may still refuse.
+    """
+    from worker.policy import Offer, PolicyConfig, Standing, evaluate
+
+    gw, plan = _prepare(spec_path, payment, verifier_fee, collateral, deadline, duration,
+                        audit_samples, min_green_bps, spec_uri, network, account, deployment,
+                        confirmations)
+    offer = Offer(job_id=0, payment=plan.payment, collateral=plan.collateral, deadline=plan.deadline,
+                  min_green_bps=plan.min_green_bps, total_steps=plan.spec.total_steps,
+                  memory_bytes=int(plan.spec.estimate_memory_bytes()))
+    verdicts = []
+    try:
+        providers = [p.address for p in _snapshot(gw).providers]
+        for who in providers:
+            standing = Standing(now=plan.now, green_bps=gw.green_bps(who), free_stake=gw.free_stake(who))
+            decision = evaluate(offer, standing, PolicyConfig())
+            verdicts.append({"provider": who, "accept": decision.accept, "reason": decision.reason})
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(_plan_json(plan) | {"providers": verdicts}))
+        return
+    d = plan.decimals
+    click.echo(f"ok to post: {plan.num_segments} segments, {plan.audit_samples} audited, payment "
+               f"{_fmt(plan.payment, d)} + fee {_fmt(plan.verifier_fee, d)}, collateral "
+               f"{_fmt(plan.collateral, d)}, deadline in {plan.deadline - plan.now} s (nothing sent)")
+    if not verdicts:
+        click.echo("no provider known to this market yet")
+    for v in verdicts:
+        click.echo(f"  {v['provider']}: {'would accept' if v['accept'] else 'would refuse'} ({v['reason']})")
 
 
 # --------------------------------------------------------------------------- status / watch

@@ -126,3 +126,42 @@ def test_fetch_verifies_the_final_model_against_the_commitment(market: dict, tmp
     code, out = requester_cli(market, "fetch", str(job_id), "--out", str(tmp_path / "x.safetensors"),
                               account=None)
     assert code != 0 and "cannot fetch" in out
+
+
+def test_post_refuses_what_a_provider_would_refuse_before_any_transaction(market: dict, tmp_path: Path) -> None:
+    """A wrong dataset pin, a hosted spec that hashes differently, out-of-bound terms: each is
+    refused with the limit named, and the requester's nonce shows nothing was sent."""
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    nonce = gw.chain.w3.eth.get_transaction_count(gw.address)
+    wrong_pin = tmp_path / "pin.yaml"
+    wrong_pin.write_text(SPEC_YAML.replace('dataset: {uri: "builtin://digits"}',
+                                           'dataset: {uri: "builtin://digits", sha256: "' + "ab" * 32 + '"}'))
+    other = tmp_path / "other.yaml"
+    other.write_text(SPEC_YAML.replace("seed: 7", "seed: 8"))
+    base = ["--payment", "10", "--duration", "600"]
+    cases = [
+        ([str(wrong_pin), *base], "dataset is unusable"),
+        ([str(market["spec"]), *base, "--spec-uri", f"file://{other}"], "providers would skip the job"),
+        ([str(market["spec"]), *base, "--audit-samples", "999"], "too many audit samples: 999 (max 32)"),
+        ([str(market["spec"]), "--payment", "10", "--duration", str(10**9)], "deadline too far"),
+        ([str(market["spec"]), *base, "--collateral", "1"], "collateral too low: 1 (min 10"),
+    ]
+    for args, message in cases:
+        code, out = requester_cli(market, "post", *args)
+        assert code != 0 and message in out, (args, out)
+    assert gw.chain.w3.eth.get_transaction_count(gw.address) == nonce
+
+
+def test_quote_checks_everything_and_says_which_providers_would_take_the_job(market: dict) -> None:
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    nonce = gw.chain.w3.eth.get_transaction_count(gw.address)
+    code, out = requester_cli(market, "quote", str(market["spec"]), "--payment", "10", "--duration", "600",
+                              "--json")
+    assert code == 0, out
+    quote = json.loads(out)
+    assert quote["audit_samples"] == 32 and quote["providers"], quote
+    assert all(set(v) == {"provider", "accept", "reason"} for v in quote["providers"])
+    code, out = requester_cli(market, "quote", str(market["spec"]), "--payment", "10", "--duration", "600",
+                              "--min-green-bps", "10000")
+    assert code == 0 and "would refuse (job needs green share 10000 bps" in out, out
+    assert gw.chain.w3.eth.get_transaction_count(gw.address) == nonce
