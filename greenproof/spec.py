@@ -51,6 +51,12 @@ class DatasetRef(_Strict):
     uri: str = Field(min_length=1)
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
 
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _digits_as_text(cls, v: Any) -> Any:
+        # YAML reads a hash of digits only as a number: take its original spelling
+        return v.text if isinstance(v, _YamlInt) else v
+
     @field_validator("sha256")
     @classmethod
     def _lower(cls, v: str | None) -> str | None:
@@ -255,6 +261,28 @@ def _read_spec_text(path_or_uri: str | Path) -> tuple[str, str]:
     return text, "spec.json" if scheme == "data" else urlsplit(s).path if scheme else Path(s).name
 
 
+class _YamlInt(int):
+    """An int that remembers how YAML spelled it: a sha256 of digits only (``0123…``) parses
+    as an int (octal even, with a leading 0), and only the original text is the hash."""
+
+    text: str
+
+
+def _load_yaml(text: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+        value = _YamlInt(yaml.SafeLoader.construct_yaml_int(loader, node))
+        value.text = node.value
+        return value
+
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_spec(path_or_uri: str | Path, *, check: bool = False, device: Any = None) -> JobSpec:
     """Load a YAML or JSON spec from a path, ``file://``, ``http(s)://`` or ``data:`` URI
     (through :mod:`greenproof.uri`, capped at 1 MiB and 30 s: ``SPEC_LIMITS``).
@@ -265,9 +293,7 @@ def load_spec(path_or_uri: str | Path, *, check: bool = False, device: Any = Non
     text, name = _read_spec_text(path_or_uri)
     try:
         if name.endswith((".yaml", ".yml")):
-            import yaml
-
-            obj = yaml.safe_load(text)
+            obj = _load_yaml(text)
         else:
             obj = json.loads(text)
     except Exception as e:  # yaml and json raise different types

@@ -45,10 +45,19 @@ def ape_accounts_dir() -> Path:
     return (Path(data) if data else Path.home() / ".ape") / "accounts"
 
 
+#: anvil (and ape's local chain) fund this many test accounts by default: TEST::0 … TEST::9.
+DEV_ACCOUNTS = 10
+
+
 def dev_account(index: int) -> LocalAccount:
     """Test account ``index`` (anvil's and ape's default pre-funded accounts)."""
     if index < 0:
         raise AccountError(f"account: TEST::{index} needs a non-negative index")
+    if index >= DEV_ACCOUNTS:
+        raise AccountError(
+            f"account: TEST::{index} is beyond anvil's {DEV_ACCOUNTS} funded test accounts "
+            f"(TEST::0 … TEST::{DEV_ACCOUNTS - 1}); it would hold no ETH for gas"
+        )
     return Account.from_mnemonic(TEST_MNEMONIC, account_path=TEST_HD_PATH.format(index))
 
 

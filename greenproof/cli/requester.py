@@ -219,7 +219,8 @@ def _post_options(fn: Any) -> Any:
         click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path)),
         click.option("--payment", type=AMOUNT, required=True, help="Payment to the provider (tokens)."),
         click.option("--verifier-fee", type=AMOUNT, default=Decimal(0), show_default=True,
-                     help="Fee shared by the verifiers who vote with the outcome (tokens)."),
+                     help="Fee shared by the committee seats that prove an ok replay of a paid job "
+                          "(refunded when the job is slashed or no seat wins; tokens)."),
         click.option("--collateral", type=AMOUNT, default=None,
                      help="Provider collateral (tokens); default: the market's minimum ratio of the payment."),
         click.option("--deadline", type=click.IntRange(min=1), default=None,
@@ -359,28 +360,69 @@ def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: 
 # --------------------------------------------------------------------------- status / watch
 
 
+def _court_cells(job: Any) -> tuple[str, str, str]:
+    """(seats drawn in the current round, counted ok/fraud seats, decision) for the jobs table."""
+    if job.case is None or not job.case.rounds:
+        return "—", "—", "—"
+    last = job.case.rounds[-1]
+    seats = f"{last.drawn_seats}" + (f" (round {last.round})" if last.round else "")
+    decided = job.case.decided_round is not None
+    return seats, f"{last.ok_seats}/{last.fraud_seats}", job.case.outcome.value if decided else "—"
+
+
 def _job_table(jobs: list[Any], decimals: int) -> Any:
     from rich.table import Table
 
     table = Table(title="jobs")
-    for col in ("job", "state", "provider", "segments", "audited/opened", "votes (fraud/ok)",
-                "payment", "paid+bonus", "slashed", "energy Wh"):
-        table.add_column(col, justify="right" if col not in ("state", "provider") else "left")
+    for col in ("job", "state", "provider", "segments", "audited/opened", "seats", "votes ok/fraud",
+                "decision", "payment", "paid+bonus", "slashed", "energy Wh"):
+        table.add_column(col, justify="left" if col in ("state", "provider", "decision") else "right")
     for j in jobs:
-        revealed = [v for v in j.votes if v.revealed]
-        fraud = sum(1 for v in revealed if v.fraud)
         table.add_row(
             str(j.job_id), j.state.value, (j.provider or "—")[:10], str(j.num_segments),
-            f"{len(set(j.audit_indices))}/{len(j.opened)}",
-            f"{len(j.votes)} ({fraud}/{len(revealed) - fraud})",
+            f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cells(j),
             _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
             f"{j.energy_wh:.4f}",
         )
     return table
 
 
+def _seat_line(seat: Any, decimals: int) -> str:
+    money = ""
+    if seat.reward:
+        money = f"  +{_fmt(seat.reward, decimals)}"
+    elif seat.penalty:
+        money = f"  -{_fmt(seat.penalty, decimals)}"
+    plural = "s" if seat.seats > 1 else ""
+    unsettled = ", not settled yet" if seat.result and not seat.settled else ""
+    return f"  {seat.voter}  {seat.seats} seat{plural}  {seat.vote} -> {seat.result or 'pending'}{money}{unsettled}"
+
+
+def _court_lines(job: Any, decimals: int) -> list[str]:
+    """The committee of every round, each seat's vote and settlement, and the decision."""
+    case = job.case
+    if case is None:
+        if job.state.final:
+            return ["court        no case (no audit was drawn)"]
+        return ["court        no case yet (the committee is drawn with the audit)"]
+    lines = [f"court        committee {case.committee_size} seats, up to {case.max_rounds} rounds, "
+             f"class {case.dclass[:10]}…"]
+    for rnd in case.rounds:
+        lines.append(f"round {rnd.round:<6} {rnd.drawn_seats} seats drawn, counted ok {rnd.ok_seats} / "
+                     f"fraud {rnd.fraud_seats}")
+        lines.extend(_seat_line(seat, decimals) for seat in rnd.seats)
+    if case.decided_round is None:
+        lines.append("decision     pending")
+    else:
+        pot = (f": pot {_fmt(case.pot, decimals)} over {case.winning_seats} winning seats "
+               f"({_fmt(case.reward_per_seat, decimals)} each)" if case.winning_seats else "")
+        lines.append(f"decision     {case.outcome.value} in round {case.decided_round}{pot}")
+    return lines
+
+
 def _job_panel(job: Any, decimals: int) -> Any:
     from rich.panel import Panel
+    from rich.text import Text
 
     lines = [
         f"state        {job.state.value}",
@@ -388,7 +430,7 @@ def _job_panel(job: Any, decimals: int) -> Any:
         f"provider     {job.provider or '—'}",
         f"segments     {job.num_segments}, audit samples {job.audit_samples}",
         f"audited      {sorted(set(job.audit_indices)) or '—'}, opened {sorted(job.opened) or '—'}",
-        f"votes        {len(job.votes)} committed, {sum(v.revealed for v in job.votes)} revealed",
+        *_court_lines(job, decimals),
         f"payment      {_fmt(job.payment, decimals)} + fee {_fmt(job.verifier_fee, decimals)}, "
         f"collateral {_fmt(job.collateral, decimals)}",
         f"result       {job.result_uri or '—'}",
@@ -400,7 +442,7 @@ def _job_panel(job: Any, decimals: int) -> Any:
             f"outcome      {job.outcome or job.state.value}: paid {_fmt(job.paid, decimals)} "
             f"+ bonus {_fmt(job.bonus, decimals)}, slashed {_fmt(job.slashed, decimals)}"
         )
-    return Panel("\n".join(lines), title=f"job {job.job_id}")
+    return Panel(Text("\n".join(lines)), title=f"job {job.job_id}")
 
 
 @requester.command()
@@ -450,7 +492,8 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
 @deployment_option
 def watch(job_id: int, interval: float, timeout: float | None, network: str,
           deployment: Path | None) -> None:
-    """Follow JOB_ID live (state, audited/opened segments, votes) until it is final."""
+    """Follow JOB_ID live (state, audited/opened segments, the committee and its votes per
+    round, the decision) until it is final."""
     from rich.console import Console
     from rich.live import Live
 
@@ -492,6 +535,8 @@ def cancel(job_id: int, network: str, account: str | None, deployment: Path | No
     """Cancel JOB_ID while it is still OPEN (full refund of payment and fee)."""
     gw = _gateway(network, account, deployment, confirmations)
     try:
+        if not gw.job(job_id).exists:
+            raise click.ClickException(f"requester: job {job_id} does not exist on this deployment")
         gw.cancel_job(job_id)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
@@ -538,7 +583,11 @@ def fetch(job_id: int, out: Path, network: str, deployment: Path | None) -> None
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if job is None:
-        raise click.ClickException(f"requester: job {job_id} not found on this deployment")
+        raise click.ClickException(f"requester: job {job_id} does not exist on this deployment")
+    if job.state.value in ("SLASHED", "CANCELLED", "EXPIRED"):
+        raise click.ClickException(
+            f"requester: job {job_id} is {job.state.value}: there is no verified model "
+            "(`greenproof requester withdraw` pays out what the job owes you)")
     if not job.final_state_hash or not job.result_uri:
         raise click.ClickException(
             f"requester: job {job_id} is {job.state.value}; no result has been committed yet"

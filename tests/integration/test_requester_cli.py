@@ -37,7 +37,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     data = tmp_path_factory.mktemp("requester-market")
     with Anvil(state_dir=data / "anvil") as node:
         actors = default_actors()
-        manifest = setup_market(node.rpc_url, actors, data)
+        # the market's own default parameters: the limits the errors below name
+        manifest = setup_market(node.rpc_url, actors, data, params={}, pool_classes=[b"\x01" * 32])
         spec = data / "job.yaml"
         spec.write_text(SPEC_YAML)
         yield {"rpc": node.rpc_url, "manifest": manifest, "actors": actors, "spec": spec,
@@ -142,7 +143,7 @@ def test_post_refuses_what_a_provider_would_refuse_before_any_transaction(market
     cases = [
         ([str(wrong_pin), *base], "dataset is unusable"),
         ([str(market["spec"]), *base, "--spec-uri", f"file://{other}"], "providers would skip the job"),
-        ([str(market["spec"]), *base, "--audit-samples", "999"], "too many audit samples: 999 (max 32)"),
+        ([str(market["spec"]), *base, "--audit-samples", "999"], f"too many audit samples: 999 (max {gw.param('max_audit_samples')})"),
         ([str(market["spec"]), "--payment", "10", "--duration", str(10**9)], "deadline too far"),
         ([str(market["spec"]), *base, "--collateral", "1"], "collateral too low: 1 (min 10"),
     ]
@@ -154,14 +155,32 @@ def test_post_refuses_what_a_provider_would_refuse_before_any_transaction(market
 
 def test_quote_checks_everything_and_says_which_providers_would_take_the_job(market: dict) -> None:
     gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    # the unattested provider becomes known to the market by taking a job
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "2", "--json")
+    assert code == 0, out
+    cheater = Gateway(connect(market["rpc"], market["actors"]["cheater"].account, market["manifest"]))
+    cheater.accept_job(json.loads(out)["job_id"], b"\x01" * 32)
     nonce = gw.chain.w3.eth.get_transaction_count(gw.address)
     code, out = requester_cli(market, "quote", str(market["spec"]), "--payment", "10", "--duration", "600",
                               "--json")
     assert code == 0, out
     quote = json.loads(out)
-    assert quote["audit_samples"] == 32 and quote["providers"], quote
+    assert quote["audit_samples"] == gw.param("max_audit_samples") and quote["providers"], quote
     assert all(set(v) == {"provider", "accept", "reason"} for v in quote["providers"])
     code, out = requester_cli(market, "quote", str(market["spec"]), "--payment", "10", "--duration", "600",
                               "--min-green-bps", "10000")
     assert code == 0 and "would refuse (job needs green share 10000 bps" in out, out
     assert gw.chain.w3.eth.get_transaction_count(gw.address) == nonce
+
+
+def test_cancel_of_a_missing_job_and_fetch_of_a_cancelled_one_say_so(market: dict, tmp_path: Path) -> None:
+    code, out = requester_cli(market, "cancel", "999")
+    assert code != 0 and "job 999 does not exist" in out, out
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "1", "--duration", "600",
+                              "--json")
+    assert code == 0, out
+    job_id = json.loads(out)["job_id"]
+    assert requester_cli(market, "cancel", str(job_id))[0] == 0
+    code, out = requester_cli(market, "fetch", str(job_id), "--out", str(tmp_path / "m.safetensors"),
+                              account=None)
+    assert code != 0 and f"job {job_id} is CANCELLED: there is no verified model" in out, out

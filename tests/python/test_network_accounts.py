@@ -147,3 +147,9 @@ def test_unknown_alias_points_to_ape_accounts_import():
 def test_malformed_account_choices(bad):
     with pytest.raises(AccountError):
         load_account(bad)
+
+
+def test_test_accounts_beyond_anvils_ten_are_refused_with_the_range() -> None:
+    assert load_account("TEST::9").address
+    with pytest.raises(AccountError, match=r"TEST::99 is beyond anvil's 10 funded test accounts \(TEST::0 … TEST::9\)"):
+        load_account("TEST::99")

@@ -191,3 +191,14 @@ def test_unparseable_and_missing_files(tmp_path):
 def test_num_segments():
     s: JobSpec = parse_spec(mlp_spec(total_steps=12, segment_steps=4))
     assert s.num_segments == 3
+
+
+def test_a_yaml_sha256_of_digits_only_is_read_as_the_hash_it_spells(tmp_path):
+    """YAML reads 0123… as an (octal) int; the pin must be the 64 characters as written."""
+    digits = "0" + "1234567890" * 6 + "123"
+    (tmp_path / "s.yaml").write_text(
+        "task: mlp\nbatch_size: 8\ntotal_steps: 4\nsegment_steps: 2\n"
+        f"dataset:\n  uri: https://example.org/d.npz\n  sha256: {digits}\n"
+    )
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.dataset.sha256 == digits and spec.batch_size == 8
