@@ -372,7 +372,12 @@ def train_run(
         )
     if start_k > 0 and start_state is None:
         raise ValueError(f"resuming at boundary {start_k} needs start_state")
-    state = start_state if start_state is not None else init_state(spec, dev)
+    # A fresh run builds its initial state here, before the meter starts, and so pays the
+    # process's warm-up (dataset load, first allocations) off the meter; a resumed run does
+    # the same work once, so that its first segment's energy is that segment's own.
+    state = init_state(spec, dev)
+    if start_state is not None:
+        state = start_state
     hook = segment_hook or _default_hook
     meter = meter if meter is not None else default_meter(dev)
     done_before = history[:start_k]

@@ -236,3 +236,27 @@ def test_default_meter_is_used_when_none_is_given(spec, tmp_path):
     record = train_run(spec, ArtifactStore(tmp_path), None, device=CPU, progress=False)
     assert record.energy_source and record.energy_source != "fake"
     assert record.energies_mj[0] == 0 and record.energies_mj == sorted(record.energies_mj)
+
+
+def test_a_resumed_run_warms_up_before_its_meter_starts(spec, monkeypatch):
+    """After a kill -9 the first segment's energy must be that segment's own: the dataset
+    load and first allocations happen before the meter starts, as on a fresh run."""
+    from greenproof.spec import JobSpec
+
+    events: list[str] = []
+    real_load = JobSpec.load_data
+    monkeypatch.setattr(JobSpec, "load_data", lambda self: events.append("load") or real_load(self))
+
+    class Recording(CountingMeter):
+        def start(self):
+            events.append("meter")
+            super().start()
+
+    store = MemoryCheckpoints()
+    first = train_run(spec, store, CountingMeter(), device=CPU, progress=False)
+    events.clear()
+    history = [BoundaryReport(h, e, d) for h, e, d in
+               zip(first.state_hashes[:3], first.energies_mj[:3], first.work_digests[:3], strict=True)]
+    train_run(spec, store, Recording(), device=CPU, progress=False, start_k=2,
+              start_state=store.get(first.state_hashes[2]), history=history)
+    assert "load" in events and events.index("load") < events.index("meter")
