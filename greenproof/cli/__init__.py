@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verifier": ("verifier.cli", "verifier", "Verifier: stake, run the daemon, check a job."),
     "dashboard": ("greenproof.dashboard.cli", "dashboard", "Serve the web dashboard and JSON API."),
     "demo": ("greenproof.demo", "demo", "Run the whole market on a local anvil and write a report."),
+    "doctor": ("greenproof.cli.doctor", "doctor", "Check the node, the manifest, the journals and an account."),
 }
 
 

@@ -1,0 +1,159 @@
+"""``greenproof doctor``: is this node, this deployment and this data dir in order?
+
+Checks, in order, and prints one line per check with what to do when it fails:
+
+1. the node answers (chain id, head block, how old the head is);
+2. the deployment manifest is for this chain, every contract in it has code at
+   its address, and the deployment block exists (a node reset to an earlier
+   state, or another chain behind the same URL, shows up here);
+3. every journal in the given data dirs (a worker's ``journal.sqlite``, a
+   verifier's ``verifier.sqlite``) has its cursor at or below the head, and
+   belongs to this chain (a journal ahead of the chain makes a daemon ignore
+   every new job without a word);
+4. the account, when given: gas money, tokens, stake (free, locked,
+   unbonding) and what the market owes it.
+
+Exit 0 when nothing failed (warnings allowed), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from greenproof.cli.options import chain_options, connect_from_options
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok", "warn", "fail"
+    what: str
+    detail: str
+    fix: str = ""
+
+
+def _node(chain) -> list[Finding]:  # noqa: ANN001 - a greenproof Chain
+    head = chain.block_number()
+    age = int(time.time()) - chain.timestamp(head)
+    out = [Finding("ok", "node", f"{chain.rpc_url}: chain {chain.chain_id}, head block {head}")]
+    if age > 600:
+        out.append(Finding("warn", "node", f"the head block is {age} s old",
+                           "is the node syncing, or a dev chain without --block-time? "
+                           "(audit seeds need new blocks)"))
+    return out
+
+
+def _deployment(chain) -> list[Finding]:  # noqa: ANN001
+    dep = chain.deployment
+    if dep is None:
+        return [Finding("fail", "manifest", f"no deployment manifest for chain {chain.chain_id}",
+                        "run `greenproof deploy` (dev chains) or `ape run deploy`, or pass --deployment PATH")]
+    out = []
+    head = chain.block_number()
+    if dep.deployment_block > head:
+        out.append(Finding("fail", "manifest", f"deployed at block {dep.deployment_block}, but the chain "
+                           f"is at block {head}", "the node was reset: redeploy and move the old "
+                           "deployments/ manifest and data dirs away"))
+    for name in dep.abis:
+        address, _abi = dep.contract(name)
+        code = chain.w3.eth.get_code(address)
+        if len(code) == 0:
+            out.append(Finding("fail", "manifest", f"{name} at {address} has no code on this chain",
+                               "the manifest is for another chain or a reset node: redeploy "
+                               "(`greenproof deploy --force`)"))
+    if not out:
+        out.append(Finding("ok", "manifest", f"{len(dep.abis)} contracts with code, deployed at "
+                           f"block {dep.deployment_block}"))
+    return out
+
+
+def _journal_cursors(path: Path) -> list[tuple[str, int]]:
+    """(what, cursor) pairs a journal file holds (worker: one; verifier: per market)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "cursor" in tables:  # verifier: next block to scan, per (chain, market)
+            return [(f"chain {c} market {m}", int(n) - 1)
+                    for c, m, n in db.execute("SELECT chain_id, market, next_block FROM cursor")]
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+            return [("worker", int(row[0]))] if row else []
+        return []
+    finally:
+        db.close()
+
+
+def _journals(chain, data_dirs: tuple[Path, ...]) -> list[Finding]:  # noqa: ANN001
+    out = []
+    head = chain.block_number()
+    for d in data_dirs:
+        files = [d / "journal.sqlite", d / "verifier.sqlite"]
+        found = [f for f in files if f.exists()]
+        if not found:
+            out.append(Finding("warn", "journal", f"no journal in {d}", "a daemon creates one on its first run"))
+        for f in found:
+            try:
+                cursors = _journal_cursors(f)
+            except sqlite3.DatabaseError as exc:
+                out.append(Finding("fail", "journal", f"{f}: unreadable ({exc})", "move it away"))
+                continue
+            for what, cursor in cursors:
+                if cursor > head:
+                    out.append(Finding(
+                        "fail", "journal", f"{f} ({what}) has read up to block {cursor}, the chain is "
+                        f"at {head}", "the chain was reset under this data dir: its daemon would "
+                        "ignore every new job; start it with a fresh --data-dir (or move this one away)"))
+                else:
+                    out.append(Finding("ok", "journal", f"{f} ({what}) at block {cursor} of {head}"))
+    return out
+
+
+def _account(chain) -> list[Finding]:  # noqa: ANN001
+    from greenproof.chain.gateway import Gateway
+
+    gw = Gateway(chain)
+    me = chain.address
+    eth = chain.balance(me)
+    out = [Finding("ok" if eth > 0 else "fail", "account", f"{me}: {eth / 1e18:.6f} ETH for gas",
+                   "" if eth > 0 else "send it some ETH: every transaction pays gas")]
+    decimals = gw.token_decimals()
+    scale = 10**decimals
+    staked, free = gw.staked(me), gw.free_stake(me)
+    unbonding, release = gw.unbonding(me)
+    out.append(Finding("ok", "account", f"tokens {gw.token_balance(me) / scale:g}, staked {staked / scale:g} "
+                       f"(free {free / scale:g}, locked {(staked - free) / scale:g}), unbonding "
+                       f"{unbonding / scale:g}" + (f" until {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(release))} UTC"
+                                                   if unbonding else "")))
+    owed = gw.claimable(me)
+    if owed:
+        out.append(Finding("warn", "account", f"the market owes this account {owed / scale:g} tokens",
+                           "`greenproof provider withdraw` (or requester/verifier withdraw) pays it out"))
+    return out
+
+
+@click.command()
+@chain_options
+@click.option("--data-dir", "data_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A worker's or verifier's data dir whose journal to check (repeatable).")
+def doctor(network: str, account: str | None, deployment: Path | None, confirmations: int,
+           data_dirs: tuple[Path, ...]) -> None:
+    """Check the node, the manifest against the chain, the journals and the account; say what to do."""
+    chain = connect_from_options(network, account, deployment, need_account=False,
+                                 need_deployment=False, confirmations=confirmations)
+    findings = _node(chain) + _deployment(chain)
+    if chain.deployment is not None:
+        findings += _journals(chain, data_dirs)
+        if chain.account is not None:
+            findings += _account(chain)
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    for f in findings:
+        click.echo(f"{marks[f.level]} {f.what:9} {f.detail}")
+        if f.fix and f.level != "ok":
+            click.echo(f"     {'':9} -> {f.fix}")
+    failed = sum(f.level == "fail" for f in findings)
+    click.echo(f"{failed} problem(s) found" if failed else "all checks passed")
+    raise SystemExit(1 if failed else 0)
