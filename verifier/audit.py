@@ -16,7 +16,11 @@ checkpoints, decide per audited segment ``i``:
 4. the energy counter must not go backwards (``end_energy >= start_energy``);
 5. replay segment ``i`` from the fetched start with ``run_segment``: the very
    function the worker trained with;
-6. same determinism class: the replayed end hash must equal ``end_hash``;
+6. same determinism class: the replayed end hash must equal ``end_hash``, and
+   the replay's work digest (:func:`greenproof.merkle.work_digest` of its
+   per-step losses) must be the one the opened end seal commits to,
+   ``seal(job_id, i + 1, w) == end_seal`` (check ``seal``): a mismatch is
+   fraud, the provider's claimed losses are not what the replay computes;
    other class (:mod:`verifier.compare`): **every** tensor of the replayed end
    within ``spec.tolerance.rel_l2`` of the claimed one (integers exactly), AND
    the weights closer than ``update_fraction`` times the segment's own update
@@ -62,7 +66,9 @@ Fetch = Callable[[str, bytes], dict[str, torch.Tensor]]
 
 
 class OpenedSegment(BaseModel):
-    """One audited segment as revealed by ``SegmentOpened``."""
+    """One audited segment as revealed by ``SegmentOpened``: both boundaries' state hash,
+    cumulative energy and seal. The seals are None only for a segment judged from files
+    (``verifier judge``), where no job committed any: the ``seal`` check does not run."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -71,6 +77,8 @@ class OpenedSegment(BaseModel):
     start_energy_mj: int
     end_hash: bytes
     end_energy_mj: int
+    start_seal: bytes | None
+    end_seal: bytes | None
 
 
 class AuditJob(BaseModel):
@@ -205,12 +213,14 @@ def check_segment(
     provider_class: bytes,
     config: AuditConfig,
     fetch: Fetch | None = None,
+    *,
+    job_id: int | None = None,
 ) -> SegmentCheck:
-    """All of §4 for one opened segment. Safe to run in a worker process; torch's
-    thread count is restored afterwards."""
+    """All of §4 for one opened segment of job ``job_id`` (None: judged from files, no seal
+    to check). Safe to run in a worker process; torch's thread count is restored afterwards."""
     threads = torch.get_num_threads()
     try:
-        return _check_segment(spec, seg, result_uri, provider_class, config, fetch)
+        return _check_segment(spec, seg, result_uri, provider_class, config, fetch, job_id)
     finally:
         torch.set_num_threads(threads)
 
@@ -222,8 +232,10 @@ def _check_segment(
     provider_class: bytes,
     config: AuditConfig,
     fetch: Fetch | None,
+    job_id: int | None,
 ) -> SegmentCheck:
     from greenproof.engine import determinism_class, run_segment, select_device
+    from greenproof.merkle import seal, work_digest
     from greenproof.statehash import state_hash
 
     if fetch is None:
@@ -268,7 +280,7 @@ def _check_segment(
     meter = _measure(config.device, config.meter_factory) if config.measure_energy else None
     t0 = time.perf_counter()
     try:
-        replay = run_segment(spec, start, seg.index, device=config.device).state
+        result = run_segment(spec, start, seg.index, device=config.device)
     except Exception as exc:
         # the dataset loaded above, so a start state the engine cannot run is the provider's fault
         check.fraud("replay", f"replay failed from the committed start state: {type(exc).__name__}: {exc}")
@@ -279,8 +291,11 @@ def _check_segment(
             check.measured_energy_mj = int(meter.read_mj())
             meter.close()
     check.passed("replay")
+    replay = result.state
     replay_hash = state_hash(replay)
     check.replay_hash = _hex(replay_hash)
+    digest = work_digest(result.losses)
+    check.work_digest = _hex(digest)
 
     mine = determinism_class(spec, select_device(config.device))
     check.replay_class = _hex(mine)
@@ -296,9 +311,20 @@ def _check_segment(
     else:
         _compare_across_classes(check, spec, config, start, replay, end)
     check.passed("comparison")
+    if check.same_class and job_id is not None and seg.end_seal is not None:
+        _check_seal(check, seal(job_id, seg.index + 1, digest), seg.end_seal)
 
     _energy_warning(check, config)
     return check
+
+
+def _check_seal(check: SegmentCheck, replayed_seal: bytes, end_seal: bytes) -> None:
+    """Same class: the opened end seal must be the seal of the replay's own work digest."""
+    if replayed_seal != end_seal:
+        check.fraud("seal", f"seal mismatch: the end seal {_hex(end_seal)} does not commit to the "
+                    f"replay's work digest {check.work_digest} (the provider's claimed losses are not "
+                    "what the replay computes)")
+    check.passed("seal")
 
 
 def _start_state(check: SegmentCheck, spec: JobSpec, seg: OpenedSegment, result_uri: str,
@@ -481,7 +507,8 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
         if config.max_parallel <= 1 or len(segments) <= 1:
             for seg in segments:
                 log.info("job %d: auditing segment %d", job.job_id, seg.index)
-                checks.append(check_segment(spec, seg, job.result_uri, job.provider_class, config, fetch))
+                checks.append(check_segment(spec, seg, job.result_uri, job.provider_class, config, fetch,
+                                            job_id=job.job_id))
                 if progress:
                     progress.advance(task)
         else:
@@ -493,7 +520,8 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
                 initargs=(config.threads_per_replay,),
             ) as pool:
                 futures = [
-                    pool.submit(check_segment, spec, seg, job.result_uri, job.provider_class, config, fetch)
+                    pool.submit(check_segment, spec, seg, job.result_uri, job.provider_class, config, fetch,
+                                job_id=job.job_id)
                     for seg in segments
                 ]
                 for fut in cf.as_completed(futures):

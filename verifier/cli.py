@@ -1,8 +1,14 @@
-"""``greenproof verifier``: stake, run the daemon, check one job now.
+"""``greenproof verifier``: stake, join the court's pools, run the daemon, check one job now.
 
-* ``verifier stake AMOUNT`` bonds stake (votes lock ``min(free, max_vote_stake)``);
-* ``verifier run`` follows the market, audits every job entering voting,
-  commits and reveals its vote, finalizes, settles and withdraws;
+* ``verifier stake AMOUNT`` bonds stake; ``verifier unstake AMOUNT`` unbonds free
+  stake, ``verifier withdraw`` takes released stake and the market's claims;
+* ``verifier join [--seats N]`` detects the determinism classes this machine
+  replays and joins each class's pool with N seats (each locks ``SEAT_STAKE``);
+  ``verifier leave`` takes free seats out; ``verifier status`` shows stake,
+  seats per pool, claims and recent seats;
+* ``verifier run`` follows the court, audits every job it is seated on,
+  commits and reveals its vote with the replayed work digests, finalizes,
+  settles every seat and withdraws;
 * ``verifier judge --spec … --segment I --start … --end … --provider-class …`` judges
   one segment from local files or URIs (JSON verdict; exit 0 ok, 1 fraud, 2 abstain);
 * ``verifier check JOB_ID`` audits one job on chain now, prints
@@ -12,20 +18,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from greenproof.cli.options import chain_options, daemon_logging, gateway_from_options
 from greenproof.cli.provider import (
     _fail_on_chain_errors,
+    _when,
     amount_argument,
     bond_stake,
     format_amount,
+    unstake_command,
     wei_option,
+    withdraw_command,
 )
+
+if TYPE_CHECKING:
+    from greenproof.chain.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +61,15 @@ threads_option = click.option(
 device_option = click.option("--device", default=None, help="Replay device: cpu, cuda, cuda:N (default: auto).")
 
 
+class_option = click.option(
+    "--class", "dclass_hex", default=None, metavar="0x…",
+    help="One pool by its determinism class (0x + 64 hex); default: every class this machine replays.",
+)
+
+
 @click.group()
 def verifier() -> None:
-    """Verifier: stake, audit jobs by replaying segments, vote, earn the fee."""
+    """Verifier: stake, join the court's pools, audit jobs by replaying segments, vote, earn the fee."""
 
 
 @verifier.command()
@@ -61,9 +81,179 @@ def stake(amount: str, wei: bool, network: str, account: str | None, deployment:
     """Bond AMOUNT tokens of verifier stake (approves the StakeManager first)."""
     gw, value, decimals = bond_stake("verifier", amount, wei, network, account, deployment,
                                      confirmations)
-    free, need = _fail_on_chain_errors(lambda: (gw.free_stake(), gw.param("min_verifier_stake")))
+    free, seat = _fail_on_chain_errors(lambda: (gw.free_stake(), gw.seat_stake()))
     click.echo(f"staked {format_amount(value, decimals)}; free stake {format_amount(free, decimals)} "
-               f"(minimum to vote {format_amount(need, decimals)})")
+               f"(a court seat locks {format_amount(seat, decimals)}: `greenproof verifier join --seats N`)")
+
+
+verifier.add_command(unstake_command(
+    "verifier", "Request to unbond AMOUNT of free stake (seats lock theirs: `verifier leave` frees free seats)."))
+verifier.add_command(withdraw_command(
+    "Withdraw released unbonding stake and the market's claims (seat rewards).", claims=True,
+    claims_help="Also withdraw what the market owes you (seat rewards)."))
+
+
+def _classes(device: str | None, threads: int | None, dclass_hex: str | None = None) -> dict[str, bytes]:
+    """``{label: class}``: the one given, or every class this machine replays (printed)."""
+    if dclass_hex is not None:
+        text = dclass_hex.removeprefix("0x")
+        if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise click.BadParameter(f"{dclass_hex!r} is not 0x + 64 hex digits", param_hint="--class")
+        return {"given": bytes.fromhex(text)}
+    from verifier.classes import replayable_classes
+
+    classes = replayable_classes(device, threads)
+    for precision, dclass in classes.items():
+        click.echo(f"this machine replays {precision} jobs in class 0x{dclass.hex()}")
+    return classes
+
+
+@verifier.command()
+@click.option("--seats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seats to add to each pool (each locks SEAT_STAKE of free stake).")
+@device_option
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of the replays (on CPU the class includes the thread count).")
+@chain_options
+def join(seats: int, device: str | None, threads: int | None, network: str, account: str | None,
+         deployment: Path | None, confirmations: int) -> None:
+    """Join the court's pool of every determinism class this machine replays, with SEATS seats each.
+
+    Stake first (`greenproof verifier stake`). Seats are drawn in proportion to the pool's
+    free seats; a drawn seat that does not vote (or votes ok without the work digests)
+    loses `noshow_slash_bps` of its stake."""
+    classes = _classes(device, threads)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+
+    def run() -> list[str]:
+        decimals, seat = gw.token_decimals(), gw.seat_stake()
+        need, free = seats * seat * len(classes), gw.free_stake()
+        if free < need:
+            raise click.ClickException(
+                f"verifier: {seats} seat(s) in {len(classes)} pool(s) lock {format_amount(need, decimals)} "
+                f"tokens but the free stake is {format_amount(free, decimals)} (`greenproof verifier stake` first)")
+        lines = []
+        for precision, dclass in classes.items():
+            gw.join_pool(dclass, seats)
+            member, pool = gw.member_of(dclass), gw.pool_of(dclass)
+            lines.append(f"{precision}: joined with {seats} seat(s); you hold {member.seats}, the pool "
+                         f"{pool.free_seats + pool.busy_seats} of {pool.members} member(s) "
+                         f"(stake {format_amount(pool.stake, decimals)}, jobs need "
+                         f"{format_amount(gw.court_param('min_class_stake'), decimals)})")
+        return lines
+
+    for line in _fail_on_chain_errors(run):
+        click.echo(line)
+
+
+@verifier.command()
+@click.option("--seats", type=click.IntRange(min=1), default=None,
+              help="Free seats to take out of each pool (default: all free seats).")
+@class_option
+@device_option
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of the replays (on CPU the class includes the thread count).")
+@chain_options
+def leave(seats: int | None, dclass_hex: str | None, device: str | None, threads: int | None,
+          network: str, account: str | None, deployment: Path | None, confirmations: int) -> None:
+    """Take free seats out of the pools (their stake is unlocked; busy seats leave once settled)."""
+    classes = _classes(device, threads, dclass_hex)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+
+    def run() -> list[str]:
+        lines = []
+        for label, dclass in classes.items():
+            member = gw.member_of(dclass)
+            n = member.free_seats if seats is None else min(seats, member.free_seats)
+            if n > 0:
+                gw.leave_pool(dclass, n)
+            busy = f"; {member.busy_seats} busy seat(s) stay until their cases are settled" if member.busy_seats else ""
+            lines.append(f"{label}: left with {n} seat(s){busy}" if n else f"{label}: no free seat to leave{busy}")
+        return lines
+
+    for line in _fail_on_chain_errors(run):
+        click.echo(line)
+
+
+@verifier.command()
+@click.option("--address", default=None, help="Verifier to show (default: --account's address).")
+@click.option("--recent", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the latest seats to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@chain_options
+def status(address: str | None, recent: int, as_json: bool, network: str, account: str | None,
+           deployment: Path | None, confirmations: int) -> None:
+    """Stake (free, locked, unbonding), seats per pool, claimable rewards and recent seats."""
+    gw = gateway_from_options(network, account, deployment, need_account=address is None)
+    report = _fail_on_chain_errors(lambda: verifier_status(gw, address or gw.address, recent))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+
+
+def verifier_status(gw: Gateway, who: str, recent: int = 10) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain JSON-able data (amounts in base units): the pools
+    are those ``who`` ever joined (``PoolJoined``), the seats the latest ``SeatsDrawn`` holding it."""
+    from eth_utils import to_checksum_address
+
+    from greenproof.chain.models import PoolJoined, SeatsDrawn
+
+    who = to_checksum_address(who)
+    start = gw.deployment.deployment_block
+    unbonding, release = gw.unbonding(who)
+    pools = []
+    for dclass in dict.fromkeys(ev.dclass for ev in gw.events(PoolJoined, start, member=who)):
+        member, pool = gw.member_of(dclass, who), gw.pool_of(dclass)
+        pools.append({"class": "0x" + dclass.hex(), "free_seats": member.free_seats,
+                      "busy_seats": member.busy_seats, "pool_members": pool.members,
+                      "pool_seats": pool.free_seats + pool.busy_seats, "pool_stake": pool.stake})
+    held = [(ev.job_id, ev.round, sum(v.lower() == who.lower() for v in ev.voters))
+            for ev in gw.events(SeatsDrawn, start)]
+    seats = []
+    for job_id, rnd, n in [h for h in held if h[2]][-recent:] if recent else []:
+        seat, case = gw.seat_of(job_id, rnd, who), gw.case_of(job_id)
+        seats.append({"job_id": job_id, "round": rnd, "seats": n, "vote": seat.status.value,
+                      "settled": seat.settled, "case_round": case.round, "outcome": case.outcome.value})
+    return {
+        "address": who, "chain_id": gw.chain.chain_id, "block_time": gw.chain.timestamp(),
+        "decimals": gw.token_decimals(), "staked": gw.staked(who), "locked": gw.locked_stake(who),
+        "free": gw.free_stake(who), "unbonding": unbonding, "unbonding_release": release,
+        "claimable": gw.claimable(who), "seat_stake": gw.seat_stake(),
+        "min_class_stake": gw.court_param("min_class_stake"), "pools": pools, "seats": seats,
+    }
+
+
+def _print_status(rep: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d, console = rep["decimals"], Console()
+    money = Table(title=f"verifier {rep['address']} (chain {rep['chain_id']})", show_header=False)
+    money.add_column("what", style="bold")
+    money.add_column("tokens", justify="right")
+    for label, key in [("staked", "staked"), ("locked (seats, jobs)", "locked"), ("free stake", "free"),
+                       ("unbonding", "unbonding"), ("claimable from market", "claimable"),
+                       ("stake per seat", "seat_stake")]:
+        money.add_row(label, format_amount(rep[key], d))
+    if rep["unbonding"]:
+        ready = rep["unbonding_release"] <= rep["block_time"]
+        money.add_row("unbonding released", "now" if ready else _when(rep["unbonding_release"]))
+    console.print(money)
+    pools = Table(title=f"pools (jobs need {format_amount(rep['min_class_stake'], d)} of pool stake)")
+    for col in ("class", "free seats", "busy seats", "pool members", "pool seats", "pool stake"):
+        pools.add_column(col, justify="left" if col == "class" else "right")
+    for p in rep["pools"]:
+        pools.add_row(p["class"][:18] + "…", str(p["free_seats"]), str(p["busy_seats"]), str(p["pool_members"]),
+                      str(p["pool_seats"]), format_amount(p["pool_stake"], d))
+    console.print(pools)
+    seats = Table(title=f"recent seats ({len(rep['seats'])})")
+    for col in ("job", "round", "seats", "vote", "settled", "case"):
+        seats.add_column(col, justify="right" if col in ("job", "round", "seats") else "left")
+    for s in rep["seats"]:
+        seats.add_row(str(s["job_id"]), str(s["round"]), str(s["seats"]), s["vote"], "yes" if s["settled"] else "no",
+                      f"{s['outcome']} (round {s['case_round']})")
+    console.print(seats)
 
 
 @verifier.command()
@@ -104,6 +294,7 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
         commit_margin_s=commit_margin_s,
     )
     daemon = _fail_on_chain_errors(lambda: Verifier(gw, config))
+    _fail_on_chain_errors(lambda: _warn_unseated(gw, device, threads_per_replay))
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     try:
         daemon.run()
@@ -111,6 +302,17 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
         daemon.stop()
     finally:
         daemon.journal.close()
+
+
+def _warn_unseated(gw: Gateway, device: str | None, threads: int | None) -> None:
+    """Only seated verifiers vote: say so when this account holds no seat in any pool it can replay."""
+    from verifier.classes import replayable_classes
+
+    classes = replayable_classes(device, threads)
+    if not any(gw.member_of(dclass).seats for dclass in classes.values()):
+        log.warning("verifier %s holds no seat in the court's pool of any class it replays (%s): it will not be "
+                    "drawn to vote; run `greenproof verifier join`", gw.address,
+                    ", ".join(f"{p} 0x{c.hex()[:12]}…" for p, c in classes.items()))
 
 
 @verifier.command()
@@ -126,7 +328,10 @@ def run(network: str, account: str | None, deployment: Path | None, confirmation
 def check(job_id: int, network: str, account: str | None, deployment: Path | None, confirmations: int,
           data_dir: Path, max_parallel: int, threads_per_replay: int | None, device: str | None,
           vote: bool, as_json: bool, fetch_attempts: int) -> None:
-    """Audit JOB_ID now and print the verdict with its evidence (exit code 1 on fraud)."""
+    """Audit JOB_ID now and print the verdict with its evidence (exit code 1 on fraud).
+
+    With --vote, commit the vote of this account's seats in the case's current round
+    (only seated verifiers vote)."""
     from verifier.daemon import Verifier, VerifierConfig, VerifierError, audit_onchain_job
 
     gw = gateway_from_options(network, account, deployment, confirmations=confirmations,
@@ -142,8 +347,10 @@ def check(job_id: int, network: str, account: str | None, deployment: Path | Non
     if vote:
         daemon = _fail_on_chain_errors(lambda: Verifier(gw, config))
         try:
-            _fail_on_chain_errors(lambda: daemon.audit_and_commit(job_id, gw.job(job_id)))
+            _fail_on_chain_errors(lambda: daemon.audit_and_commit(job_id))
             report = daemon.load_report(job_id) or report
+        except VerifierError as exc:
+            raise click.ClickException(str(exc)) from None
         finally:
             daemon.journal.close()
     click.echo(report.model_dump_json(indent=2) if as_json else report.summary())

@@ -1,37 +1,51 @@
-"""The verifier daemon: follow the market, audit jobs in voting, vote, collect.
+"""The verifier daemon: sit on the court's committees, audit, vote with proof of replay, collect.
 
 The chain loop (one ``tick`` every ``poll_s``) never waits for an audit:
 
-1. read ``VotingStarted`` events from the persisted cursor: each is a job
-   whose audited segments are all open;
-2. take each job one step further, each on its own (a job that cannot be read
-   or acted on is logged with its reason and retried alone after its own
+1. read ``SeatsDrawn`` events (VerifierCourt) from the persisted cursor: a round
+   whose voters include this account is a seat to vote (the account may hold
+   several seats of one round: one vote covers them all); only seated
+   verifiers vote (docs/court.md);
+2. take each job it sits on one step further, each on its own (a job that cannot
+   be read or acted on is logged with its reason and retried alone after its own
    backoff, :class:`greenproof.chain.retries.JobRetries`; every other job keeps moving):
 
-   * inside its commit window with no vote yet: gather the job's facts from the
-     chain (``JobPosted``, ``JobAccepted``, ``ResultCommitted``,
-     ``SegmentOpened``, ``audit_indices``) and hand the audit to the pool
-     (:mod:`verifier.auditor`: its own thread, its results on a queue), with a
-     **budget** ending ``commit margin`` before the commit window closes;
-   * an audit that finished: save the report; a vote (ok or fraud) is written
-     with a fresh salt durably, then ``commit_vote``; an abstention casts no vote
-     (logged at WARNING, the report says why); a job whose spec could not be
-     read is tried again after its backoff while time is left;
+   * the case's round 0 is drawn at the audit draw, its windows start once every
+     audited segment is open (``case_of``: ``commit_end``, ``reveal_end``); a
+     provider that does not open them by the open deadline is slashed
+     (``slash_unopened``: the case is dropped and the seats freed);
+   * inside the current round's commit window, seated, no vote yet: gather the
+     job's facts from the chain (``JobPosted``, ``JobAccepted``,
+     ``ResultCommitted``, ``SegmentOpened`` with the seals, ``audit_indices``)
+     and hand the audit to the pool (:mod:`verifier.auditor`: its own thread, its
+     results on a queue), with a **budget** ending ``commit margin`` before the
+     round's commit window closes;
+   * an audit that finished: save the report; its ballot
+     (:func:`verifier.votes.ballot_of`: fraud, or ok with the replayed work
+     digests of the distinct audited segments, ascending) is written with a
+     fresh salt durably, then ``commit_vote``; an abstention casts no vote (the
+     seat is a no-show; logged at WARNING, the report says why); a job whose
+     spec could not be read is tried again after its backoff while time is left;
    * an audit whose budget ran out: decide from what is known
      (:meth:`verifier.auditor.AuditTask.decide`: the provider's checkpoints not
      arriving is fraud, the verifier's own slowness an abstention) and ignore
      the late result;
-   * inside the reveal window: ``reveal_vote`` with the saved salt; after it:
-     ``finalize`` (anyone may; the first caller wins);
-   * once finalized: ``settle_vote`` for every unsettled vote of the job (ours
-     last: winners are settled after the others) and ``withdraw``.
+   * inside the reveal window: ``reveal_vote`` with the saved salt and digests;
+     after it: ``finalize`` (anyone may; the first caller wins). A round without a
+     majority draws the next, larger round at ``finalize``: its ``SeatsDrawn``
+     is followed like the first (a saved vote is cast again with a new salt; an
+     abstention is audited again with the new round's budget);
+   * once the case is decided: ``settle_seat`` for every seat of every round of
+     the job (ours too: seats stay busy in the pool until settled), then
+     ``withdraw`` from the market.
 
-Everything needed across a crash is on disk: the cursor, the salts and every
-finished segment check in ``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`;
-a restarted audit resumes with the segments still to check), the reports in
-``{data_dir}/reports``. Time is the chain's (the latest block's timestamp, and
-:class:`greenproof.chain.clock.ChainClock` between blocks). Every read, transaction and
-event goes through the contracts' one gateway
+Everything needed across a crash is on disk: the cursor, the seats with their
+salts and digests, and every finished segment check in
+``{data_dir}/verifier.sqlite`` (:mod:`verifier.votes`; a restarted audit resumes
+with the segments still to check), the reports in ``{data_dir}/reports``. Time
+is the chain's (the latest block's timestamp, and
+:class:`greenproof.chain.clock.ChainClock` between blocks). Every read,
+transaction and event goes through the contracts' one gateway
 (:class:`greenproof.chain.gateway.Gateway`); logs are searched from the
 manifest's ``deployment_block``, never from genesis.
 """
@@ -50,16 +64,15 @@ from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import ChainError, TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import (
+    CaseView,
     JobAccepted,
     JobEvent,
     JobPosted,
     JobState,
     OnchainJob,
     ResultCommitted,
+    SeatsDrawn,
     SegmentOpened,
-    VoteCommitted,
-    VoteStatus,
-    VotingStarted,
 )
 from greenproof.chain.retries import JobRetries
 from verifier.audit import AuditConfig, AuditJob, OpenedSegment, audit_job
@@ -74,7 +87,15 @@ from verifier.auditor import (
 )
 from verifier.evidence import AuditReport, TxRecord
 from verifier.fetching import Budget, FetchPolicy
-from verifier.votes import JobStage, VoteJournal, VoteRecord, VoteStage
+from verifier.votes import (
+    OPEN_SEATS,
+    Abstention,
+    JobStage,
+    SeatRecord,
+    SeatStage,
+    VoteJournal,
+    ballot_of,
+)
 
 log = logging.getLogger("greenproof.verifier")
 E = TypeVar("E", bound=JobEvent)
@@ -152,7 +173,8 @@ def read_job_facts(gw: Gateway, job_id: int) -> tuple[JobFacts, OnchainJob]:
     committed = _last(gw, ResultCommitted, job_id)
     opened = [
         OpenedSegment(index=e.index, start_hash=e.start_hash, start_energy_mj=e.start_energy_mj,
-                      end_hash=e.end_hash, end_energy_mj=e.end_energy_mj)
+                      start_seal=e.start_seal, end_hash=e.end_hash, end_energy_mj=e.end_energy_mj,
+                      end_seal=e.end_seal)
         for e in gw.events(SegmentOpened, gw.deployment.deployment_block, job_id=job_id)
     ]
     indices = gw.audit_indices(job_id)
@@ -243,7 +265,7 @@ class Verifier:
                 self.tick()
                 backoff = self.config.poll_s
                 if self.config.exit_when_idle and self.idle():
-                    log.info("verifier: every job closed, votes settled, nothing to withdraw; exiting")
+                    log.info("verifier: every job closed, seats settled, nothing to withdraw; exiting")
                     return
             except ChainError as exc:
                 backoff = min(60.0, backoff * 2)
@@ -254,7 +276,7 @@ class Verifier:
         self.stopping.set()
 
     def tick(self) -> None:
-        """One pass: new jobs, finished audits, then every open job one step further, each on its own."""
+        """One pass: new seats, finished audits, then every job we sit on one step further, each on its own."""
         self.scan()
         now = self.gw.chain.timestamp()
         self.clock.observe(now)
@@ -269,126 +291,130 @@ class Verifier:
 
     # ------------------------------------------------------------------ events
     def scan(self) -> None:
+        """Record the seats the court drew for this account since the cursor."""
         head = self.gw.chain.block_number()
         start = self.journal.cursor(self.chain_id, self.addr, self.deploy_block)
         if start > head:
             return
-        for ev in self.gw.events(VotingStarted, start, head):
-            if self.journal.job_stage(self.chain_id, self.addr, ev.job_id) is None:
-                log.info("job %d: voting started (commit until %d)", ev.job_id, ev.commit_end)
-                self.journal.set_job(self.chain_id, self.addr, ev.job_id, JobStage.SEEN)
+        for ev in self.gw.events(SeatsDrawn, start, head):
+            self._seated(ev)
         self.journal.set_cursor(self.chain_id, self.addr, head + 1)
+
+    def _seated(self, ev: SeatsDrawn) -> None:
+        seats = sum(v.lower() == self.me.lower() for v in ev.voters)
+        if seats == 0:
+            return
+        self.journal.add_seat(self.chain_id, self.addr, ev.job_id, ev.round, self.me, seats)
+        log.info("job %d: seated in round %d (%d of its %d seat(s))", ev.job_id, ev.round, seats, len(ev.voters))
+        if self.journal.job_stage(self.chain_id, self.addr, ev.job_id) is None:
+            self.journal.set_job(self.chain_id, self.addr, ev.job_id, JobStage.SEEN)
 
     # ------------------------------------------------------------------ one job
     def advance(self, job_id: int, now: int) -> None:
         """Move one job forward as far as the chain's clock allows (never waiting for its audit)."""
+        case = self.gw.case_of(job_id)
+        if case.decided:
+            self.pool.abandon(job_id)
+            self._closed(job_id, case)
+        elif case.voting:
+            seat = self.journal.seat(self.chain_id, self.addr, job_id, case.round, self.me)
+            if seat is not None:
+                self._vote(seat, case, now)
+            if now >= case.reveal_end:
+                self.finalize(job_id)
+        else:  # round 0 is drawn; the provider is still opening the audited segments
+            self._opening(job_id, now)
+
+    def _opening(self, job_id: int, now: int) -> None:
+        """Past the open window nobody will vote: ``slash_unopened`` ends the job and drops
+        its case, which frees our seats (anyone may call it; the first caller wins)."""
         job = self.gw.job(job_id)
-        if job.state is JobState.VOTING:
-            self._voting(job, now)
-        elif job.state in (JobState.PAID, JobState.SLASHED):
-            self.pool.abandon(job_id)
-            self._closed(job)
-        else:  # any other state: nothing for a verifier to do
-            self.pool.abandon(job_id)
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE, note=job.state.value)
+        if job.state is not JobState.AUDITING or not job.open_deadline or now < job.open_deadline:
+            return
+        try:
+            self.gw.slash_unopened(job_id)
+        except TxError as exc:
+            if "not auditing" in str(exc):
+                return
+            raise
+        log.warning("job %d: the provider did not open its audited segments by %d; slashed it, the case "
+                    "is dropped", job_id, job.open_deadline)
 
-    def _voting(self, job: OnchainJob, now: int) -> None:
-        job_id = job.job_id
-        commit_end, reveal_end = self.gw.vote_windows(job)
-        vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
-        if vote is not None and vote.stage is VoteStage.PREPARED and self._landed(vote):
-            pass  # committed before a crash: the receipt was lost
-        elif vote is None or vote.stage is VoteStage.PREPARED:
-            if now >= commit_end:
-                self._missed(job_id)
+    def _vote(self, seat: SeatRecord, case: CaseView, now: int) -> None:
+        """Our seat in the current round: audit and commit, reveal, or record a missed window."""
+        if seat.stage is SeatStage.PREPARED:
+            self._landed(seat)
+        if seat.stage in (SeatStage.SEATED, SeatStage.PREPARED):
+            if now >= case.commit_end:
+                self._missed(seat, "the commit window closed before we voted")
             else:
-                self._decide(job, commit_end)
-            return
-        if vote.stage is VoteStage.COMMITTED and commit_end <= now < reveal_end:
-            self.reveal(vote)
-        elif vote.stage is VoteStage.COMMITTED and now >= reveal_end:
-            log.warning("job %d: reveal window passed before we revealed", job_id)
-            self.journal.set_vote_stage(vote, VoteStage.MISSED)
-        if now >= reveal_end:
-            self.finalize(job_id)
+                self._decide(seat, case)
+        elif seat.stage is SeatStage.COMMITTED:
+            if case.commit_end <= now < case.reveal_end:
+                self.reveal(seat)
+            elif now >= case.reveal_end:
+                self._missed(seat, "the reveal window passed before we revealed")
 
-    def _landed(self, vote: VoteRecord) -> bool:
-        """Whether a PREPARED vote's commit is on chain after all (then it becomes COMMITTED)."""
-        if self.gw.vote_of(vote.job_id, self.me).status is VoteStatus.NONE:
-            return False
-        self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
-        return True
+    def _landed(self, seat: SeatRecord) -> None:
+        """A PREPARED vote whose commit is on chain after all (its receipt was lost) becomes COMMITTED."""
+        if self.gw.seat_of(seat.job_id, seat.round, self.me).committed:
+            self.journal.set_seat_stage(seat, SeatStage.COMMITTED)
 
-    def _missed(self, job_id: int) -> None:
-        self.pool.abandon(job_id)
-        self._outcomes.pop(job_id, None)
-        log.warning("job %d: commit window closed before we voted", job_id)
-        self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="commit window missed")
+    def _missed(self, seat: SeatRecord, why: str) -> None:
+        self.pool.abandon(seat.job_id)
+        self._outcomes.pop(seat.job_id, None)
+        log.warning("job %d: round %d: %s (the seat is a no-show)", seat.job_id, seat.round, why)
+        self.journal.set_seat_stage(seat, SeatStage.MISSED, note=why)
 
-    def _decide(self, job: OnchainJob, commit_end: int) -> None:
-        """Commit the saved report's vote, or the finished audit's; start the audit if none runs."""
-        report = self.load_report(job.job_id)
+    def _decide(self, seat: SeatRecord, case: CaseView) -> None:
+        """Commit the saved report's vote, or the finished audit's; start the audit if none runs
+        (a saved abstention from an earlier round is audited again with this round's budget)."""
+        report = self.load_report(seat.job_id)
         if report is not None and not report.abstain:
-            self._commit(job.job_id, report)
+            self._commit(seat, report)
             return
-        outcome = self._outcomes.pop(job.job_id, None) or self._await(job, commit_end)
+        outcome = self._outcomes.pop(seat.job_id, None) or self._await(seat, case)
         if outcome is not None:
-            self._apply(job.job_id, outcome)
+            self._apply(seat, outcome)
 
-    def _await(self, job: OnchainJob, commit_end: int) -> Outcome | None:
+    def _await(self, seat: SeatRecord, case: CaseView) -> Outcome | None:
         """The job's audit outcome once it is known: None while it runs within its budget."""
-        task = self.pool.task(job.job_id)
+        job_id = seat.job_id
+        task = self.pool.task(job_id)
         if task is None:
-            self._start(job, commit_end)
+            self._start(seat, case)
             return None
         if not task.budget.expired():
             return None
         self.collect()  # finished just now?
-        if job.job_id in self._outcomes:
-            return self._outcomes.pop(job.job_id)
-        self.pool.abandon(job.job_id)
+        if job_id in self._outcomes:
+            return self._outcomes.pop(job_id)
+        self.pool.abandon(job_id)
         outcome = task.decide()
         log.warning("job %d: the audit's budget (%.0f s) ran out in its %s phase; decided on what is known: %s",
-                    job.job_id, task.budget_s, task.phase.value, outcome.report.verdict.value)
+                    job_id, task.budget_s, task.phase.value, outcome.report.verdict.value)
         return outcome
 
-    def _start(self, job: OnchainJob, commit_end: int) -> None:
-        job_id = job.job_id
-        if not self._may_vote(job):
-            return
-        budget = self._budget(job, commit_end)
+    def _start(self, seat: SeatRecord, case: CaseView) -> None:
+        job_id = seat.job_id
+        budget = self._budget(case)
         if budget.expired():
-            self._give_up(job_id)
+            self._give_up(seat)
             return
         facts, _ = read_job_facts(self.gw, job_id)
         self.pool.submit(AuditTask(facts, budget, self.settings, journal=self.journal, audit=self.audit,
                                    replay_lock=self.pool.replay_lock))
-        log.info("job %d: auditing %d segment(s) within %.0f s (commit window ends at %d)",
-                 job_id, len(facts.segments()), budget.remaining(), commit_end)
+        log.info("job %d: auditing %d segment(s) within %.0f s (round %d's commit window ends at %d)",
+                 job_id, len(facts.segments()), budget.remaining(), case.round, case.commit_end)
 
-    def _budget(self, job: OnchainJob, commit_end: int) -> Budget:
-        """Until ``commit_end`` less the margin (at most a quarter of the window), in chain time."""
-        window = commit_end - job.voting_start
-        margin = min(self.config.commit_margin_s, window * MAX_MARGIN_SHARE)
-        return Budget.of(commit_end - margin - self.clock.now())
+    def _budget(self, case: CaseView) -> Budget:
+        """Until the round's ``commit_end`` less the margin (at most a quarter of the window), in chain time."""
+        margin = min(self.config.commit_margin_s, case.commit_window * MAX_MARGIN_SHARE)
+        return Budget.of(case.commit_end - margin - self.clock.now())
 
-    def _may_vote(self, job: OnchainJob) -> bool:
-        """Not our own job, and enough free stake (else the job is skipped, with the reason)."""
-        job_id = job.job_id
-        if self.me.lower() in (job.requester.lower(), job.provider.lower()):
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="own job")
-            return False
-        free = self.gw.free_stake(self.me)
-        need = self.gw.param("min_verifier_stake")
-        if free < need:
-            log.warning("job %d: free stake %d below min_verifier_stake %d; run `greenproof verifier stake`",
-                        job_id, free, need)
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, note="insufficient stake")
-            return False
-        return True
-
-    def _give_up(self, job_id: int) -> None:
+    def _give_up(self, seat: SeatRecord) -> None:
         """No time left to audit before the commit deadline: abstain, saying why."""
+        job_id = seat.job_id
         failure = self.retries.failure(job_id)
         reason = "no time left to audit before the commit deadline"
         if failure is not None:
@@ -398,12 +424,19 @@ class Verifier:
         if report is not None:
             report.abstentions.append(reason)
             path = str(report.conclude().save(self.config.data_dir))
-        log.warning("job %d: abstaining (no vote): %s", job_id, reason)
-        self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, report_path=path,
-                             note=f"abstain: {reason}"[:1000])
+        self._abstain(seat, reason, path)
 
-    def _apply(self, job_id: int, outcome: Outcome) -> None:
+    def _abstain(self, seat: SeatRecord, reason: str, report_path: str | None = None) -> None:
+        """No vote in this round (the seat is a no-show): logged at WARNING with the reason."""
+        log.warning("job %d: abstaining in round %d (no vote): %s", seat.job_id, seat.round, reason)
+        self.journal.set_seat_stage(seat, SeatStage.ABSTAINED, note=f"abstain: {reason}")
+        if report_path is not None:
+            self.journal.set_job(self.chain_id, self.addr, seat.job_id, JobStage.SEEN, report_path=report_path,
+                                 note=f"abstain: {reason}"[:1000])
+
+    def _apply(self, seat: SeatRecord, outcome: Outcome) -> None:
         """Act on a finished audit: commit its vote, record the abstention, or retry the job later."""
+        job_id = seat.job_id
         report = outcome.report
         report.verifier = self.me
         if outcome.kind is OutcomeKind.RETRY:
@@ -412,68 +445,74 @@ class Verifier:
         self._retried.pop(job_id, None)
         path = report.save(self.config.data_dir)
         if outcome.kind is OutcomeKind.ABSTAIN:
-            log.warning("job %d: abstaining (no vote): %s (report %s)", job_id, outcome.reason, path)
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SKIPPED, report_path=str(path),
-                                 note=f"abstain: {outcome.reason}"[:1000])
+            self._abstain(seat, f"{outcome.reason} (report {path})", str(path))
             return
         self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.AUDITED, report_path=str(path))
         log.info("job %d: audited in %.1f s: %s (report %s)", job_id, report.audit_seconds or 0.0,
                  report.verdict.value, path)
-        self._commit(job_id, report)
+        self._commit(seat, report)
 
-    def audit_and_commit(self, job_id: int, job: OnchainJob) -> None:
-        """Audit ``job_id`` now in this thread, unless its report is saved, and commit the
-        vote (``verifier check --vote``); an abstention commits nothing."""
-        if not self._may_vote(job):
-            return
+    def audit_and_commit(self, job_id: int) -> None:
+        """Audit ``job_id`` now in this thread, unless its report is saved, and commit the vote of
+        this account's seats in the current round (``verifier check --vote``); an abstention
+        commits nothing. VerifierError when the case is not voting or this account holds no seat."""
+        case = self.gw.case_of(job_id)
+        if not case.voting:
+            raise VerifierError(f"verifier: job {job_id}'s case is not voting (outcome {case.outcome.value}, "
+                                f"voting start {case.voting_start})")
+        view = self.gw.seat_of(job_id, case.round, self.me)
+        if not view.seated:
+            raise VerifierError(f"verifier: {self.me} holds no seat in round {case.round} of job {job_id}: "
+                                "only seated verifiers vote (`greenproof verifier join` to enter the pool)")
+        seat = self.journal.add_seat(self.chain_id, self.addr, job_id, case.round, self.me, view.seats)
+        if self.journal.job_stage(self.chain_id, self.addr, job_id) is None:
+            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.SEEN)
         report = self.load_report(job_id)
-        if report is None:
+        if report is None or report.abstain:
             report = audit_onchain_job(self.gw, job_id, self.config, self.audit)
             path = report.save(self.config.data_dir)
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.AUDITED, report_path=str(path))
+            stage = JobStage.SEEN if report.abstain else JobStage.AUDITED
+            self.journal.set_job(self.chain_id, self.addr, job_id, stage, report_path=str(path))
         if report.abstain:
             log.warning("job %d: abstaining (no vote): %s", job_id, "; ".join(report.abstentions))
             return
-        self._commit(job_id, report)
+        self._commit(seat, report)
 
-    def _commit(self, job_id: int, report: AuditReport) -> None:
-        # the salt is on disk (synchronous sqlite) before the commit is sent
-        vote = self.journal.prepare_vote(self.chain_id, self.addr, job_id, self.me, report.fraud)
-        if self.gw.vote_of(job_id, self.me).status is not VoteStatus.NONE:
-            # committed before a crash: the receipt was lost
-            self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
+    def _commit(self, seat: SeatRecord, report: AuditReport) -> None:
+        """Commit the report's ballot for our seats of ``seat.round`` (its salt and digests on disk
+        first), or abstain when the report cannot support a vote the court counts."""
+        ballot = ballot_of(report)
+        if isinstance(ballot, Abstention):
+            self._abstain(seat, ballot.reason)
+            return
+        seat = self.journal.prepare_vote(seat, ballot)
+        if self.gw.seat_of(seat.job_id, seat.round, self.me).committed:
+            self.journal.set_seat_stage(seat, SeatStage.COMMITTED)  # committed before a crash
             return
         try:
-            receipt = self.gw.commit_vote(job_id, vote.commitment)
+            receipt = self.gw.commit_vote(seat.job_id, seat.commitment or b"")
         except TxError as exc:
-            if "already voted" in str(exc):
-                self.journal.set_vote_stage(vote, VoteStage.COMMITTED)
+            if "already committed" in str(exc):
+                self.journal.set_seat_stage(seat, SeatStage.COMMITTED)
                 return
             raise
         tx = receipt["transactionHash"].to_0x_hex()
-        self.journal.set_vote_stage(vote, VoteStage.COMMITTED, tx)
-        self.record_tx(job_id, "commit_vote", tx, receipt["blockNumber"])
-        log.info("job %d: committed a sealed %s vote", job_id, "FRAUD" if vote.fraud else "ok")
+        self.journal.set_seat_stage(seat, SeatStage.COMMITTED, tx)
+        self.record_tx(seat.job_id, "commit_vote", tx, receipt["blockNumber"])
+        log.info("job %d: committed a sealed %s vote for %d seat(s) of round %d", seat.job_id,
+                 "FRAUD" if ballot.fraud else "ok", seat.seats, seat.round)
 
-    def _closed(self, job: OnchainJob) -> None:
-        """A finalized job: settle the votes, mark it done, withdraw."""
-        job_id = job.job_id
-        vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
-        if vote is not None and vote.stage in (VoteStage.COMMITTED, VoteStage.REVEALED, VoteStage.MISSED):
-            self.settle(job_id, vote)
-            vote = self.journal.vote(self.chain_id, self.addr, job_id, self.me)
-        if vote is None or vote.stage in (VoteStage.SETTLED, VoteStage.PREPARED):
-            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE)
-        self.withdraw()
-
-    def reveal(self, vote: VoteRecord) -> None:
-        receipt = self.gw.reveal_vote(vote.job_id, vote.fraud, vote.salt)
+    def reveal(self, seat: SeatRecord) -> None:
+        ballot = seat.ballot
+        receipt = self.gw.reveal_vote(seat.job_id, ballot.fraud, seat.salt or b"", ballot.digests)
         tx = receipt["transactionHash"].to_0x_hex()
-        self.journal.set_vote_stage(vote, VoteStage.REVEALED, tx)
-        self.record_tx(vote.job_id, "reveal_vote", tx, receipt["blockNumber"])
-        log.info("job %d: revealed %s", vote.job_id, "FRAUD" if vote.fraud else "ok")
+        self.journal.set_seat_stage(seat, SeatStage.REVEALED, tx)
+        self.record_tx(seat.job_id, "reveal_vote", tx, receipt["blockNumber"])
+        log.info("job %d: revealed %s in round %d (%d digest(s))", seat.job_id,
+                 "FRAUD" if ballot.fraud else "ok", seat.round, len(ballot.digests))
 
     def finalize(self, job_id: int) -> None:
+        """Ask the court to decide the round (a round without a majority draws the next one)."""
         try:
             receipt = self.gw.finalize(job_id)
         except TxError as exc:
@@ -483,26 +522,40 @@ class Verifier:
         tx = receipt["transactionHash"].to_0x_hex()
         self.record_tx(job_id, "finalize", tx, receipt["blockNumber"])
 
-    def settle(self, job_id: int, vote: VoteRecord) -> None:
-        """Settle the job's other unsettled votes (winners are paid only after the
-        non-winners), then ours; a ``non-winning votes unsettled`` revert waits."""
-        voters = {e.voter for e in self.gw.events(VoteCommitted, self.deploy_block, job_id=job_id)}
-        others = sorted(v for v in voters if v.lower() != self.me.lower())
-        for voter in [*others, self.me]:
-            if self.gw.vote_of(job_id, voter).settled:
-                continue
+    # ------------------------------------------------------------------ after the decision
+    def _closed(self, job_id: int, case: CaseView) -> None:
+        """A decided case: settle every seat of every round (ours too), mark the job done, withdraw."""
+        for rnd, voter in self._seat_holders(job_id, case.round):
+            self._settle(job_id, rnd, voter)
+        mine = self.journal.seats_of(self.chain_id, self.addr, job_id, self.me)
+        if all(s.stage is SeatStage.SETTLED for s in mine):
+            self.journal.set_job(self.chain_id, self.addr, job_id, JobStage.DONE, note=case.outcome.value)
+            log.info("job %d: case decided %s in round %d; our seats settled", job_id, case.outcome.value,
+                     case.round)
+        self.withdraw()
+
+    def _seat_holders(self, job_id: int, last_round: int) -> list[tuple[int, str]]:
+        """Every ``(round, voter)`` seated on the job's case, from its ``SeatsDrawn`` events."""
+        holders = {(ev.round, voter) for ev in self.gw.events(SeatsDrawn, self.deploy_block, job_id=job_id)
+                   if ev.round <= last_round for voter in ev.voters}
+        return sorted(holders)
+
+    def _settle(self, job_id: int, rnd: int, voter: str) -> None:
+        """``settle_seat`` unless already settled; ours is recorded in the journal and the report."""
+        ours = voter.lower() == self.me.lower()
+        seat = self.journal.seat(self.chain_id, self.addr, job_id, rnd, self.me) if ours else None
+        tx: str | None = None
+        if not self.gw.seat_of(job_id, rnd, voter).settled:
             try:
-                receipt = self.gw.settle_vote(job_id, voter)
-            except TxError as exc:
-                if "non-winning votes unsettled" in str(exc) or "already settled" in str(exc):
-                    continue
-                raise
-            if voter.lower() == self.me.lower():
+                receipt = self.gw.settle_seat(job_id, rnd, voter)
                 tx = receipt["transactionHash"].to_0x_hex()
-                self.journal.set_vote_stage(vote, VoteStage.SETTLED, tx)
-                self.record_tx(job_id, "settle_vote", tx, receipt["blockNumber"])
-        if self.gw.vote_of(job_id, self.me).settled and vote.stage is not VoteStage.SETTLED:
-            self.journal.set_vote_stage(vote, VoteStage.SETTLED)
+                if ours:
+                    self.record_tx(job_id, "settle_seat", tx, receipt["blockNumber"])
+            except TxError as exc:
+                if "already settled" not in str(exc):
+                    raise
+        if seat is not None and seat.stage is not SeatStage.SETTLED:
+            self.journal.set_seat_stage(seat, SeatStage.SETTLED, tx)
 
     def withdraw(self) -> None:
         if self.gw.claimable() > 0:
@@ -522,12 +575,10 @@ class Verifier:
 
     # ------------------------------------------------------------------ idle
     def idle(self) -> bool:
-        """Every market job closed, every vote of ours settled, nothing claimable."""
+        """Every market job closed, every seat of ours settled, nothing claimable."""
         if self.journal.jobs(self.chain_id, self.addr, (JobStage.SEEN, JobStage.AUDITED)):
             return False
-        pending = self.journal.votes(self.chain_id, self.addr, self.me,
-                                     (VoteStage.COMMITTED, VoteStage.REVEALED, VoteStage.MISSED))
-        if pending or self.gw.claimable() > 0:
+        if self.journal.seats(self.chain_id, self.addr, self.me, OPEN_SEATS) or self.gw.claimable() > 0:
             return False
         for job_id in range(1, self.gw.next_job_id()):
             if job_id in self._final:

@@ -33,7 +33,7 @@ class Verdict(StrEnum):
 
 #: The checks of one segment, in the order they run (docs/protocol.md §4).
 CHECKS = ("opened", "energy_counter", "dataset", "start", "start_invariants", "end",
-          "end_invariants", "replay", "comparison")
+          "end_invariants", "replay", "comparison", "seal")
 
 
 class SegmentCheck(BaseModel):
@@ -47,6 +47,8 @@ class SegmentCheck(BaseModel):
     start_fetched: bool = False
     end_fetched: bool = False
     replay_hash: str | None = None
+    #: ``w_{index + 1}``: keccak256 of the replay's per-step losses (what an ok vote reveals)
+    work_digest: str | None = None
     same_class: bool = True
     #: the determinism class the replay ran in (threads are matched to the provider's when possible)
     replay_class: str | None = None

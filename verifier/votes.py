@@ -1,10 +1,16 @@
-"""The verifier's durable journal: vote salts, the event cursor, job progress, finished segment checks.
+"""The verifier's durable journal: its court seats and votes, the event cursor, job progress,
+finished segment checks.
 
-A commit-reveal vote is lost if its salt is: the vote stake is then slashed for
-not revealing. So the salt (and the vote it hides) is written to sqlite with
+A commit-reveal vote is lost if its salt is: the seat is then a no-show and
+loses ``noshow_slash_bps`` of its stake. So the salt and the vote it hides (the
+side and the replayed work digests) are written to sqlite with
 ``synchronous=FULL`` and committed BEFORE the ``commit_vote`` transaction is
 sent; after a crash the daemon finds the row and reveals (or, if the commit
-never landed, commits again with the same salt).
+never landed, commits again with the same salt and digests).
+
+One row per seat holding: ``(job, round)`` where the court drew this account
+(``SeatsDrawn``; ``seats`` is how many seats it holds in that round, all voted
+by one vote), from drawn to settled (:class:`SeatStage`).
 
 Every segment check an audit finishes (ok or fraud; an abstention may change
 once the requester's dataset comes back) is written as it finishes, so a
@@ -12,12 +18,13 @@ restarted daemon resumes an audit with the segments still to do
 (:mod:`verifier.auditor`).
 
 One database per data dir: ``{data_dir}/verifier.sqlite``. Rows are keyed by
-``(chain_id, market, job_id, voter)`` so one data dir can serve several
+``(chain_id, market, job_id, round, voter)`` so one data dir can serve several
 deployments and accounts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sqlite3
@@ -26,29 +33,33 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
-from pydantic import BaseModel, ValidationError
+from eth_utils import to_checksum_address
+from pydantic import BaseModel, Field, ValidationError
 
-from verifier.evidence import SegmentCheck
+from greenproof.merkle import vote_commitment
+from verifier.evidence import AuditReport, SegmentCheck
 
 log = logging.getLogger("greenproof.verifier")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS votes (
+CREATE TABLE IF NOT EXISTS seats (
     chain_id INTEGER NOT NULL,
     market TEXT NOT NULL,
     job_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
     voter TEXT NOT NULL,
-    fraud INTEGER NOT NULL,
-    salt BLOB NOT NULL,
-    commitment BLOB NOT NULL,
+    seats INTEGER NOT NULL,
     stage TEXT NOT NULL,
+    fraud INTEGER,
+    salt BLOB,
+    digests TEXT,
+    commitment BLOB,
     commit_tx TEXT,
     reveal_tx TEXT,
     settle_tx TEXT,
+    note TEXT,
     updated_at REAL NOT NULL,
-    PRIMARY KEY (chain_id, market, job_id, voter)
+    PRIMARY KEY (chain_id, market, job_id, round, voter)
 );
 CREATE TABLE IF NOT EXISTS cursor (
     chain_id INTEGER NOT NULL,
@@ -78,41 +89,106 @@ CREATE TABLE IF NOT EXISTS segment_checks (
 """
 
 
-class VoteStage(StrEnum):
-    PREPARED = "prepared"  # salt on disk, commit tx not yet confirmed
+class SeatStage(StrEnum):
+    SEATED = "seated"  # drawn; nothing sent yet
+    PREPARED = "prepared"  # salt and digests on disk, commit tx not yet confirmed
     COMMITTED = "committed"
     REVEALED = "revealed"
+    ABSTAINED = "abstained"  # no vote this round (the note says why): a no-show
+    MISSED = "missed"  # a window passed before we could act: a no-show
     SETTLED = "settled"
-    MISSED = "missed"  # a window passed before we could act
+
+
+#: seats still waiting for something from us or from the court
+OPEN_SEATS = (SeatStage.SEATED, SeatStage.PREPARED, SeatStage.COMMITTED, SeatStage.REVEALED,
+              SeatStage.ABSTAINED, SeatStage.MISSED)
 
 
 class JobStage(StrEnum):
-    SEEN = "seen"
-    AUDITED = "audited"
-    SKIPPED = "skipped"  # we may not vote (our own job, not enough stake, window missed)
-    DONE = "done"
+    SEEN = "seen"  # seated on its case: followed until every seat of ours is settled
+    AUDITED = "audited"  # the audit's report holds a vote (ok or fraud)
+    DONE = "done"  # decided and our seats settled (or it closed without a case)
 
 
-class VoteRecord(BaseModel):
+class Ballot(BaseModel):
+    """What one vote says: the side and, for ok, the work digests of the distinct audited
+    segments in ascending order (the court's proof of replay)."""
+
+    fraud: bool
+    digests: list[bytes]
+
+
+class Abstention(BaseModel):
+    """No vote: why."""
+
+    reason: str
+
+
+def ballot_of(report: AuditReport) -> Ballot | Abstention:
+    """The vote a concluded report supports.
+
+    Fraud: a fraud vote with no digests (it counts without them). Ok: only with the
+    replay's work digest of every distinct audited segment, each replayed in the
+    provider's determinism class; a replay in another class cannot reproduce the
+    digests the provider's seals commit to, so its ok would be counted as a no-show:
+    abstain instead. An abstaining report abstains.
+    """
+    if report.fraud:
+        return Ballot(fraud=True, digests=[])
+    if report.abstain:
+        return Abstention(reason="; ".join(report.abstentions) or "the audit abstained")
+    checks = {c.index: c for c in report.segments}
+    digests: list[bytes] = []
+    for i in sorted(set(report.audit_indices)):
+        check = checks.get(i)
+        if check is None or check.work_digest is None:
+            return Abstention(reason=f"segment {i} has no replayed work digest: an ok vote cannot prove the replay")
+        if not check.same_class:
+            return Abstention(reason=(
+                f"segment {i} was replayed in determinism class {check.replay_class}, not the provider's "
+                f"{report.provider_class}: the replay cannot reproduce the work digests an ok vote must reveal"))
+        digests.append(bytes.fromhex(check.work_digest.removeprefix("0x")))
+    return Ballot(fraud=False, digests=digests)
+
+
+class SeatRecord(BaseModel):
+    """Our seats in one round of one job's case, and the vote cast with them."""
+
     chain_id: int
     market: str
     job_id: int
+    round: int
     voter: str
-    fraud: bool
-    salt: bytes
-    commitment: bytes
-    stage: VoteStage
+    seats: int
+    stage: SeatStage
+    fraud: bool | None = None
+    salt: bytes | None = None
+    digests: list[bytes] = Field(default_factory=list)
+    commitment: bytes | None = None
     commit_tx: str | None = None
     reveal_tx: str | None = None
     settle_tx: str | None = None
+    note: str | None = None
+
+    @property
+    def ballot(self) -> Ballot:
+        """The prepared vote (``ValueError`` before :meth:`VoteJournal.prepare_vote`)."""
+        if self.fraud is None or self.salt is None:
+            raise ValueError(f"votes: job {self.job_id} round {self.round}: no vote prepared")
+        return Ballot(fraud=self.fraud, digests=self.digests)
 
 
-def vote_commitment(job_id: int, voter: str, fraud: bool, salt: bytes) -> bytes:
-    """``keccak256(abi_encode(job_id uint256, voter address, fraud bool, salt bytes32))``."""
-    if len(salt) != 32:
-        raise ValueError(f"votes: salt must be 32 bytes, got {len(salt)}")
-    return keccak(
-        abi_encode(["uint256", "address", "bool", "bytes32"], [job_id, to_checksum_address(voter), fraud, salt])
+_COLUMNS = ("chain_id, market, job_id, round, voter, seats, stage, fraud, salt, digests, commitment,"
+            " commit_tx, reveal_tx, settle_tx, note")
+_KEY = "chain_id=? AND market=? AND job_id=? AND round=? AND voter=?"
+
+
+def _record(row: tuple) -> SeatRecord:
+    return SeatRecord(
+        chain_id=row[0], market=row[1], job_id=int(row[2]), round=int(row[3]), voter=row[4], seats=row[5],
+        stage=SeatStage(row[6]), fraud=None if row[7] is None else bool(row[7]), salt=row[8],
+        digests=[bytes.fromhex(d) for d in json.loads(row[9] or "[]")], commitment=row[10],
+        commit_tx=row[11], reveal_tx=row[12], settle_tx=row[13], note=row[14],
     )
 
 
@@ -132,84 +208,86 @@ class VoteJournal:
         with self._lock:
             self._db.close()
 
-    # --- votes ---------------------------------------------------------------------
-    def prepare_vote(self, chain_id: int, market: str, job_id: int, voter: str, fraud: bool) -> VoteRecord:
-        """The durable vote for this job: an existing one (same salt, so a retried
-        commit matches), or a new one with a fresh salt, written before returning."""
-        existing = self.vote(chain_id, market, job_id, voter)
-        if existing is not None:
-            if existing.fraud != fraud and existing.stage == VoteStage.PREPARED:
-                # the decision changed before anything was sent: re-salt with the new vote
-                self._delete_vote(chain_id, market, job_id, voter)
-            else:
-                return existing
-        salt = secrets.token_bytes(32)
-        rec = VoteRecord(
-            chain_id=chain_id,
-            market=market.lower(),
-            job_id=job_id,
-            voter=voter.lower(),
-            fraud=fraud,
-            salt=salt,
-            commitment=vote_commitment(job_id, voter, fraud, salt),
-            stage=VoteStage.PREPARED,
-        )
+    # --- seats and votes ------------------------------------------------------------
+    def add_seat(self, chain_id: int, market: str, job_id: int, round: int, voter: str,
+                 seats: int) -> SeatRecord:
+        """Record that ``voter`` holds ``seats`` seats in ``round`` (kept if already recorded)."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO votes VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (chain_id, rec.market, str(job_id), rec.voter, int(fraud), salt, rec.commitment,
-                 rec.stage.value, None, None, None, time.time()),
+                f"INSERT INTO seats ({_COLUMNS}, updated_at) VALUES (?,?,?,?,?,?,?,NULL,NULL,NULL,NULL,"
+                "NULL,NULL,NULL,NULL,?) ON CONFLICT DO NOTHING",
+                (chain_id, market.lower(), str(job_id), round, voter.lower(), seats, SeatStage.SEATED.value,
+                 time.time()),
             )
+        rec = self.seat(chain_id, market, job_id, round, voter)
+        if rec is None:
+            raise sqlite3.DatabaseError(f"votes: job {job_id} round {round}: the seat was not recorded")
         return rec
 
-    def _delete_vote(self, chain_id: int, market: str, job_id: int, voter: str) -> None:
+    def seat(self, chain_id: int, market: str, job_id: int, round: int, voter: str) -> SeatRecord | None:
         with self._lock:
-            self._db.execute(
-                "DELETE FROM votes WHERE chain_id=? AND market=? AND job_id=? AND voter=?",
-                (chain_id, market.lower(), str(job_id), voter.lower()),
-            )
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM seats WHERE {_KEY}",
+                                   (chain_id, market.lower(), str(job_id), round, voter.lower())).fetchone()
+        return None if row is None else _record(row)
 
-    def vote(self, chain_id: int, market: str, job_id: int, voter: str) -> VoteRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT chain_id, market, job_id, voter, fraud, salt, commitment, stage, commit_tx,"
-                " reveal_tx, settle_tx FROM votes WHERE chain_id=? AND market=? AND job_id=? AND voter=?",
-                (chain_id, market.lower(), str(job_id), voter.lower()),
-            ).fetchone()
-        if row is None:
-            return None
-        return VoteRecord(
-            chain_id=row[0], market=row[1], job_id=int(row[2]), voter=row[3], fraud=bool(row[4]),
-            salt=row[5], commitment=row[6], stage=VoteStage(row[7]), commit_tx=row[8],
-            reveal_tx=row[9], settle_tx=row[10],
-        )
-
-    def votes(self, chain_id: int, market: str, voter: str, stages: tuple[VoteStage, ...]) -> list[VoteRecord]:
+    def seats_of(self, chain_id: int, market: str, job_id: int, voter: str) -> list[SeatRecord]:
+        """``voter``'s seats on ``job_id``, by round."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT job_id FROM votes WHERE chain_id=? AND market=? AND voter=? AND stage IN "
-                f"({','.join('?' * len(stages))})",
+                f"SELECT {_COLUMNS} FROM seats WHERE chain_id=? AND market=? AND job_id=? AND voter=?"
+                " ORDER BY round", (chain_id, market.lower(), str(job_id), voter.lower())).fetchall()
+        return [_record(r) for r in rows]
+
+    def seats(self, chain_id: int, market: str, voter: str, stages: tuple[SeatStage, ...]) -> list[SeatRecord]:
+        """``voter``'s seats in ``stages``, on every job."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM seats WHERE chain_id=? AND market=? AND voter=? AND stage IN "
+                f"({','.join('?' * len(stages))}) ORDER BY CAST(job_id AS INTEGER), round",
                 (chain_id, market.lower(), voter.lower(), *[s.value for s in stages]),
             ).fetchall()
-        out = [self.vote(chain_id, market, int(r[0]), voter) for r in rows]
-        return [v for v in out if v is not None]
+        return [_record(r) for r in rows]
 
-    def set_vote_stage(self, rec: VoteRecord, stage: VoteStage, tx: str | None = None) -> None:
-        column = {VoteStage.COMMITTED: "commit_tx", VoteStage.REVEALED: "reveal_tx", VoteStage.SETTLED: "settle_tx"}.get(stage)
+    def prepare_vote(self, rec: SeatRecord, ballot: Ballot) -> SeatRecord:
+        """The durable vote of this seat: the one already prepared (same salt, so a retried
+        commit matches) or, if none was or the ballot changed before anything was sent, a new
+        one with a fresh salt, written (salt, side, digests, commitment) before returning."""
+        if rec.stage not in (SeatStage.SEATED, SeatStage.PREPARED):
+            return rec
+        if rec.stage is SeatStage.PREPARED and rec.ballot == ballot:
+            return rec
+        salt = secrets.token_bytes(32)
+        commitment = vote_commitment(rec.job_id, to_checksum_address(rec.voter), ballot.fraud, salt,
+                                     ballot.digests)
         with self._lock:
-            if column and tx:
-                self._db.execute(
-                    f"UPDATE votes SET stage=?, {column}=?, updated_at=? WHERE chain_id=? AND market=? AND job_id=? AND voter=?",
-                    (stage.value, tx, time.time(), rec.chain_id, rec.market, str(rec.job_id), rec.voter),
-                )
-            else:
-                self._db.execute(
-                    "UPDATE votes SET stage=?, updated_at=? WHERE chain_id=? AND market=? AND job_id=? AND voter=?",
-                    (stage.value, time.time(), rec.chain_id, rec.market, str(rec.job_id), rec.voter),
-                )
+            self._db.execute(
+                f"UPDATE seats SET stage=?, fraud=?, salt=?, digests=?, commitment=?, updated_at=? WHERE {_KEY}",
+                (SeatStage.PREPARED.value, int(ballot.fraud), salt, json.dumps([d.hex() for d in ballot.digests]),
+                 commitment, time.time(), rec.chain_id, rec.market, str(rec.job_id), rec.round, rec.voter),
+            )
+        return rec.model_copy(update={"stage": SeatStage.PREPARED, "fraud": ballot.fraud, "salt": salt,
+                                      "digests": list(ballot.digests), "commitment": commitment})
+
+    def set_seat_stage(self, rec: SeatRecord, stage: SeatStage, tx: str | None = None,
+                       note: str | None = None) -> None:
+        """Move ``rec`` (in place) to ``stage``, with the transaction that did it or a note."""
+        column = {SeatStage.COMMITTED: "commit_tx", SeatStage.REVEALED: "reveal_tx",
+                  SeatStage.SETTLED: "settle_tx"}.get(stage)
+        sets, values = ["stage=?", "updated_at=?"], [stage.value, time.time()]
+        if column and tx:
+            sets.append(f"{column}=?")
+            values.append(tx)
+        if note is not None:
+            sets.append("note=?")
+            values.append(note[:1000])
+        with self._lock:
+            self._db.execute(f"UPDATE seats SET {', '.join(sets)} WHERE {_KEY}",
+                             (*values, rec.chain_id, rec.market, str(rec.job_id), rec.round, rec.voter))
         rec.stage = stage
         if column and tx:
             setattr(rec, column, tx)
+        if note is not None:
+            rec.note = note[:1000]
 
     # --- cursor ----------------------------------------------------------------------
     def cursor(self, chain_id: int, market: str, default: int) -> int:

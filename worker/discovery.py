@@ -2,7 +2,10 @@
 
 Each pass reads the ``JobPosted`` events from the journal's cursor up to
 ``head - confirmations`` and decides on every job once: skipped (the first rule
-that failed is journaled and logged) or accepted. The intent to accept is
+that failed is journaled and logged) or accepted. Besides the accept policy, the
+court must be able to judge the worker's determinism class: a class whose
+verifier pool holds less than ``min_class_stake`` is a skip with that reason
+(``accept_job`` would revert). The intent to accept is
 journaled *before* ``accept_job`` is sent; an accept whose fate a crash hid
 (phase ``ACCEPTING``) is resolved on the next pass from on-chain state, never
 by a second blind accept.
@@ -106,10 +109,11 @@ class Discovery:
         try:
             spec = self._usable_spec(posted, job)
             reason = self._decide(job, spec)
+            dclass = engine.determinism_class(spec, self.config.device)
+            self._check_court(dclass)
         except Refused as refusal:
             self._skip(posted, str(refusal))
             return
-        dclass = engine.determinism_class(spec, self.config.device)
         if not self.journal.begin_accept(
             posted.job_id,
             spec_json=spec.canonical_json().decode(),
@@ -166,6 +170,18 @@ class Discovery:
         if not decision:
             raise Refused(decision.reason)
         return decision.reason
+
+    def _check_court(self, dclass: bytes) -> None:
+        """The court must be able to judge this class: its verifier pool holds at least
+        ``min_class_stake`` (``accept_job`` reverts otherwise; docs/court.md)."""
+        stake = self.gateway.pool_stake(dclass)
+        need = self.gateway.court_param("min_class_stake")
+        if stake < need:
+            raise Refused(
+                f"no court for our determinism class 0x{dclass.hex()}: its verifier pool holds {stake} "
+                f"of the {need} stake (min_class_stake) accept_job requires; verifiers of this class "
+                "join it with `greenproof verifier join`"
+            )
 
     def queued_seconds(self) -> float:
         """Estimated training time of the jobs already waiting for (or on) the device."""

@@ -177,10 +177,12 @@ class Lifecycle:
         self.journal.record_opened(row.job_id, todo)
 
     def finalize(self, row: JobRow, job: OnchainJob) -> None:
-        """Finalize once the vote windows are over (nobody voting means the optimistic outcome)."""
+        """Finalize once the case's current round is over: the court decides (no majority in the
+        last round means the optimistic outcome) or draws a larger round, and the job stays
+        VOTING until that round is over too."""
         if row.phase is not Phase.VOTING:
             self.journal.set_phase(row.job_id, Phase.VOTING)
-        if self.clock.now() < self.gateway.voting_ends(job):
+        if self.clock.now() < self.gateway.voting_ends(row.job_id):
             return
         log.info("job %d: reveal window over; finalizing", row.job_id)
         try:

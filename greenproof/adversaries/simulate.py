@@ -29,13 +29,6 @@ class Withheld(FileNotFoundError):
     """The simulated artifact server answered 404."""
 
 
-class SealedSegment(OpenedSegment):
-    """An opened segment with the seals of its two boundaries, as ``SegmentOpened`` reveals them."""
-
-    start_seal: bytes
-    end_seal: bytes
-
-
 @dataclass
 class SimulatedRun:
     spec: JobSpec
@@ -71,9 +64,10 @@ class SimulatedRun:
         """The commitment tree the provider would commit the root of."""
         return commitment_tree(self.job_id, self.hashes, self.energies_mj, self.seals)
 
-    def opened(self, index: int) -> SealedSegment:
+    def opened(self, index: int) -> OpenedSegment:
+        """Segment ``index`` as ``SegmentOpened`` reveals it (seals included)."""
         seals = self.seals
-        return SealedSegment(
+        return OpenedSegment(
             index=index,
             start_hash=self.hashes[index],
             start_energy_mj=self.energies_mj[index],

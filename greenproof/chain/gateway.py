@@ -11,6 +11,7 @@ No other module builds a ``contract.functions.X(...)`` call.
     >>> gw.accept_job(3, dclass)             # receipt; TxError with the decoded reason on revert
     >>> for ev in gw.events(JobPosted, 0):   # typed events
     ...     print(ev.job_id, ev.spec_uri)
+    >>> gw.case_of(3).commit_end             # the court's case of job 3 (CaseView)
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ from greenproof.chain.client import Chain
 from greenproof.chain.errors import ChainError
 from greenproof.chain.manifest import Deployment
 from greenproof.chain.models import (
+    COURT_EVENTS,
+    COURT_PARAMS,
     MARKET_EVENTS,
     MARKET_PARAMS,
     Attestation,
+    CaseView,
     Event,
     JobPosted,
+    MemberView,
     OnchainJob,
     Opening,
-    VoteView,
+    PoolView,
+    SeatView,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +55,9 @@ class Gateway:
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self._params: dict[str, int] = {}
+        self._court_params: dict[str, int] = {}
         self._max_openings: int | None = None
+        self._seat_stake: int | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -70,6 +78,10 @@ class Gateway:
     @property
     def market_address(self) -> str:
         return str(self.chain.contract("market").address)
+
+    @property
+    def court_address(self) -> str:
+        return str(self.chain.contract("court").address)
 
     @property
     def stake_address(self) -> str:
@@ -135,20 +147,6 @@ class Gateway:
         """Whether audited segment ``index`` is open (False for an index that is not audited)."""
         return bool(self._view("market", "is_opened", job_id, index, job_id=job_id))
 
-    def vote_of(self, job_id: int, voter: str) -> VoteView:
-        """``vote_of``: one voter's vote on one job (status ``NONE`` when it has not voted)."""
-        raw = self._view("market", "vote_of", job_id, voter, job_id=job_id)
-        return VoteView.model_validate(self._struct("market", "vote_of", raw))
-
-    def vote_windows(self, job: OnchainJob) -> tuple[int, int]:
-        """``(commit end, reveal end)`` of a job in VOTING; ``finalize`` opens at the reveal end."""
-        commit_end = job.voting_start + self.param("vote_commit_window")
-        return commit_end, commit_end + self.param("vote_reveal_window")
-
-    def voting_ends(self, job: OnchainJob) -> int:
-        """First timestamp at which ``finalize`` may be called."""
-        return self.vote_windows(job)[1]
-
     def claimable(self, who: str | None = None) -> int:
         """What the market owes ``who`` (default: this account), pulled by :meth:`withdraw`."""
         return int(self._view("market", "claimable", who or self.address))
@@ -209,24 +207,89 @@ class Gateway:
         return self._send("market", "slash_unopened", job_id, what="slash unopened",
                           context={"job": job_id})
 
-    def commit_vote(self, job_id: int, commitment: bytes) -> TxReceipt:
-        return self._send("market", "commit_vote", job_id, commitment, what="commit vote",
-                          context={"job": job_id})
-
-    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes) -> TxReceipt:
-        return self._send("market", "reveal_vote", job_id, fraud, salt, what="reveal vote",
-                          context={"job": job_id})
-
     def finalize(self, job_id: int) -> TxReceipt:
+        """Ask the court to decide the job's round (reverts ``court: round not over`` before its
+        reveal end); an undecided round with rounds left draws the next one and the job stays VOTING."""
         return self._send("market", "finalize", job_id, what="finalize", context={"job": job_id})
-
-    def settle_vote(self, job_id: int, voter: str) -> TxReceipt:
-        return self._send("market", "settle_vote", job_id, voter, what="settle vote",
-                          context={"job": job_id, "voter": voter})
 
     def withdraw(self) -> TxReceipt:
         """Pull everything the market owes this account (reverts ``market: nothing to withdraw``)."""
         return self._send("market", "withdraw", what="withdraw")
+
+    # ------------------------------------------------------------------ court reads
+    def seat_stake(self) -> int:
+        """``SEAT_STAKE``: the stake one seat locks (fixed at deployment)."""
+        if self._seat_stake is None:
+            self._seat_stake = int(self._view("court", "SEAT_STAKE"))
+        return self._seat_stake
+
+    def court_param(self, name: str) -> int:
+        """A VerifierCourt parameter (cached, as :meth:`param`)."""
+        if name not in COURT_PARAMS:
+            raise ValueError(f"court: no parameter {name!r} (one of {', '.join(COURT_PARAMS)})")
+        if name not in self._court_params:
+            self._court_params[name] = int(self._view("court", name))
+        return self._court_params[name]
+
+    def court_params(self) -> dict[str, int]:
+        """Every VerifierCourt parameter, read now (not cached)."""
+        return {name: int(self._view("court", name)) for name in COURT_PARAMS}
+
+    def pool_of(self, dclass: bytes) -> PoolView:
+        """The pool of determinism class ``dclass`` (all zero when nobody joined it)."""
+        raw = self._view("court", "pool_of", dclass)
+        return PoolView.model_validate(self._struct("court", "pool_of", raw))
+
+    def pool_stake(self, dclass: bytes) -> int:
+        """(free + busy seats) * ``SEAT_STAKE`` of the pool; ``accept_job`` needs ``>= min_class_stake``."""
+        return int(self._view("court", "pool_stake", dclass))
+
+    def member_of(self, dclass: bytes, who: str | None = None) -> MemberView:
+        """``who``'s (default: this account's) free and busy seats in the pool of ``dclass``."""
+        raw = self._view("court", "member_of", dclass, who or self.address)
+        return MemberView.model_validate(self._struct("court", "member_of", raw))
+
+    def case_of(self, job_id: int) -> CaseView:
+        """The job's case: terms, current round, its windows and counts (all zero before the draw)."""
+        raw = self._view("court", "case_of", job_id, job_id=job_id)
+        return CaseView.model_validate(self._struct("court", "case_of", raw))
+
+    def seat_of(self, job_id: int, round: int, voter: str) -> SeatView:
+        """The seats ``voter`` holds in ``round`` of the job's case and its vote (seats 0: not seated)."""
+        raw = self._view("court", "seat_of", job_id, round, voter, job_id=job_id)
+        return SeatView.model_validate(self._struct("court", "seat_of", raw))
+
+    def voting_ends(self, job_id: int) -> int:
+        """The current round's reveal end: the first timestamp ``finalize`` may be called
+        (0 before voting started)."""
+        return self.case_of(job_id).reveal_end
+
+    # ------------------------------------------------------------------ court transactions
+    def join_pool(self, dclass: bytes, seats: int) -> TxReceipt:
+        """Add ``seats`` seats to the pool of ``dclass``, locking ``seats * SEAT_STAKE`` of free stake."""
+        return self._send("court", "join", dclass, int(seats), what="join pool",
+                          context={"class": "0x" + dclass.hex()[:12], "seats": seats})
+
+    def leave_pool(self, dclass: bytes, seats: int) -> TxReceipt:
+        """Take ``seats`` free seats out of the pool of ``dclass`` (their stake is unlocked)."""
+        return self._send("court", "leave", dclass, int(seats), what="leave pool",
+                          context={"class": "0x" + dclass.hex()[:12], "seats": seats})
+
+    def commit_vote(self, job_id: int, commitment: bytes) -> TxReceipt:
+        """Commit the sealed vote of this account's seats in the case's current round
+        (:func:`greenproof.merkle.vote_commitment`)."""
+        return self._send("court", "commit_vote", job_id, commitment, what="commit vote",
+                          context={"job": job_id})
+
+    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes]) -> TxReceipt:
+        """Reveal the committed vote with the replayed work digests (ascending audited segments)."""
+        return self._send("court", "reveal_vote", job_id, fraud, salt, list(digests), what="reveal vote",
+                          context={"job": job_id})
+
+    def settle_seat(self, job_id: int, round: int, voter: str) -> TxReceipt:
+        """Settle the seats ``voter`` held in ``round`` of a decided case (anyone, once)."""
+        return self._send("court", "settle", job_id, round, voter, what="settle seat",
+                          context={"job": job_id, "round": round, "voter": voter})
 
     # ------------------------------------------------------------------ stake
     def staked(self, who: str | None = None) -> int:
@@ -321,17 +384,25 @@ class Gateway:
         args = dict(indexed)
         if job_id is not None:
             args["job_id"] = job_id
-        logs = self.chain.logs(event.__name__, from_block, to_block, event.contract,
+        logs = self.chain.logs(event.event_name(), from_block, to_block, event.contract,
                                args=args or None)
         return [event.from_log(entry) for entry in logs]
 
     def market_events(self, from_block: int, to_block: int | None = None) -> list[Event]:
         """Every JobMarket event in the range, as models, in chain order (one query per chunk)."""
+        return self._all_events("market", MARKET_EVENTS, from_block, to_block)
+
+    def court_events(self, from_block: int, to_block: int | None = None) -> list[Event]:
+        """Every VerifierCourt event in the range, as models, in chain order."""
+        return self._all_events("court", COURT_EVENTS, from_block, to_block)
+
+    def _all_events(self, role: str, models: dict[str, type[Event]], from_block: int,
+                    to_block: int | None) -> list[Event]:
         out: list[Event] = []
-        for entry in self.chain.events(from_block, to_block, "market"):
-            model = MARKET_EVENTS.get(entry["event"])
+        for entry in self.chain.events(from_block, to_block, role):
+            model = models.get(entry["event"])
             if model is None:
-                log.debug("gateway: no model for JobMarket event %s; skipped", entry["event"])
+                log.debug("gateway: no model for %s event %s; skipped", role, entry["event"])
                 continue
             out.append(model.from_log(entry))
         return out
@@ -339,7 +410,7 @@ class Gateway:
     def receipt_events(self, event: type[E], receipt: TxReceipt) -> list[E]:
         """The ``event`` logs a transaction emitted."""
         contract = self.chain.contract(event.contract)
-        logs = contract.events[event.__name__]().process_receipt(receipt, errors=DISCARD)
+        logs = contract.events[event.event_name()]().process_receipt(receipt, errors=DISCARD)
         return [event.from_log(entry) for entry in logs]
 
 
@@ -360,4 +431,4 @@ def _struct_fields(abi: list[dict[str, Any]], fn_name: str) -> list[str]:
     raise ChainError(f"chain: the ABI has no function {fn_name!r} (stale deployment manifest?)")
 
 
-__all__ = ["MARKET_PARAMS", "Gateway"]
+__all__ = ["COURT_PARAMS", "MARKET_PARAMS", "Gateway"]

@@ -1,18 +1,21 @@
-"""Typed views of what the contracts return and emit (docs/protocol.md §2).
+"""Typed views of what the contracts return and emit (docs/protocol.md §2, docs/court.md).
 
 Every struct a view returns and every event a contract emits is a model here
 with the ABI's own field names. A model is built strictly: a field the ABI
 renames or drops fails loudly (``ValidationError``), it never defaults to 0.
+An event model is named after its ABI event unless two contracts share the
+name: then ``abi_name`` names the ABI event (``CourtVotingStarted`` is the
+court's ``VotingStarted``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeVar
 
 from hexbytes import HexBytes
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 if TYPE_CHECKING:
     from greenproof.merkle import MerkleTree
@@ -21,9 +24,14 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 #: JobMarket parameters: a public view each, set by ``set_<name>`` (bounds in docs/protocol.md §2.3).
 MARKET_PARAMS = (
-    "seed_lookahead", "open_window", "vote_commit_window", "vote_reveal_window",
-    "max_audit_samples", "min_collateral_bps", "min_verifier_stake", "max_vote_stake",
-    "voter_slash_bps", "requester_share_bps", "max_job_duration",
+    "seed_lookahead", "open_window", "max_audit_samples", "min_collateral_bps",
+    "requester_share_bps", "max_job_duration",
+)
+
+#: VerifierCourt parameters: a public view each, set by ``set_<name>`` (docs/court.md).
+COURT_PARAMS = (
+    "committee_size", "max_rounds", "commit_window", "reveal_window", "voter_slash_bps",
+    "noshow_slash_bps", "min_class_stake",
 )
 
 
@@ -87,6 +95,7 @@ class OnchainJob(_Strict):
     collateral: int
     deadline: int
     min_green_bps: int
+    determinism_class: bytes
     root: bytes
     final_state_hash: bytes
     energy_mj: int
@@ -95,9 +104,8 @@ class OnchainJob(_Strict):
     open_deadline: int
     voting_start: int
     opened_mask: int
-    n_votes: int
-    ok_weight: int
-    fraud_weight: int
+    seal_acc: bytes
+    pot: int
 
     @field_validator("state", mode="before")
     @classmethod
@@ -109,36 +117,115 @@ class OnchainJob(_Strict):
         return self.state is not JobState.NONE
 
 
-class VoteStatus(StrEnum):
-    """``vote_of(...).status``."""
+S = TypeVar("S", bound=StrEnum)
+
+
+def _enum_member(order: tuple[S, ...], value: Any, what: str) -> S:
+    """The ``order[value]`` member for a ``uint`` a view or an event returns (a member passes through)."""
+    if isinstance(value, order[0].__class__):
+        return value
+    if not 0 <= int(value) < len(order):
+        raise ValueError(f"court: unknown {what} value {value}")
+    return order[int(value)]
+
+
+class CaseOutcome(StrEnum):
+    """``case_of(...).outcome`` and ``CaseDecided.outcome`` (VerifierCourt's ``OUTCOME_*``)."""
 
     NONE = "NONE"
+    OK = "OK"
+    FRAUD = "FRAUD"
+    NO_DECISION = "NO_DECISION"
+    DROPPED = "DROPPED"
+
+
+class SeatStatus(StrEnum):
+    """``seat_of(...).status`` (VerifierCourt's ``SEAT_*``)."""
+
+    SEATED = "SEATED"
     COMMITTED = "COMMITTED"
     REVEALED_OK = "REVEALED_OK"
     REVEALED_FRAUD = "REVEALED_FRAUD"
+    NO_PROOF = "NO_PROOF"  # revealed ok without valid digests: counted as a no-show
 
 
-class VoteView(_Strict):
-    """``JobMarket.vote_of``: one voter's vote on one job."""
+#: a case outcome as a view or an event returns it (a ``uint8``)
+Outcome = Annotated[CaseOutcome, BeforeValidator(lambda v: _enum_member(tuple(CaseOutcome), v, "case outcome"))]
 
-    commitment: bytes
-    weight: int
-    status: VoteStatus
-    settled: bool
 
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status(cls, value: Any) -> VoteStatus:
-        if isinstance(value, VoteStatus):
-            return value
-        order = tuple(VoteStatus)
-        if not 0 <= int(value) < len(order):
-            raise ValueError(f"market: unknown vote status value {value}")
-        return order[int(value)]
+class PoolView(_Strict):
+    """``VerifierCourt.pool_of``: one determinism class's pool."""
+
+    members: int
+    free_seats: int
+    busy_seats: int
+    stake: int
+
+
+class MemberView(_Strict):
+    """``VerifierCourt.member_of``: one member's seats in one pool (both 0 for a non-member)."""
+
+    free_seats: int
+    busy_seats: int
 
     @property
-    def revealed(self) -> bool:
-        return self.status in (VoteStatus.REVEALED_OK, VoteStatus.REVEALED_FRAUD)
+    def seats(self) -> int:
+        return self.free_seats + self.busy_seats
+
+
+class CaseView(_Strict):
+    """``VerifierCourt.case_of``: a job's case; the windows and counts are its current
+    (or deciding) round's; every field 0 before the audit draw opened it."""
+
+    dclass: bytes
+    seed: bytes
+    seal_acc: bytes
+    committee_size: int
+    max_rounds: int
+    commit_window: int
+    reveal_window: int
+    voter_slash_bps: int
+    noshow_slash_bps: int
+    round: int
+    voting_start: int
+    commit_end: int
+    reveal_end: int
+    drawn_seats: int
+    ok_seats: int
+    fraud_seats: int
+    outcome: Outcome
+    reward_per_seat: int
+
+    @property
+    def exists(self) -> bool:
+        return self.committee_size > 0
+
+    @property
+    def voting(self) -> bool:
+        """The current round's windows have started and the case is not decided."""
+        return self.voting_start > 0 and self.outcome is CaseOutcome.NONE
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome is not CaseOutcome.NONE
+
+
+class SeatView(_Strict):
+    """``VerifierCourt.seat_of``: the seats one voter holds in one round, and its vote."""
+
+    commitment: bytes
+    seats: int
+    status: Annotated[SeatStatus, BeforeValidator(lambda v: _enum_member(tuple(SeatStatus), v, "seat status"))]
+    settled: bool
+
+    @property
+    def seated(self) -> bool:
+        return self.seats > 0
+
+    @property
+    def committed(self) -> bool:
+        """A commitment is on chain (revealed or not)."""
+        return self.status is not SeatStatus.SEATED
 
 
 class Opening(_Strict):
@@ -198,12 +285,19 @@ class Attestation(_Strict):
 class Event(_Strict):
     """A decoded log: the event's arguments plus where it was emitted."""
 
-    #: the contract role that emits it (``market``, ``stake``, ``registry``, ``token``)
+    #: the contract role that emits it (``market``, ``court``, ``stake``, ``registry``, ``token``)
     contract: ClassVar[str] = "market"
+    #: the ABI's event name when it is not the class's (two contracts emit events of one name)
+    abi_name: ClassVar[str | None] = None
 
     block_number: int
     log_index: int
     tx_hash: str
+
+    @classmethod
+    def event_name(cls) -> str:
+        """The event's name in its contract's ABI."""
+        return cls.abi_name or cls.__name__
 
     @classmethod
     def from_log(cls, entry: Any) -> Self:
@@ -277,35 +371,16 @@ class AuditDrawn(JobEvent):
 
 
 class SegmentOpened(JobEvent):
-    """The provider revealed one audited segment's boundary leaves."""
+    """The provider revealed one audited segment's boundary leaves (state hash, cumulative
+    energy and seal of each); the end seal extends the job's ``seal_acc``."""
 
     index: int
     start_hash: bytes
     start_energy_mj: int
+    start_seal: bytes
     end_hash: bytes
     end_energy_mj: int
-
-
-class VotingStarted(JobEvent):
-    """Every audited segment is open: verifiers commit, then reveal."""
-
-    commit_end: int
-    reveal_end: int
-
-
-class VoteCommitted(JobEvent):
-    """A verifier sealed its vote, locking ``weight`` of stake."""
-
-    voter: str
-    weight: int
-
-
-class VoteRevealed(JobEvent):
-    """A verifier opened its sealed vote."""
-
-    voter: str
-    fraud: bool
-    weight: int
+    end_seal: bytes
 
 
 class JobFinalized(JobEvent):
@@ -337,15 +412,6 @@ class JobExpired(JobEvent):
     slashed: int
 
 
-class VoteSettled(JobEvent):
-    """One vote of a finalized job was paid (``reward``) or penalized."""
-
-    voter: str
-    won: bool
-    reward: int
-    penalty: int
-
-
 class Withdrawn(Event):
     """An account pulled what the market owed it."""
 
@@ -361,12 +427,147 @@ class ParameterSet(Event):
     new_value: int
 
 
-#: JobMarket's events by name, for code that follows every event (the indexer).
-MARKET_EVENTS: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        JobPosted, JobCancelled, JobAccepted, ResultCommitted, AuditRearmed, AuditDrawn,
-        SegmentOpened, VotingStarted, VoteCommitted, VoteRevealed, JobFinalized,
-        ProviderSlashed, JobExpired, VoteSettled, Withdrawn, ParameterSet,
-    )
-}
+# --------------------------------------------------------------------------- court events
+
+
+class CourtEvent(Event):
+    """A VerifierCourt event."""
+
+    contract: ClassVar[str] = "court"
+
+
+class CaseEvent(CourtEvent):
+    """A court event about one job's case."""
+
+    job_id: int
+
+
+class MarketSet(CourtEvent):
+    """The JobMarket the court serves was wired (once)."""
+
+    market: str
+
+
+class PoolChange(CourtEvent):
+    """``member``'s seats in the pool of ``dclass`` changed by ``seats``; ``member_seats`` and
+    ``pool_seats`` count the member's and the pool's free + busy seats after it."""
+
+    dclass: bytes
+    member: str
+    seats: int
+    member_seats: int
+    pool_seats: int
+
+
+class PoolJoined(PoolChange):
+    """``member`` added ``seats`` free seats to the pool of ``dclass``."""
+
+
+class PoolLeft(PoolChange):
+    """``member`` took ``seats`` free seats out of the pool of ``dclass``; their stake was unlocked."""
+
+
+class CaseOpened(CaseEvent):
+    """The audit draw opened the job's case with these terms (kept for the whole case)."""
+
+    dclass: bytes
+    committee_size: int
+    max_rounds: int
+    commit_window: int
+    reveal_window: int
+    voter_slash_bps: int
+    noshow_slash_bps: int
+
+
+class SeatsDrawn(CaseEvent):
+    """The seats of ``round``: one entry per seat (a member holding several seats is listed
+    several times); shorter than the round's size when the pool ran out of free seats."""
+
+    round: int
+    voters: list[str]
+
+
+class CourtVotingStarted(CaseEvent):
+    """Round ``round`` takes commitments until ``commit_end`` and reveals until ``reveal_end``."""
+
+    abi_name: ClassVar[str | None] = "VotingStarted"
+
+    round: int
+    commit_end: int
+    reveal_end: int
+
+
+class VoteCommitted(CaseEvent):
+    """``voter`` committed a sealed vote for its ``seats`` seats of ``round``."""
+
+    voter: str
+    round: int
+    seats: int
+
+
+class VoteRevealed(CaseEvent):
+    """``voter`` revealed; ``counted`` is False for an ok vote whose digests do not prove
+    the replay (recorded as a no-show)."""
+
+    voter: str
+    round: int
+    fraud: bool
+    counted: bool
+    seats: int
+
+
+class CaseDecided(CaseEvent):
+    """The case was decided in ``round`` on that round's counts."""
+
+    round: int
+    outcome: Outcome
+    drawn_seats: int
+    ok_seats: int
+    fraud_seats: int
+
+
+class PotFixed(CaseEvent):
+    """Each winning seat gets ``reward_per_seat`` of ``pot``; ``remainder`` went to the requester."""
+
+    pot: int
+    winning_seats: int
+    reward_per_seat: int
+    remainder: int
+
+
+class SeatSettled(CaseEvent):
+    """The ``seats`` seats ``voter`` held in ``round`` were settled: ``reward`` credited in the
+    market, ``penalty`` slashed to the requester."""
+
+    voter: str
+    round: int
+    seats: int
+    reward: int
+    penalty: int
+
+
+class CourtParameterSet(CourtEvent):
+    """Governance changed a court parameter."""
+
+    abi_name: ClassVar[str | None] = "ParameterSet"
+
+    name: str
+    old_value: int
+    new_value: int
+
+
+def _by_abi_name(*models: type[Event]) -> dict[str, type[Event]]:
+    return {m.event_name(): m for m in models}
+
+
+#: JobMarket's events by ABI name, for code that follows every event (the indexer).
+MARKET_EVENTS: dict[str, type[Event]] = _by_abi_name(
+    JobPosted, JobCancelled, JobAccepted, ResultCommitted, AuditRearmed, AuditDrawn, SegmentOpened,
+    JobFinalized, ProviderSlashed, JobExpired, Withdrawn, ParameterSet,
+)
+
+#: VerifierCourt's events by ABI name.
+COURT_EVENTS: dict[str, type[Event]] = _by_abi_name(
+    MarketSet, PoolJoined, PoolLeft, CaseOpened, SeatsDrawn, CourtVotingStarted, VoteCommitted,
+    VoteRevealed, CaseDecided, PotFixed, SeatSettled, CourtParameterSet,
+)

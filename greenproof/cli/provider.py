@@ -117,13 +117,11 @@ def stake(amount: str, wei: bool, network: str, account: str | None, deployment:
     click.echo(f"staked {format_amount(value, decimals)}; total stake {format_amount(total, decimals)}")
 
 
-@provider.command()
-@amount_argument
-@wei_option
-@chain_options
-def unstake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
-            confirmations: int) -> None:
-    """Request to unbond AMOUNT of free stake (withdrawable after the unbonding period)."""
+def unbond_stake(role: str, amount: str, wei: bool, network: str, account: str | None,
+                 deployment: Path | None, confirmations: int) -> str:
+    """Request to unbond AMOUNT of free stake; returns the line to print. The one path for
+    providers and verifiers (stake locked by jobs or court seats is not free: the
+    StakeManager's revert says so)."""
     gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
     decimals = _fail_on_chain_errors(gw.token_decimals)
     value = parse_amount(amount, decimals, wei=wei)
@@ -133,20 +131,13 @@ def unstake(amount: str, wei: bool, network: str, account: str | None, deploymen
         return gw.unbonding()[1]
 
     release = _fail_on_chain_errors(run)
-    click.echo(f"unbonding {format_amount(value, decimals)}; withdrawable from "
-               f"{_when(release)} (`greenproof provider withdraw`)")
+    return (f"unbonding {format_amount(value, decimals)}; withdrawable from {_when(release)} "
+            f"(`greenproof {role} withdraw`)")
 
 
-@provider.command()
-@click.option("--claims/--no-claims", default=False,
-              help="Also withdraw what the market owes you (payments, bonuses, vote rewards).")
-@click.option("--stake/--no-stake", "unbonded", default=True,
-              help="Withdraw released unbonding stake (default on).")
-@chain_options
-def withdraw(claims: bool, unbonded: bool, network: str, account: str | None,
-             deployment: Path | None, confirmations: int) -> None:
-    """Withdraw released unbonding stake and/or (with --claims) market earnings."""
-    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+def withdraw_funds(gw: Gateway, *, claims: bool, unbonded: bool) -> list[str]:
+    """Withdraw released unbonding stake and/or what the market owes; returns the lines to
+    print. The one path for providers and verifiers."""
     done: list[str] = []
 
     def run() -> None:
@@ -166,8 +157,46 @@ def withdraw(claims: bool, unbonded: bool, network: str, account: str | None,
                         else "nothing claimable from the market")
 
     _fail_on_chain_errors(run)
-    for line in done:
-        click.echo(line)
+    return done
+
+
+def unstake_command(role: str, help_text: str) -> click.Command:
+    """``greenproof ROLE unstake AMOUNT``: one command for providers and verifiers."""
+
+    @click.command("unstake", help=help_text)
+    @amount_argument
+    @wei_option
+    @chain_options
+    def unstake(amount: str, wei: bool, network: str, account: str | None, deployment: Path | None,
+                confirmations: int) -> None:
+        click.echo(unbond_stake(role, amount, wei, network, account, deployment, confirmations))
+
+    return unstake
+
+
+def withdraw_command(help_text: str, *, claims: bool, claims_help: str) -> click.Command:
+    """``greenproof ROLE withdraw``: one command for providers and verifiers (``claims``: whether
+    the market's claims are withdrawn by default)."""
+
+    @click.command("withdraw", help=help_text)
+    @click.option("--claims/--no-claims", default=claims, show_default=True, help=claims_help)
+    @click.option("--stake/--no-stake", "unbonded", default=True, show_default=True,
+                  help="Withdraw released unbonding stake.")
+    @chain_options
+    def withdraw(claims: bool, unbonded: bool, network: str, account: str | None,
+                 deployment: Path | None, confirmations: int) -> None:
+        gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+        for line in withdraw_funds(gw, claims=claims, unbonded=unbonded):
+            click.echo(line)
+
+    return withdraw
+
+
+provider.add_command(unstake_command(
+    "provider", "Request to unbond AMOUNT of free stake (withdrawable after the unbonding period)."))
+provider.add_command(withdraw_command(
+    "Withdraw released unbonding stake and/or (with --claims) market earnings.", claims=False,
+    claims_help="Also withdraw what the market owes you (payments, bonuses)."))
 
 
 @provider.command()

@@ -20,8 +20,8 @@ def doctor(rpc: str, manifest: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_healthy_market_passes_and_the_account_is_summarised(anvil, deployment_path, account_choice,
-                                                              tmp_path: Path) -> None:
+def test_a_healthy_market_passes_and_the_account_is_summarised(anvil, deployment, deployment_path,
+                                                              account_choice, tmp_path: Path) -> None:
     code, out = doctor(anvil.rpc_url, deployment_path, "--account", account_choice("provider"))
     assert code == 0, out
     assert "contracts with code" in out and "ETH for gas" in out and "all checks passed" in out

@@ -7,7 +7,8 @@ only audited segments open, in strictly ascending index across all calls and
 only with proofs of both leaves (seals included; boundary 0 must carry
 ``boundary0_seal``) against the committed root, the end seals chain into the
 job's ``seal_acc``, the job moves to VOTING when every audited segment is open,
-finalize waits for the vote windows. Every transaction tried is recorded in ``sent``;
+finalize waits for the vote windows, accept needs the class's court pool to hold
+``min_class_stake``. Every transaction tried is recorded in ``sent``;
 ``reverts[(job_id, "commit_result")] = "reason"`` makes that job's transaction
 revert with that reason on every try, as a real node reports it (``TxError``),
 and a job in ``unreadable`` makes its ``get_job`` view revert.
@@ -16,11 +17,15 @@ Time is the fake's: ``now`` (chain time) and the head block the test hands the
 worker; nothing here sleeps. :class:`LiveClock` is chain time that also runs with
 the wall clock, for tests whose budgets are wall time (a verifier's fetch deadlines).
 
-:class:`FakeMarket` is JobMarket as the verifier sees it: jobs that reach VOTING
-with every event a verifier reads (``JobPosted``, ``JobAccepted``,
-``ResultCommitted``, ``SegmentOpened``, ``VotingStarted``), and the votes with the
-contract's windows (a commit after the commit window reverts, a reveal must open
-its commitment, ``finalize`` slashes when the revealed fraud weight wins).
+:class:`FakeMarket` is JobMarket and VerifierCourt as the verifier sees them: jobs
+that reach VOTING with every event a verifier reads (``JobPosted``,
+``JobAccepted``, ``ResultCommitted``, ``SegmentOpened`` with the seals, the
+court's ``SeatsDrawn`` and ``VotingStarted``), and the court's rules: only seated
+voters commit, inside the round's commit window; a reveal must open its
+commitment, and an ok vote counts only with the digests that rebuild the job's
+``seal_acc`` (else it is a no-show); ``finalize`` decides by a strict majority of
+the drawn seats, else draws the next round (``next_rounds``) while rounds remain;
+``settle_seat`` once per seat after the decision.
 """
 
 from __future__ import annotations
@@ -35,21 +40,35 @@ from hexbytes import HexBytes
 
 from greenproof.chain.errors import ChainError, TxError
 from greenproof.chain.models import (
+    CaseDecided,
+    CaseOutcome,
+    CaseView,
+    CourtVotingStarted,
+    Event,
     JobAccepted,
-    JobEvent,
     JobPosted,
     JobState,
     OnchainJob,
     Opening,
     ResultCommitted,
+    SeatsDrawn,
+    SeatSettled,
+    SeatStatus,
+    SeatView,
     SegmentOpened,
     VoteCommitted,
-    VoteStatus,
-    VoteView,
-    VotingStarted,
+    VoteRevealed,
 )
-from greenproof.merkle import ZERO32, boundary0_seal, complete_end_proof, leaf, verify
-from verifier.votes import vote_commitment
+from greenproof.merkle import (
+    ZERO32,
+    boundary0_seal,
+    complete_end_proof,
+    leaf,
+    replay_accumulator,
+    seal_accumulator,
+    verify,
+    vote_commitment,
+)
 
 if TYPE_CHECKING:
     from verifier.audit import OpenedSegment
@@ -67,8 +86,12 @@ MAX_OPENINGS = 16
 _WHAT = {
     "accept_job": "accept job", "commit_result": "commit result", "draw_audit": "draw audit",
     "open_segments": "open segments", "finalize": "finalize", "withdraw": "withdraw",
-    "commit_vote": "commit vote", "reveal_vote": "reveal vote", "settle_vote": "settle vote",
+    "commit_vote": "commit vote", "reveal_vote": "reveal vote", "settle_seat": "settle seat",
+    "slash_unopened": "slash unopened",
 }
+#: the court's ``min_class_stake`` in the fakes; every class's pool holds ``POOL_STAKE`` unless set
+MIN_CLASS_STAKE = 3
+POOL_STAKE = 3
 
 
 class FixedClock:
@@ -112,6 +135,8 @@ class FakeGateway:
         self.open_calls: list[tuple[int, list[Opening]]] = []
         self.owed = 0
         self.head = 100
+        #: the court's pool stake per determinism class (``POOL_STAKE`` when not set)
+        self.pool_stakes: dict[bytes, int] = {}
 
     # ------------------------------------------------------------------ setting the scene
     def add_job(self, job_id: int, **fields: Any) -> None:
@@ -147,8 +172,7 @@ class FakeGateway:
         return OnchainJob.model_validate(self.jobs[job_id])
 
     def param(self, name: str) -> int:
-        return {"max_audit_samples": 32, "open_window": OPEN_WINDOW,
-                "vote_commit_window": VOTE_WINDOWS // 2, "vote_reveal_window": VOTE_WINDOWS // 2}[name]
+        return {"max_audit_samples": 32, "open_window": OPEN_WINDOW}[name]
 
     def audit_indices(self, job_id: int) -> list[int]:
         self._node()
@@ -158,8 +182,15 @@ class FakeGateway:
         self._node()
         return index in self.opened.get(job_id, set())
 
-    def voting_ends(self, job: OnchainJob) -> int:
-        return job.voting_start + VOTE_WINDOWS
+    def voting_ends(self, job_id: int) -> int:
+        return self.jobs[job_id]["voting_start"] + VOTE_WINDOWS
+
+    def pool_stake(self, dclass: bytes) -> int:
+        self._node()
+        return self.pool_stakes.get(dclass, POOL_STAKE)
+
+    def court_param(self, name: str) -> int:
+        return {"min_class_stake": MIN_CLASS_STAKE}[name]
 
     def claimable(self, who: str | None = None) -> int:
         self._node()
@@ -181,7 +212,9 @@ class FakeGateway:
     def accept_job(self, job_id: int, determinism_class: bytes) -> None:
         j = self._tx("accept_job", job_id)
         self._require(j["state"] is JobState.OPEN, "market: job not open", "accept_job", job_id)
-        j.update(provider=self.address, state=JobState.ACCEPTED)
+        self._require(self.pool_stake(determinism_class) >= MIN_CLASS_STAKE, "market: class pool too small",
+                      "accept_job", job_id)
+        j.update(provider=self.address, state=JobState.ACCEPTED, determinism_class=determinism_class)
 
     def commit_result(self, job_id: int, root: bytes, final_state_hash: bytes, energy_mj: int,
                       result_uri: str) -> None:
@@ -260,44 +293,62 @@ def _blank(job_id: int) -> dict[str, Any]:
     return {
         "job_id": job_id, "requester": ZERO, "provider": ZERO, "state": JobState.NONE,
         "spec_hash": b"\0" * 32, "num_segments": 0, "audit_samples": 0, "payment": 0,
-        "verifier_fee": 0, "collateral": 0, "deadline": 0, "min_green_bps": 0, "root": b"\0" * 32,
-        "final_state_hash": b"\0" * 32, "energy_mj": 0, "seed_block": 0, "seed": b"\0" * 32,
-        "open_deadline": 0, "voting_start": 0, "opened_mask": 0, "n_votes": 0, "ok_weight": 0,
-        "fraud_weight": 0,
+        "verifier_fee": 0, "collateral": 0, "deadline": 0, "min_green_bps": 0,
+        "determinism_class": b"\0" * 32, "root": b"\0" * 32, "final_state_hash": b"\0" * 32,
+        "energy_mj": 0, "seed_block": 0, "seed": b"\0" * 32, "open_deadline": 0, "voting_start": 0,
+        "opened_mask": 0, "seal_acc": b"\0" * 32, "pot": 0,
     }
 
 
-class FakeMarket(FakeGateway):
-    """JobMarket as the verifier uses it, acting as ``VERIFIER``."""
 
-    def __init__(self, clock: FixedClock, *, commit_window: int = 60, reveal_window: int = 60) -> None:
+
+class FakeMarket(FakeGateway):
+    """JobMarket and VerifierCourt as the verifier uses them, acting as ``VERIFIER``.
+
+    ``voters`` of :meth:`voting_job` are round 0's seats (one entry per seat);
+    ``next_rounds[job_id]`` lists the seats of the rounds ``finalize`` draws after it
+    (default: round 0's again). Other seated voters vote through :meth:`cast`."""
+
+    def __init__(self, clock: FixedClock, *, commit_window: int = 60, reveal_window: int = 60,
+                 max_rounds: int = 3) -> None:
         super().__init__(clock)
-        self.address = VERIFIER
+        self.address = VERIFIER.lower()
         self.market_address = MARKET
         self.chain = SimpleNamespace(chain_id=31337, account=None, timestamp=clock.now,
                                      block_number=lambda: self.head)
         self.deployment = SimpleNamespace(deployment_block=1)
         self.commit_window = commit_window
         self.reveal_window = reveal_window
-        self.log: list[JobEvent] = []
-        self.votes: dict[tuple[int, str], dict[str, Any]] = {}
-        #: chain time of each vote's commit
+        self.max_rounds = max_rounds
+        self.log: list[Event] = []
+        #: per job: round, its start, drawn / ok / fraud seats, outcome, seal_acc, round 0's voters
+        self.cases: dict[int, dict[str, Any]] = {}
+        #: per (job, round, voter): seats, status, commitment, settled
+        self.seats: dict[tuple[int, int, str], dict[str, Any]] = {}
+        self.next_rounds: dict[int, list[list[str]]] = {}
+        #: chain time of each of our commits, per job
         self.committed_at: dict[int, int] = {}
 
     # ------------------------------------------------------------------ setting the scene
     def voting_job(self, job_id: int, *, spec_uri: str, spec_hash: bytes, num_segments: int,
                    result_uri: str, provider_class: bytes, segments: Sequence[OpenedSegment],
-                   indices: Sequence[int], final_state_hash: bytes, events: Sequence[type] | None = None) -> None:
-        """A job that reaches VOTING now, with its events (all, or those in ``events``)."""
+                   indices: Sequence[int], final_state_hash: bytes, voters: Sequence[str] = (VERIFIER,),
+                   events: Sequence[type] | None = None) -> None:
+        """A job that reaches VOTING now with round 0 drawn (``voters``), with its events (the
+        market's all, or those in ``events``; the court's always)."""
         now = self.clock.now()
         self.add_job(job_id, provider=PROVIDER, state=JobState.VOTING, spec_hash=spec_hash,
                      num_segments=num_segments, audit_samples=len(indices), voting_start=now,
-                     final_state_hash=final_state_hash)
+                     final_state_hash=final_state_hash, determinism_class=provider_class)
         self.indices[job_id] = list(indices)
+        ends = [s.end_seal for s in sorted(segments, key=lambda s: s.index)]
+        self.cases[job_id] = {"round": 0, "start": now, "outcome": CaseOutcome.NONE,
+                              "seal_acc": seal_accumulator([e for e in ends if e is not None]),
+                              "voters": list(voters), "ok": 0, "fraud": 0, "drawn": 0}
         self.head += 1
         base = {"block_number": self.head, "log_index": 0, "tx_hash": "0x" + "cd" * 32, "job_id": job_id}
         j = self.jobs[job_id]
-        emitted: list[JobEvent] = [
+        market: list[Event] = [
             JobPosted(**base, requester=REQUESTER, spec_hash=spec_hash, spec_uri=spec_uri,
                       num_segments=num_segments, audit_samples=len(indices), payment=j["payment"],
                       verifier_fee=j["verifier_fee"], collateral=j["collateral"], deadline=j["deadline"],
@@ -307,16 +358,45 @@ class FakeMarket(FakeGateway):
                             energy_mj=segments[-1].end_energy_mj if segments else 0, result_uri=result_uri,
                             seed_block=self.head),
             *[SegmentOpened(**base, **seg.model_dump(include=set(SegmentOpened.model_fields))) for seg in segments],
-            VotingStarted(**base, commit_end=now + self.commit_window,
-                          reveal_end=now + self.commit_window + self.reveal_window),
         ]
-        self.log += [e for e in emitted if events is None or type(e) in events or type(e) is VotingStarted]
+        self.log += [e for e in market if events is None or type(e) in events]
+        self._draw(job_id, 0, list(voters))
+
+    def auditing_job(self, job_id: int, *, voters: Sequence[str] = (VERIFIER,)) -> None:
+        """A job whose audit was just drawn (round 0 seated) and whose provider has not opened yet."""
+        self.add_job(job_id, provider=PROVIDER, state=JobState.AUDITING, determinism_class=b"\7" * 32,
+                     open_deadline=self.clock.now() + OPEN_WINDOW)
+        self.indices[job_id] = [0]
+        self.cases[job_id] = {"round": 0, "start": 0, "outcome": CaseOutcome.NONE, "seal_acc": ZERO32,
+                              "voters": list(voters), "ok": 0, "fraud": 0, "drawn": 0}
+        self._draw(job_id, 0, list(voters), voting=False)
+
+    def cast(self, job_id: int, voter: str, status: SeatStatus) -> None:
+        """Another seated voter's revealed vote in the current round (no windows checked)."""
+        case = self.cases[job_id]
+        seat = self.seats[(job_id, case["round"], voter.lower())]
+        seat["status"] = status
+        if status is SeatStatus.REVEALED_FRAUD:
+            case["fraud"] += seat["seats"]
+        elif status is SeatStatus.REVEALED_OK:
+            case["ok"] += seat["seats"]
+
+    def _draw(self, job_id: int, rnd: int, voters: list[str], voting: bool = True) -> None:
+        case = self.cases[job_id]
+        case.update(round=rnd, start=self.clock.now() if voting else 0, ok=0, fraud=0, drawn=len(voters))
+        for v in voters:
+            seat = self.seats.setdefault((job_id, rnd, v.lower()), {
+                "seats": 0, "status": SeatStatus.SEATED, "commitment": ZERO32, "settled": False})
+            seat["seats"] += 1
+        self.head += 1
+        base = {"block_number": self.head, "log_index": 0, "tx_hash": "0x" + "ce" * 32, "job_id": job_id}
+        commit_end = case["start"] + self.commit_window
+        self.log.append(SeatsDrawn(**base, round=rnd, voters=voters))
+        if voting:
+            self.log.append(CourtVotingStarted(**base, round=rnd, commit_end=commit_end,
+                                               reveal_end=commit_end + self.reveal_window))
 
     # ------------------------------------------------------------------ reads
-    def param(self, name: str) -> int:
-        return {"min_verifier_stake": 1, "vote_commit_window": self.commit_window,
-                "vote_reveal_window": self.reveal_window}[name]
-
     def events(self, event: type, from_block: int, to_block: int | None = None, *,  # type: ignore[override]
                job_id: int | None = None) -> list[Any]:
         self._node()
@@ -324,65 +404,135 @@ class FakeMarket(FakeGateway):
         return [e for e in self.log if type(e) is event and from_block <= e.block_number <= hi
                 and (job_id is None or e.job_id == job_id)]
 
-    def vote_windows(self, job: OnchainJob) -> tuple[int, int]:
-        commit_end = job.voting_start + self.commit_window
-        return commit_end, commit_end + self.reveal_window
-
-    def vote_of(self, job_id: int, voter: str) -> VoteView:
+    def case_of(self, job_id: int) -> CaseView:
         self._node()
-        v = self.votes.get((job_id, voter.lower()))
-        if v is None:
-            return VoteView(commitment=b"\0" * 32, weight=0, status=VoteStatus.NONE, settled=False)
-        return VoteView(commitment=v["commitment"], weight=v["weight"], status=v["status"], settled=v["settled"])
+        c = self.cases[job_id]
+        commit_end = c["start"] + self.commit_window if c["start"] else 0
+        return CaseView(
+            dclass=self.jobs[job_id]["determinism_class"], seed=b"\5" * 32, seal_acc=c["seal_acc"],
+            committee_size=len(c["voters"]), max_rounds=self.max_rounds, commit_window=self.commit_window,
+            reveal_window=self.reveal_window, voter_slash_bps=1000, noshow_slash_bps=2000, round=c["round"],
+            voting_start=c["start"], commit_end=commit_end,
+            reveal_end=commit_end + self.reveal_window if c["start"] else 0,
+            drawn_seats=c["drawn"], ok_seats=c["ok"], fraud_seats=c["fraud"], outcome=c["outcome"],
+            reward_per_seat=0,
+        )
+
+    def seat_of(self, job_id: int, round: int, voter: str) -> SeatView:
+        self._node()
+        s = self.seats.get((job_id, round, voter.lower()))
+        if s is None:
+            return SeatView(commitment=ZERO32, seats=0, status=SeatStatus.SEATED, settled=False)
+        return SeatView(commitment=s["commitment"], seats=s["seats"], status=s["status"], settled=s["settled"])
+
+    def voting_ends(self, job_id: int) -> int:
+        return self.case_of(job_id).reveal_end
 
     def next_job_id(self) -> int:
         return max(self.jobs, default=0) + 1
 
     # ------------------------------------------------------------------ transactions
     def commit_vote(self, job_id: int, commitment: bytes) -> dict[str, Any]:
-        j = self._tx("commit_vote", job_id)
-        self._require(j.get("state") is JobState.VOTING, "market: job not voting", "commit_vote", job_id)
-        commit_end = j["voting_start"] + self.commit_window
-        self._require(self.clock.now() < commit_end, "market: commit window closed", "commit_vote", job_id)
-        self._require((job_id, self.address) not in self.votes, "market: already voted", "commit_vote", job_id)
-        self.votes[(job_id, self.address)] = {"commitment": commitment, "weight": 10, "settled": False,
-                                              "status": VoteStatus.COMMITTED}
+        self._tx("commit_vote", job_id)
+        case = self._voting_case(job_id, "commit_vote")
+        self._require(self.clock.now() < case.commit_end, "court: commit window closed", "commit_vote", job_id)
+        self._require(commitment != ZERO32, "court: empty commitment", "commit_vote", job_id)
+        seat = self.seats.get((job_id, case.round, self.address))
+        self._require(seat is not None, "court: not seated", "commit_vote", job_id)
+        self._require(seat["status"] is SeatStatus.SEATED, "court: already committed", "commit_vote", job_id)
+        seat.update(commitment=commitment, status=SeatStatus.COMMITTED)
         self.committed_at[job_id] = self.clock.now()
         self.log.append(VoteCommitted(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
-                                      job_id=job_id, voter=self.address, weight=10))
+                                      job_id=job_id, voter=self.address, round=case.round, seats=seat["seats"]))
         return self._receipt("commit_vote", job_id)
 
-    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes) -> dict[str, Any]:
-        j = self._tx("reveal_vote", job_id)
-        commit_end = j["voting_start"] + self.commit_window
+    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes]) -> dict[str, Any]:
+        self._tx("reveal_vote", job_id)
+        case = self._voting_case(job_id, "reveal_vote")
         now = self.clock.now()
-        self._require(commit_end <= now < commit_end + self.reveal_window, "market: not in reveal window",
+        self._require(now >= case.commit_end, "court: reveal window not open", "reveal_vote", job_id)
+        self._require(now < case.reveal_end, "court: reveal window closed", "reveal_vote", job_id)
+        seat = self.seats.get((job_id, case.round, self.address))
+        self._require(seat is not None and seat["status"] is SeatStatus.COMMITTED, "court: no vote committed",
                       "reveal_vote", job_id)
-        v = self.votes.get((job_id, self.address))
-        opens = v is not None and v["commitment"] == vote_commitment(job_id, self.address, fraud, salt)
-        self._require(opens, "market: commitment mismatch", "reveal_vote", job_id)
-        v["status"] = VoteStatus.REVEALED_FRAUD if fraud else VoteStatus.REVEALED_OK
+        opens = seat["commitment"] == vote_commitment(job_id, self.address, fraud, salt, digests)
+        self._require(opens, "court: commitment mismatch", "reveal_vote", job_id)
+        proven = not fraud and self._proves_replay(job_id, digests, case.seal_acc)
+        status = SeatStatus.REVEALED_FRAUD if fraud else SeatStatus.REVEALED_OK if proven else SeatStatus.NO_PROOF
+        self.cast(job_id, self.address, status)
+        self.log.append(VoteRevealed(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
+                                     job_id=job_id, voter=self.address, round=case.round, fraud=fraud,
+                                     counted=status is not SeatStatus.NO_PROOF, seats=seat["seats"]))
         return self._receipt("reveal_vote", job_id)
+
+    def _proves_replay(self, job_id: int, digests: Sequence[bytes], seal_acc: bytes) -> bool:
+        try:
+            return replay_accumulator(job_id, self.indices[job_id], digests) == seal_acc
+        except ValueError:  # not one digest per distinct audited segment
+            return False
 
     def finalize(self, job_id: int) -> dict[str, Any]:  # type: ignore[override]
         j = self._tx("finalize", job_id)
         self._require(j.get("state") is JobState.VOTING, "market: job not voting", "finalize", job_id)
-        ends = j["voting_start"] + self.commit_window + self.reveal_window
-        self._require(self.clock.now() >= ends, "market: voting not over", "finalize", job_id)
-        votes = [v for (jid, _), v in self.votes.items() if jid == job_id]
-        fraud = sum(v["weight"] for v in votes if v["status"] is VoteStatus.REVEALED_FRAUD)
-        ok = sum(v["weight"] for v in votes if v["status"] is VoteStatus.REVEALED_OK)
-        j.update(state=JobState.SLASHED if fraud > ok else JobState.PAID)
+        case = self.case_of(job_id)
+        self._require(self.clock.now() >= case.reveal_end, "court: round not over", "finalize", job_id)
+        c = self.cases[job_id]
+        if 2 * c["fraud"] > c["drawn"]:
+            self._decide(job_id, CaseOutcome.FRAUD, JobState.SLASHED)
+        elif 2 * c["ok"] > c["drawn"]:
+            self._decide(job_id, CaseOutcome.OK, JobState.PAID)
+        elif case.round + 1 < self.max_rounds:
+            later = self.next_rounds.get(job_id) or []
+            voters = later[case.round] if case.round < len(later) else c["voters"]
+            self._draw(job_id, case.round + 1, list(voters))
+        else:
+            self._decide(job_id, CaseOutcome.NO_DECISION, JobState.PAID)
         return self._receipt("finalize", job_id)
 
-    def settle_vote(self, job_id: int, voter: str) -> dict[str, Any]:
-        self._tx("settle_vote", job_id)
-        self.votes[(job_id, voter.lower())]["settled"] = True
-        return self._receipt("settle_vote", job_id)
+    def _decide(self, job_id: int, outcome: CaseOutcome, state: JobState) -> None:
+        c = self.cases[job_id]
+        c["outcome"] = outcome
+        self.jobs[job_id].update(state=state)
+        self.log.append(CaseDecided(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
+                                    job_id=job_id, round=c["round"], outcome=outcome, drawn_seats=c["drawn"],
+                                    ok_seats=c["ok"], fraud_seats=c["fraud"]))
+
+    def slash_unopened(self, job_id: int) -> dict[str, Any]:
+        j = self._tx("slash_unopened", job_id)
+        self._require(j.get("state") is JobState.AUDITING, "market: job not auditing", "slash_unopened", job_id)
+        self._require(self.clock.now() >= j["open_deadline"], "market: open window not passed", "slash_unopened",
+                      job_id)
+        self._decide(job_id, CaseOutcome.DROPPED, JobState.SLASHED)
+        return self._receipt("slash_unopened", job_id)
+
+    def settle_seat(self, job_id: int, round: int, voter: str) -> dict[str, Any]:
+        self._tx("settle_seat", job_id)
+        case = self.case_of(job_id)
+        self._require(case.decided, "court: case not decided", "settle_seat", job_id)
+        self._require(round <= case.round, "court: no such round", "settle_seat", job_id)
+        seat = self.seats.get((job_id, round, voter.lower()))
+        self._require(seat is not None, "court: no seat", "settle_seat", job_id)
+        self._require(not seat["settled"], "court: seat already settled", "settle_seat", job_id)
+        seat["settled"] = True
+        won = round == case.round and (
+            (case.outcome is CaseOutcome.OK and seat["status"] is SeatStatus.REVEALED_OK)
+            or (case.outcome is CaseOutcome.FRAUD and seat["status"] is SeatStatus.REVEALED_FRAUD))
+        reward = 10 * seat["seats"] if won else 0
+        if won and voter.lower() == self.address:
+            self.owed += reward
+        self.log.append(SeatSettled(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
+                                    job_id=job_id, voter=voter, round=round, seats=seat["seats"],
+                                    reward=reward, penalty=0))
+        return self._receipt("settle_seat", job_id)
 
     def withdraw(self) -> dict[str, Any]:  # type: ignore[override]
         super().withdraw()
         return self._receipt("withdraw", 0)
+
+    def _voting_case(self, job_id: int, method: str) -> CaseView:
+        case = self.case_of(job_id)
+        self._require(case.voting, "court: case not voting", method, job_id)
+        return case
 
     def _receipt(self, method: str, job_id: int) -> dict[str, Any]:
         self.head += 1

@@ -9,12 +9,13 @@ import torch
 
 from greenproof.adversaries.simulate import simulate_run
 from greenproof.engine import STEP_KEY
+from greenproof.merkle import seal, vote_commitment, work_digest
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
 from verifier.evidence import AuditReport, Verdict
 from verifier.sampling import audit_indices, detection_probability, wilson_interval
-from verifier.votes import VoteJournal, VoteStage, vote_commitment
+from verifier.votes import Ballot, SeatStage, VoteJournal
 
 OTHER_CLASS = b"\x11" * 32
 NO_ENERGY = AuditConfig(measure_energy=False)
@@ -147,16 +148,49 @@ def test_sampling_matches_the_contract_formula_and_the_interval_math():
     assert lo < 0.5 < hi and hi - lo < 0.2
 
 
-def test_salt_is_durable_before_the_commit_and_reused_after_a_crash(tmp_path):
-    voter = "0x" + "ab" * 20
+def test_salt_and_digests_are_durable_before_the_commit_and_reused_after_a_crash(tmp_path):
+    voter, market = "0x" + "ab" * 20, "0x" + "cd" * 20
+    ballot = Ballot(fraud=False, digests=[b"\x01" * 32, b"\x02" * 32])
     journal = VoteJournal(tmp_path)
-    rec = journal.prepare_vote(31337, "0x" + "cd" * 20, 3, voter, fraud=True)
+    seat = journal.add_seat(31337, market, 3, 1, voter, seats=2)
+    rec = journal.prepare_vote(seat, ballot)
     journal.close()  # "crash" before anything was sent
-    again = VoteJournal(tmp_path).prepare_vote(31337, "0x" + "cd" * 20, 3, voter, fraud=True)
-    assert again.salt == rec.salt and again.stage is VoteStage.PREPARED
-    assert again.commitment == vote_commitment(3, voter, True, rec.salt)
-    assert vote_commitment(3, voter, False, rec.salt) != rec.commitment
+    reopened = VoteJournal(tmp_path)
+    again = reopened.seat(31337, market, 3, 1, voter)
+    assert again is not None and again.stage is SeatStage.PREPARED and again.seats == 2
+    assert (again.salt, again.digests, again.ballot) == (rec.salt, ballot.digests, ballot)
+    assert reopened.prepare_vote(again, ballot).salt == rec.salt  # the retried commit matches
+    assert again.commitment == vote_commitment(3, voter, False, rec.salt, ballot.digests)
+    assert vote_commitment(3, voter, True, rec.salt, ballot.digests) != rec.commitment
+    changed = reopened.prepare_vote(again, Ballot(fraud=True, digests=[]))  # decided again before sending
+    assert changed.salt != rec.salt and changed.fraud and changed.digests == []
+    reopened.set_seat_stage(changed, SeatStage.COMMITTED, "0xtx")
+    assert reopened.prepare_vote(changed, ballot).commitment == changed.commitment  # sent: never re-salted
+    assert [s.round for s in reopened.seats(31337, market, voter, (SeatStage.COMMITTED,))] == [1]
 
+
+def test_the_replay_records_each_segments_work_digest_and_checks_the_end_seal(honest):
+    report = audit_job(honest.audit_job([0, 2]), NO_ENERGY, fetch=honest.fetch)
+    assert report.verdict is Verdict.OK
+    for check in report.segments:
+        assert check.checks["seal"] == "ok"
+        assert check.work_digest == "0x" + honest.work_digests[check.index + 1].hex()
+
+
+def test_an_end_seal_over_losses_the_replay_does_not_compute_is_fraud_in_the_same_class(honest):
+    """Honest states, but the seal of segment 1 commits to made-up losses: only the seal shows it."""
+    digests = list(honest.work_digests)
+    digests[2] = work_digest([1.0, 2.0])
+    liar = dataclasses.replace(honest, work_digests=digests)
+    assert liar.opened(1).end_seal == seal(liar.job_id, 2, digests[2])
+    report = audit_job(liar.audit_job([0, 1]), NO_ENERGY, fetch=liar.fetch)
+    assert report.verdict is Verdict.FRAUD
+    ok, bad = report.segments
+    assert ok.checks["seal"] == "ok" and bad.checks["comparison"] == "ok"
+    assert bad.checks["seal"].startswith("fraud: seal mismatch") and "claimed losses" in bad.reasons[0]
+    # another class cannot reproduce the digests: no seal check, the tolerance rule alone
+    other = audit_job(liar.audit_job([1], provider_class=OTHER_CLASS), NO_ENERGY, fetch=liar.fetch)
+    assert "seal" not in other.segments[0].checks and not other.segments[0].same_class
 
 
 class PidRecordingFetch:

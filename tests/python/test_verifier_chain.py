@@ -27,6 +27,7 @@ class FakeChain:
         self.deployment = Deployment(
             chain_id=self.chain_id, token="0x" + "11" * 20, stake_manager="0x" + "22" * 20,
             green_registry="0x" + "33" * 20, job_market="0x" + "44" * 20,
+            verifier_court="0x" + "66" * 20,
             deployment_block=DEPLOYED_AT, deployer="0x" + "55" * 20,
         )
         self.queries: list[tuple[str, int, dict[str, Any] | None]] = []
@@ -50,7 +51,7 @@ def test_the_daemons_first_scan_starts_at_the_deployment_block(tmp_path: Path) -
         daemon.scan()
     finally:
         daemon.journal.close()
-    assert chain.queries == [("VotingStarted", DEPLOYED_AT, None)]
+    assert chain.queries == [("SeatsDrawn", DEPLOYED_AT, None)]
 
 
 def test_a_jobs_audit_reads_its_events_from_the_deployment_block() -> None:

@@ -1,7 +1,18 @@
-"""The verifier daemon against an in-memory market and real local artifact servers:
-audits that check everything and cannot be starved.
+"""The verifier daemon against an in-memory market and court and real local artifact
+servers: audits that check everything and cannot be starved, votes only from seats,
+with proof of replay.
 
 Stories:
+
+* only seated verifiers vote: a round it was not drawn for is not audited; two
+  seats of one round are one vote whose digests prove the replay, and after the
+  decision every seat of the case is settled and the reward withdrawn;
+* a round without a majority draws another: the verifier votes again there (a
+  new salt, the same digests) and settles the seats of both rounds;
+* a replay in another determinism class cannot prove the replay: no ok vote;
+* an end seal over losses the replay does not compute is a fraud vote;
+* a commit whose receipt was lost is found on chain after a restart and revealed
+  with the salt and digests journaled before it was sent;
 
 * a provider whose server drips one byte every 0.2 s, or accepts and never
   answers, gets a fraud vote committed before the commit window closes;
@@ -22,6 +33,7 @@ apart); time is only ever bounded from above. Chain time is the fake's: a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.server
@@ -39,8 +51,10 @@ from fake_gateway import MARKET, VERIFIER, FakeMarket, FixedClock, LiveClock
 
 import greenproof.data
 from greenproof.adversaries.simulate import SimulatedRun, simulate_run
-from greenproof.chain.models import JobAccepted, JobPosted, SegmentOpened, VoteStatus
+from greenproof.chain.errors import ChainError
+from greenproof.chain.models import JobAccepted, JobPosted, JobState, SeatStatus, SegmentOpened
 from greenproof.data import dataset_cache_path
+from greenproof.merkle import seal, work_digest
 from greenproof.spec import parse_spec
 from greenproof.store import checkpoint_bytes
 from greenproof.uri import FetchLimits, FetchNotFound, FetchTooLarge
@@ -48,7 +62,7 @@ from verifier.audit import AuditConfig, AuditJob, Fetch, audit_job
 from verifier.daemon import Verifier, VerifierConfig
 from verifier.evidence import AuditReport, Verdict
 from verifier.fetching import Budget, FetchPolicy, fetch_file
-from verifier.votes import JobStage
+from verifier.votes import JobStage, SeatStage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -194,8 +208,10 @@ def settings(tmp_path: Path, **over) -> VerifierConfig:
 
 def post(market: FakeMarket, job_id: int, run: SimulatedRun, result_uri: str, indices: list[int],
          **kw) -> None:
-    """``job_id`` trained as ``run`` enters voting, its checkpoints served at ``result_uri``."""
+    """``job_id`` trained as ``run`` enters voting, its checkpoints served at ``result_uri``
+    (its seals are the job's: a seal names the job it belongs to)."""
     kw.setdefault("spec_uri", run.spec.to_data_uri())
+    run = dataclasses.replace(run, job_id=job_id)
     market.voting_job(job_id, spec_hash=run.spec.spec_hash(), num_segments=run.spec.num_segments,
                       result_uri=result_uri, provider_class=run.provider_class,
                       segments=[run.opened(i) for i in sorted(set(indices))], indices=indices,
@@ -212,13 +228,19 @@ def drive(daemon: Verifier, until: Callable[[], bool], what: str) -> None:
 
 
 def committed(market: FakeMarket, job_id: int) -> bool:
-    return market.vote_of(job_id, VERIFIER).status is not VoteStatus.NONE
+    """Our seat in the case's current round holds a commitment."""
+    return market.seat_of(job_id, market.case_of(job_id).round, VERIFIER).committed
 
 
-def voted_fraud(daemon: Verifier, job_id: int) -> bool:
-    vote = daemon.journal.vote(CHAIN_ID, MARKET, job_id, VERIFIER)
-    assert vote is not None
-    return vote.fraud
+def seat_stage(daemon: Verifier, job_id: int, rnd: int = 0) -> SeatStage | None:
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, job_id, rnd, VERIFIER)
+    return None if seat is None else seat.stage
+
+
+def voted_fraud(daemon: Verifier, job_id: int, rnd: int = 0) -> bool:
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, job_id, rnd, VERIFIER)
+    assert seat is not None and seat.fraud is not None
+    return seat.fraud
 
 
 def report_of(daemon: Verifier, job_id: int) -> AuditReport:
@@ -295,8 +317,7 @@ def test_an_unreadable_job_is_skipped_with_its_reason_and_the_cheater_still_gets
 
     # once no time is left before the commit deadline, the unreadable job is an abstention
     clock.t += 58
-    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
-          "the unreadable spec's abstention")
+    drive(daemon, lambda: seat_stage(daemon, 1) is SeatStage.ABSTAINED, "the unreadable spec's abstention")
     assert not committed(market, 1)
     assert report_of(daemon, 1).verdict is Verdict.ABSTAIN
     assert "spec cannot be had" in " ".join(report_of(daemon, 1).abstentions)
@@ -327,7 +348,7 @@ def test_a_reveal_goes_out_while_another_jobs_audit_is_stuck(honest, serve, tmp_
         drive(daemon, stuck.is_set, "job 2's audit to start")
         clock.t += 30  # job 1 reveals now; job 2 may still commit for 30 s
         daemon.tick()
-        assert market.vote_of(1, VERIFIER).status is VoteStatus.REVEALED_OK
+        assert market.seat_of(1, 0, VERIFIER).status is SeatStatus.REVEALED_OK  # the digests proved the replay
         assert not release.is_set() and not committed(market, 2)
     finally:
         release.set()
@@ -353,8 +374,7 @@ def test_replays_unfinished_by_the_deadline_are_an_abstention_and_the_late_resul
     daemon = Verifier(market, settings(tmp_path, commit_margin_s=2.0), audit=audit)  # type: ignore[arg-type]
     daemons.append(daemon)
     try:
-        drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
-              "the decision at the deadline")
+        drive(daemon, lambda: seat_stage(daemon, 1) is SeatStage.ABSTAINED, "the decision at the deadline")
         assert stuck.is_set() and not release.is_set()
     finally:
         release.set()
@@ -423,8 +443,7 @@ def test_a_removed_dataset_is_an_abstention_unless_the_provider_serves_it(
     daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
     daemons.append(daemon)
     post(market, 1, run, f"{provider.url}/artifacts/1", [1, 2])
-    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.SKIPPED,
-          "the abstention on job 1")
+    drive(daemon, lambda: seat_stage(daemon, 1) is SeatStage.ABSTAINED, "the abstention on job 1")
     assert not committed(market, 1)
     report = report_of(daemon, 1)
     assert report.verdict is Verdict.ABSTAIN and not report.reasons
@@ -493,3 +512,172 @@ def test_a_checkpoint_that_breaks_a_rule_is_not_tried_again_a_missing_one_is(ser
     with pytest.raises(FetchNotFound, match="after 3 tries"):
         fetch_file(f"{server.url}/gone", tmp_path / "gone", limits, policy, budget)
     assert server.hits == ["/big", "/gone", "/gone", "/gone"]
+
+
+# ----------------------------------------------------------------------------- the court
+
+OTHER_A, OTHER_B = "0x" + "aa" * 20, "0x" + "bb" * 20
+
+
+@pytest.mark.timeout(180)
+def test_only_seated_rounds_are_voted_two_seats_are_one_proven_vote_and_every_seat_is_settled(
+        honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    post(market, 1, honest, f"{server.url}/artifacts/1", [2, 0, 2], voters=[OTHER_A, OTHER_B, OTHER_A])
+    post(market, 2, honest, f"{server.url}/artifacts/2", [3, 1, 1], voters=[VERIFIER, OTHER_A, VERIFIER])
+    audited: list[int] = []
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        audited.append(job.job_id)
+        return quiet_audit(job, config, fetch)
+
+    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: committed(market, 2), "the vote of our two seats on job 2")
+    assert daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is None  # not seated: not followed
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, 2, 0, VERIFIER)
+    assert seat is not None and seat.seats == 2 and seat.fraud is False
+    # the digests of the distinct audited segments, ascending: what the provider's seals commit to
+    assert seat.digests == [honest.work_digests[2], honest.work_digests[4]]
+    as_job_2 = dataclasses.replace(honest, job_id=2)
+    assert [seal(2, k + 1, d) for k, d in zip([1, 3], seat.digests, strict=True)] == \
+        [as_job_2.opened(1).end_seal, as_job_2.opened(3).end_seal]
+
+    clock.t += 60
+    market.cast(2, OTHER_A, SeatStatus.REVEALED_FRAUD)  # outvoted by our two seats
+    drive(daemon, lambda: market.seat_of(2, 0, VERIFIER).status is SeatStatus.REVEALED_OK, "our reveal")
+    assert market.case_of(2).ok_seats == 2
+    clock.t += 60
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 2) is JobStage.DONE, "job 2 settled")
+    assert market.state(2) is JobState.PAID
+    assert all(market.seat_of(2, 0, v).settled for v in (VERIFIER, OTHER_A))  # others' seats too
+    assert ("withdraw", 0) in market.sent and market.owed == 0
+    assert set(audited) == {2} and ("commit_vote", 1) not in market.sent
+    assert {t.action for t in report_of(daemon, 2).transactions} >= {"commit_vote", "reveal_vote", "finalize",
+                                                                       "settle_seat"}
+
+
+@pytest.mark.timeout(180)
+def test_a_round_without_a_majority_draws_another_and_the_verifier_votes_there_too(
+        honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    market.next_rounds[1] = [[OTHER_A, VERIFIER, OTHER_B]]
+    post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2], voters=[OTHER_A, VERIFIER, OTHER_B])
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: committed(market, 1), "round 0's vote")
+    clock.t += 60
+    drive(daemon, lambda: seat_stage(daemon, 1, 0) is SeatStage.REVEALED, "round 0's reveal")
+    clock.t += 60  # the others never voted: 1 of 3 seats is no majority
+    drive(daemon, lambda: market.case_of(1).round == 1 and committed(market, 1), "round 1's vote")
+    first, second = (daemon.journal.seat(CHAIN_ID, MARKET, 1, r, VERIFIER) for r in (0, 1))
+    assert first is not None and second is not None
+    assert second.salt != first.salt and second.digests == first.digests
+    market.cast(1, OTHER_A, SeatStatus.REVEALED_OK)
+    clock.t += 60
+    drive(daemon, lambda: seat_stage(daemon, 1, 1) is SeatStage.REVEALED, "round 1's reveal")
+    clock.t += 60
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.DONE, "the case settled")
+    assert market.state(1) is JobState.PAID and market.case_of(1).ok_seats == 2
+    assert all(market.seat_of(1, r, v).settled for r in (0, 1) for v in (VERIFIER, OTHER_A, OTHER_B))
+    assert seat_stage(daemon, 1, 0) is seat_stage(daemon, 1, 1) is SeatStage.SETTLED
+
+
+@pytest.mark.timeout(180)
+def test_a_replay_in_another_class_cannot_prove_it_and_casts_no_ok_vote(honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60, max_rounds=1)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    other = dataclasses.replace(honest, provider_class=b"\x22" * 32)
+    post(market, 1, other, f"{server.url}/artifacts/1", [1, 2])
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: seat_stage(daemon, 1) is SeatStage.ABSTAINED, "the abstention")
+    assert report_of(daemon, 1).verdict is Verdict.OK  # within tolerance, but no proof of replay
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, 1, 0, VERIFIER)
+    assert seat is not None and "not the provider's" in (seat.note or "")
+    assert not committed(market, 1) and ("commit_vote", 1) not in market.sent
+    clock.t += 120
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.DONE, "the settlement")
+    assert market.state(1) is JobState.PAID  # no majority in the only round: the provider is paid
+    assert market.seat_of(1, 0, VERIFIER).settled
+
+
+@pytest.mark.timeout(180)
+def test_an_end_seal_over_losses_the_replay_does_not_compute_gets_a_fraud_vote(
+        honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    made_up = list(honest.work_digests)
+    made_up[3] = work_digest([0.5, 0.25])  # segment 2's claimed losses; its states are honest
+    liar = dataclasses.replace(honest, work_digests=made_up)
+    post(market, 1, liar, f"{server.url}/artifacts/1", [1, 2])
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: committed(market, 1), "the fraud vote")
+    assert voted_fraud(daemon, 1)
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, 1, 0, VERIFIER)
+    assert seat is not None and seat.digests == []  # a fraud vote needs no proof
+    report = report_of(daemon, 1)
+    (bad,) = [s for s in report.segments if s.verdict is Verdict.FRAUD]
+    assert bad.index == 2 and bad.checks["seal"].startswith("fraud: seal mismatch")
+    assert bad.checks["comparison"] == "ok"  # the states are the honest ones
+    clock.t += 60
+    drive(daemon, lambda: market.seat_of(1, 0, VERIFIER).status is SeatStatus.REVEALED_FRAUD, "the reveal")
+
+
+@pytest.mark.timeout(180)
+def test_a_commit_whose_receipt_was_lost_is_revealed_after_a_restart_with_the_journaled_digests(
+        honest, serve, tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    server = serve({"/artifacts/": checkpoints(honest)})
+    post(market, 1, honest, f"{server.url}/artifacts/1", [0, 3])
+    sent = market.commit_vote
+
+    def lost_receipt(job_id: int, commitment: bytes) -> dict:
+        sent(job_id, commitment)
+        raise ChainError("chain: commit vote: no receipt after 120 s")
+
+    market.commit_vote = lost_receipt  # type: ignore[method-assign]
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    deadline = time.monotonic() + BOUND_S
+    while not committed(market, 1):  # the daemon's loop logs a chain error and goes on
+        assert time.monotonic() < deadline, "the commit that landed"
+        with contextlib.suppress(ChainError):
+            daemon.tick()
+        time.sleep(0.05)
+    assert seat_stage(daemon, 1) is SeatStage.PREPARED
+    daemon.stop()
+    daemon.journal.close()
+    daemons.remove(daemon)
+
+    market.commit_vote = sent  # type: ignore[method-assign]
+    restarted = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(restarted)
+    clock.t += 60
+    drive(restarted, lambda: seat_stage(restarted, 1) is SeatStage.REVEALED, "the reveal after the restart")
+    assert market.seat_of(1, 0, VERIFIER).status is SeatStatus.REVEALED_OK
+    assert market.tries("commit_vote", 1) == 1
+
+
+def test_a_provider_that_never_opens_is_slashed_and_the_seats_it_held_busy_are_freed(tmp_path, daemons):
+    clock = FixedClock()
+    market = FakeMarket(clock)
+    market.auditing_job(1, voters=[VERIFIER, OTHER_A, VERIFIER])
+    daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    daemon.tick()
+    seat = daemon.journal.seat(CHAIN_ID, MARKET, 1, 0, VERIFIER)
+    assert seat is not None and seat.seats == 2 and ("slash_unopened", 1) not in market.sent
+    clock.t += 120  # the open window passed
+    drive(daemon, lambda: daemon.journal.job_stage(CHAIN_ID, MARKET, 1) is JobStage.DONE, "the settlement")
+    assert market.state(1) is JobState.SLASHED and market.case_of(1).outcome.value == "DROPPED"
+    assert market.seat_of(1, 0, VERIFIER).settled and market.seat_of(1, 0, OTHER_A).settled
+    assert ("commit_vote", 1) not in market.sent

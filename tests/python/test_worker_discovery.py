@@ -1,6 +1,7 @@
 """The worker's discovery against an in-memory market: one posted job never stops the next.
 
-Stories: of four jobs posted in a row, one whose on-chain view reverts, one with
+Stories: a job whose class has no court (its verifier pool is too small) is skipped
+with that reason; of four jobs posted in a row, one whose on-chain view reverts, one with
 an unreadable spec and one whose accept reverts are each skipped with their
 reason, and the fourth is still accepted and queued for the device; a node that
 goes away mid-scan stops the scan before the cursor moves, and the same events
@@ -14,7 +15,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from fake_gateway import PROVIDER, FakeGateway, FixedClock
+from fake_gateway import MIN_CLASS_STAKE, PROVIDER, FakeGateway, FixedClock
 
 from greenproof.chain.errors import ChainError
 from greenproof.chain.models import JobState
@@ -115,3 +116,21 @@ def test_an_accept_a_crash_left_unresolved_is_resolved_from_the_chain(world: Wor
     assert world.phase(2) == (Phase.QUEUED, "")  # sent again: it had not landed
     assert world.phase(3) == (Phase.SKIPPED, "taken or gone (ACCEPTED)")
     assert world.market.tries("accept_job", 1) == 0 and world.market.tries("accept_job", 2) == 1
+
+
+def test_a_job_is_skipped_when_no_court_can_judge_our_class(world: World) -> None:
+    """A class whose verifier pool holds less than ``min_class_stake`` cannot be accepted
+    (the contract would revert): skipped with the reason, no transaction sent."""
+    from greenproof import engine
+
+    dclass = engine.determinism_class(SPEC, world.discovery.config.device)
+    world.market.pool_stakes[dclass] = MIN_CLASS_STAKE - 1
+    world.post(1)
+
+    world.discovery.step(head=12)
+
+    phase, reason = world.phase(1)
+    assert phase is Phase.SKIPPED and reason.startswith("no court for our determinism class")
+    assert f"holds {MIN_CLASS_STAKE - 1} of the {MIN_CLASS_STAKE} stake" in reason
+    assert "greenproof verifier join" in reason
+    assert world.market.tries("accept_job", 1) == 0
