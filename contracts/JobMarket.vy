@@ -4,23 +4,28 @@
 @title JobMarket
 @custom:contract-name JobMarket
 @license GNU Affero General Public License v3.0 only
-@notice Escrow and state machine of greenproof training jobs (docs/protocol.md §2.3).
-        Guarantees:
+@notice Escrow and state machine of greenproof training jobs (docs/protocol.md §2.3);
+        the vote is the VerifierCourt's (docs/court.md). Guarantees:
         - a job's `payment + verifier_fee` sits in escrow from `post_job` until
           the job ends, and is paid out exactly once (cancel, expire, unopened
           slash or finalize);
         - the provider's `collateral` is locked in the StakeManager from
           `accept_job` until the job ends, and is slashed when the provider
           misses the deadline, fails to open an audited segment in time, or
-          loses the fraud vote;
+          the court decides FRAUD;
+        - a job is accepted only in a determinism class whose court pool holds
+          at least the court's `min_class_stake`;
         - audited segments are drawn from a block hash that did not exist when
-          the result was committed; openings are Merkle-verified against the
-          committed root in the leaf format of docs/protocol.md §3;
-        - `finalize` is O(1): it never loops over voters; each vote is settled
-          by its own `settle_vote` call;
+          the result was committed; openings come in ascending segment order,
+          are Merkle-verified against the committed root in the leaf format of
+          docs/protocol.md §3 (seals included) and accumulate the end seals
+          into `seal_acc`, which the court's ok votes must reproduce;
+        - `finalize` is O(1): it never loops over seats; the court settles
+          each seat by its own call and only tells the market what to credit;
         - no token is created or lost: every base unit that enters (escrow,
           slashed stake, green bonus) is credited to exactly one claimable
-          balance (pull payments, `withdraw`) or to the green bonus pool.
+          balance (pull payments, `withdraw`), a job's pot (paid out to the
+          winning seats by the court), or the green bonus pool.
 
         Job states (`job_state`, `Job.state`):
           0 NONE (no such job), 1 OPEN, 2 ACCEPTED, 3 COMMITTED, 4 AUDITING,
@@ -31,25 +36,19 @@
         - expire / unopened slash: the provider's collateral is slashed
           (`s` = what the StakeManager could take); the requester is credited
           payment + fee + `s * requester_share_bps / 10000`; the rest of `s`
-          goes to the GreenRegistry bonus pool (there are no voters to reward).
-        - finalize, no revealed vote: provider credited payment + green bonus;
-          the fee goes back to the requester.
-        - finalize, `fraud_weight > ok_weight`: collateral slashed; requester
-          credited payment + `s * requester_share_bps / 10000`; the winners'
-          pot (fraud voters) is the fee + the rest of `s`.
-        - finalize, otherwise: provider credited payment + green bonus; the
-          winners' pot (ok voters) is the fee.
-        - `settle_vote`, a non-winning vote (the losing side, or committed but
-          never revealed): `vote_stake * voter_slash_bps / 10000` is slashed
-          into the winners' pot; when the job has no winners left to settle
-          (no winner at all, or all already settled) it goes to the requester.
-        - `settle_vote`, a winning vote: credited `pot * weight / weight_left`
-          of the pot as it stands, so the last winner settled takes the
-          remainder (no dust). Winners can be settled once every non-winning
-          vote is settled, or after a grace of `vote_reveal_window` seconds
-          after finalize (so nobody can settle winners early on purpose to
-          divert penalties to the requester, and a flood of losing votes only
-          delays winners by the grace).
+          goes to the GreenRegistry bonus pool (no seat judged the job).
+        - finalize, FRAUD: collateral slashed; requester credited payment +
+          fee + `rs = s * requester_share_bps / 10000`; the pot of the fraud
+          seats is `s - rs`.
+        - finalize, OK: provider credited payment + green bonus; the pot of
+          the ok seats is the fee.
+        - finalize, NO_DECISION: provider credited payment + green bonus; the
+          fee goes back to the requester.
+        - the court fixes `reward_per_seat = pot // winning_seats`; the
+          remainder goes to the requester at once; each winning seat is paid
+          from the pot by `credit_from_pot`, each penalty (slashed to this
+          contract by the court) is credited to the requester by
+          `credit_penalty`.
 @dev Storage is packed by hand (Vyper does not pack struct fields): see
      `JobSlots` for the bit layout. `spec_uri` and `result_uri` are only
      emitted, never stored. Ownership is snekmate's 2-step ownership; Merkle
@@ -60,7 +59,7 @@
      rule a provider cannot hide two different leaves for one boundary
      without dropping another boundary (Kraft inequality), which the audit
      then catches like any broken segment.
-     Compiled with `optimize codesize` to stay under the EIP-170 size limit.
+     Compiled with `optimize codesize` to keep 10 % of the EIP-170 size limit free.
 """
 
 
@@ -75,6 +74,7 @@ from snekmate.utils import merkle_proof_verification
 from .interfaces import IGreenRegistry
 from .interfaces import IJobMarket
 from .interfaces import IStakeManager
+from .interfaces import IVerifierCourt
 
 implements: IJobMarket
 
@@ -145,27 +145,10 @@ event SegmentOpened:
     index: uint32
     start_hash: bytes32
     start_energy_mj: uint256
+    start_seal: bytes32
     end_hash: bytes32
     end_energy_mj: uint256
-
-
-event VotingStarted:
-    job_id: indexed(uint256)
-    commit_end: uint256
-    reveal_end: uint256
-
-
-event VoteCommitted:
-    job_id: indexed(uint256)
-    voter: indexed(address)
-    weight: uint256
-
-
-event VoteRevealed:
-    job_id: indexed(uint256)
-    voter: indexed(address)
-    fraud: bool
-    weight: uint256
+    end_seal: bytes32
 
 
 event JobFinalized:
@@ -187,14 +170,6 @@ event ProviderSlashed:
 event JobExpired:
     job_id: indexed(uint256)
     slashed: uint256
-
-
-event VoteSettled:
-    job_id: indexed(uint256)
-    voter: indexed(address)
-    won: bool
-    reward: uint256
-    penalty: uint256
 
 
 event Withdrawn:
@@ -222,11 +197,9 @@ STATE_SLASHED: constant(uint8) = 7
 STATE_CANCELLED: constant(uint8) = 8
 STATE_EXPIRED: constant(uint8) = 9
 
-# Vote status (low byte of the vote's packed word, bits 128..135).
-VOTE_NONE: constant(uint256) = 0
-VOTE_COMMITTED: constant(uint256) = 1
-VOTE_OK: constant(uint256) = 2
-VOTE_FRAUD: constant(uint256) = 3
+# @dev `VerifierCourt.decide` outcome that slashes the provider (0: next
+#      round drawn, 1: OK, 3: NO_DECISION pay the provider).
+OUTCOME_FRAUD: constant(uint8) = 2
 
 # @dev Hard cap of `max_audit_samples` (the opened set is a 64-bit mask).
 MAX_AUDIT_SAMPLES: public(constant(uint256)) = 64
@@ -253,7 +226,6 @@ MIN_WINDOW: constant(uint256) = 10
 MAX_WINDOW: constant(uint256) = 7 * 86400
 MIN_COLLATERAL_BPS_FLOOR: constant(uint256) = 1_000
 MIN_COLLATERAL_BPS_CEIL: constant(uint256) = 100_000
-MAX_VOTER_SLASH_BPS: constant(uint256) = 5_000
 MIN_JOB_DURATION: constant(uint256) = 60
 MAX_JOB_DURATION: constant(uint256) = 180 * 86400
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
@@ -261,32 +233,14 @@ MAX_AMOUNT: constant(uint256) = 2**128 - 1
 # Parameter ids (index into PARAM_MIN / PARAM_MAX).
 P_SEED_LOOKAHEAD: constant(uint256) = 0
 P_OPEN_WINDOW: constant(uint256) = 1
-P_VOTE_COMMIT_WINDOW: constant(uint256) = 2
-P_VOTE_REVEAL_WINDOW: constant(uint256) = 3
-P_MAX_AUDIT_SAMPLES: constant(uint256) = 4
-P_MIN_COLLATERAL_BPS: constant(uint256) = 5
-P_MIN_VERIFIER_STAKE: constant(uint256) = 6
-P_MAX_VOTE_STAKE: constant(uint256) = 7
-P_VOTER_SLASH_BPS: constant(uint256) = 8
-P_REQUESTER_SHARE_BPS: constant(uint256) = 9
-P_MAX_JOB_DURATION: constant(uint256) = 10
-# @dev Inclusive hard bounds; min_verifier_stake <= max_vote_stake is
-#      enforced against the other's current value.
-PARAM_MIN: constant(uint256[11]) = [
-    MIN_SEED_LOOKAHEAD, MIN_WINDOW, MIN_WINDOW, MIN_WINDOW, 1, MIN_COLLATERAL_BPS_FLOOR, 1, 1, 0, 0, MIN_JOB_DURATION
-]
-PARAM_MAX: constant(uint256[11]) = [
-    MAX_SEED_LOOKAHEAD,
-    MAX_WINDOW,
-    MAX_WINDOW,
-    MAX_WINDOW,
-    MAX_AUDIT_SAMPLES,
-    MIN_COLLATERAL_BPS_CEIL,
-    MAX_AMOUNT,
-    MAX_AMOUNT,
-    MAX_VOTER_SLASH_BPS,
-    BPS,
-    MAX_JOB_DURATION,
+P_MAX_AUDIT_SAMPLES: constant(uint256) = 2
+P_MIN_COLLATERAL_BPS: constant(uint256) = 3
+P_REQUESTER_SHARE_BPS: constant(uint256) = 4
+P_MAX_JOB_DURATION: constant(uint256) = 5
+# @dev Inclusive hard bounds.
+PARAM_MIN: constant(uint256[6]) = [MIN_SEED_LOOKAHEAD, MIN_WINDOW, 1, MIN_COLLATERAL_BPS_FLOOR, 0, MIN_JOB_DURATION]
+PARAM_MAX: constant(uint256[6]) = [
+    MAX_SEED_LOOKAHEAD, MAX_WINDOW, MAX_AUDIT_SAMPLES, MIN_COLLATERAL_BPS_CEIL, BPS, MAX_JOB_DURATION
 ]
 MAX_COLLATERAL: constant(uint256) = 2**112 - 1
 
@@ -308,11 +262,11 @@ MASK160: constant(uint256) = 2**160 - 1
 #              (phase_at: the draw time in AUDITING, voting start from VOTING)
 #      money = payment(0..127) | verifier_fee(128..255)
 #      terms = collateral(0..111) | min_green_bps(112..127) | energy_mj(128..255)
-#      audit = opened_mask(0..63) | n_votes(64..95) | n_ok(96..127) | n_fraud(128..159)
-#      tally = ok_weight(0..127) | fraud_weight(128..255)
-#      settle = winner_weight_left(0..127) | winners_left(128..159)
-#               | nonwinners_left(160..191) | finalized_at(192..239) | fraud_won(240)
-#      pot   = tokens held for the winning voters, not yet credited
+#      audit = opened_mask(0..63) | next_index(64..127)
+#              (next_index: least segment the next opening may have)
+#      seal_acc = keccak256 chain of the opened segments' end seals
+#      dclass   = the provider's determinism class (set by `accept_job`)
+#      pot   = tokens held for the winning seats, not yet credited
 struct JobSlots:
     head: uint256
     run: uint256
@@ -323,8 +277,8 @@ struct JobSlots:
     final_state_hash: bytes32
     seed: bytes32
     audit: uint256
-    tally: uint256
-    settle: uint256
+    seal_acc: bytes32
+    dclass: bytes32
     pot: uint256
 
 
@@ -332,12 +286,14 @@ struct JobSlots:
 # @dev Fields: `requester`, `provider` (empty until accepted), `state` (see
 #      the states above), `spec_hash`, `num_segments`, `audit_samples`,
 #      `payment`, `verifier_fee`, `collateral`, `deadline` (unix s),
-#      `min_green_bps`, `root`, `final_state_hash`, `energy_mj` (set by
-#      `commit_result`), `seed_block` (block whose hash seeds the draw),
-#      `seed` (set by `draw_audit`), `open_deadline` (end of the open window,
-#      AUDITING), `voting_start` (VOTING on), `opened_mask` (bit `j` set when
-#      the `j`-th audited index is open), `n_votes`, `ok_weight`,
-#      `fraud_weight` (revealed vote stake on each side).
+#      `min_green_bps`, `determinism_class` (set by `accept_job`), `root`,
+#      `final_state_hash`, `energy_mj` (set by `commit_result`), `seed_block`
+#      (block whose hash seeds the draw), `seed` (set by `draw_audit`),
+#      `open_deadline` (end of the open window, AUDITING), `voting_start`
+#      (VOTING on: when round 0 of the court started), `opened_mask` (bit `j`
+#      set when the `j`-th audited index is open), `seal_acc` (the end seals
+#      of the opened segments, chained), `pot` (tokens left for the winning
+#      seats once finalized).
 struct Job:
     requester: address
     provider: address
@@ -350,6 +306,7 @@ struct Job:
     collateral: uint256
     deadline: uint256
     min_green_bps: uint256
+    determinism_class: bytes32
     root: bytes32
     final_state_hash: bytes32
     energy_mj: uint256
@@ -358,18 +315,21 @@ struct Job:
     open_deadline: uint256
     voting_start: uint256
     opened_mask: uint256
-    n_votes: uint256
-    ok_weight: uint256
-    fraud_weight: uint256
+    seal_acc: bytes32
+    pot: uint256
 
 
-# @notice One segment opening for `open_segments`.
+# @notice One segment opening for `open_segments`: the leaves of boundaries
+#         `index` and `index + 1` (state hash, cumulative energy, seal) and
+#         their proofs.
 struct Opening:
     index: uint32
     start_hash: bytes32
     start_energy_mj: uint256
+    start_seal: bytes32
     end_hash: bytes32
     end_energy_mj: uint256
+    end_seal: bytes32
     start_proof: DynArray[bytes32, MAX_PROOF]
     end_proof: DynArray[bytes32, MAX_PROOF]
 
@@ -378,27 +338,13 @@ struct Opening:
 struct OpenCtx:
     head: uint256
     run: uint256
-    audit: uint256
     mask: uint256
+    next_index: uint256
+    seal_acc: bytes32
     num_segments: uint256
     samples: uint256
     root: bytes32
     indices: DynArray[uint32, MAX_AUDIT_SAMPLES]
-
-
-# @dev One vote: info = weight(0..127) | status(128..135) | settled(136).
-struct VoteSlots:
-    commitment: bytes32
-    info: uint256
-
-
-# @notice A vote as `vote_of` returns it. `status`: 0 none, 1 committed,
-#         2 revealed "ok", 3 revealed "fraud".
-struct VoteView:
-    commitment: bytes32
-    weight: uint256
-    status: uint256
-    settled: bool
 
 
 # STORAGE #
@@ -406,6 +352,8 @@ struct VoteView:
 token: public(immutable(IERC20))
 stake_manager: public(immutable(IStakeManager))
 registry: public(immutable(IGreenRegistry))
+# @notice The VerifierCourt that judges every audited job.
+court: public(immutable(IVerifierCourt))
 
 # @notice Blocks between `commit_result` and the block whose hash seeds the
 #         audit draw. Default 2, bounds [1, 64].
@@ -413,26 +361,11 @@ seed_lookahead: public(uint256)
 # @notice Seconds after the draw to open every audited segment.
 #         Default 3600, bounds [10, 604800].
 open_window: public(uint256)
-# @notice Seconds of the vote commit window from voting start.
-#         Default 3600, bounds [10, 604800].
-vote_commit_window: public(uint256)
-# @notice Seconds of the reveal window after the commit window; also the
-#         grace before winners may be settled ahead of non-winners.
-#         Default 3600, bounds [10, 604800].
-vote_reveal_window: public(uint256)
 # @notice Most audit samples a job may ask for. Default 32, bounds [1, 64].
 max_audit_samples: public(uint256)
 # @notice Least collateral, in bps of the payment. Default 10000 (collateral
 #         >= payment), bounds [1000, 100000].
 min_collateral_bps: public(uint256)
-# @notice Least free stake to vote. Default 1e18, bounds [1, max_vote_stake].
-min_verifier_stake: public(uint256)
-# @notice Most stake a vote locks (its weight). Default 1000e18,
-#         bounds [min_verifier_stake, 2**128 - 1].
-max_vote_stake: public(uint256)
-# @notice Share of its vote stake a non-winning vote loses. Default 1000
-#         (10 %), bounds [0, 5000].
-voter_slash_bps: public(uint256)
 # @notice Share of slashed collateral that goes to the requester. Default
 #         5000 (50 %), bounds [0, 10000].
 requester_share_bps: public(uint256)
@@ -446,40 +379,39 @@ next_job_id: public(uint256)
 claimable: public(HashMap[address, uint256])
 
 _jobs: HashMap[uint256, JobSlots]
-_votes: HashMap[uint256, HashMap[address, VoteSlots]]
 
 
 # CONSTRUCTOR #
 
 @deploy
-def __init__(token_: address, stake_manager_: address, registry_: address):
+def __init__(token_: address, stake_manager_: address, registry_: address, court_: address):
     """
     @notice Deploys the market with the default parameters; the deployer
             becomes the owner. Wire it afterwards with
-            `StakeManager.set_market` and `GreenRegistry.set_market`.
+            `StakeManager.set_market`, `GreenRegistry.set_market` and
+            `VerifierCourt.set_market`.
     @dev Reverts unless the StakeManager's `unbonding_period` exceeds
-         `max_job_lifetime()` at the defaults (7 d + 3 x 1 h + 1 h = 619200 s).
+         `max_job_lifetime()` at the defaults (7 d + 1 h + the court's
+         3 x 2 h + 1 h = 633600 s).
     @param token_ The settlement ERC20 token.
     @param stake_manager_ The StakeManager (same token).
     @param registry_ The GreenRegistry (same token).
+    @param court_ The VerifierCourt (same StakeManager).
     """
     assert token_ != empty(address), "market: token is zero address"
     assert staticcall IStakeManager(stake_manager_).token() == token_, "market: stake token mismatch"
     assert staticcall IGreenRegistry(registry_).token() == token_, "market: registry token mismatch"
+    assert staticcall IVerifierCourt(court_).stake_manager() == stake_manager_, "market: court stake mismatch"
     ownable.__init__()
     ownable_2step.__init__()
     token = IERC20(token_)
     stake_manager = IStakeManager(stake_manager_)
     registry = IGreenRegistry(registry_)
+    court = IVerifierCourt(court_)
     self.seed_lookahead = 2
     self.open_window = 3600
-    self.vote_commit_window = 3600
-    self.vote_reveal_window = 3600
     self.max_audit_samples = 32
     self.min_collateral_bps = 10_000
-    self.min_verifier_stake = 10**18
-    self.max_vote_stake = 1000 * 10**18
-    self.voter_slash_bps = 1_000
     self.requester_share_bps = 5_000
     self.max_job_duration = 7 * 86400
     self.next_job_id = 1
@@ -580,11 +512,14 @@ def cancel_job(job_id: uint256):
 @external
 def accept_job(job_id: uint256, determinism_class: bytes32):
     """
-    @notice Accepts an OPEN job: locks `collateral` of the caller's free stake.
-    @dev If the job sets `min_green_bps`, the caller's attestation in force must
-         meet it.
+    @notice Accepts an OPEN job in the caller's determinism class: locks
+            `collateral` of the caller's free stake and stores the class,
+            whose court pool will judge the job.
+    @dev The court's pool of `determinism_class` must hold at least its
+         `min_class_stake`. If the job sets `min_green_bps`, the caller's
+         attestation in force must meet it.
     @param job_id The job.
-    @param determinism_class The provider's determinism class (emitted only).
+    @param determinism_class The provider's determinism class (docs/protocol.md §3.9).
     """
     head: uint256 = self._jobs[job_id].head
     assert self._state(head) == STATE_OPEN, "market: job not open"
@@ -596,8 +531,10 @@ def accept_job(job_id: uint256, determinism_class: bytes32):
     if min_green > 0:
         assert staticcall registry.green_bps_of(msg.sender) >= min_green, "market: provider not green enough"
     assert staticcall stake_manager.free_stake(msg.sender) >= collateral, "market: insufficient free stake"
+    assert staticcall court.pool_stake(determinism_class) >= staticcall court.min_class_stake(), "market: class pool too small"
     self._jobs[job_id].head = self._with_state(head, STATE_ACCEPTED)
     self._jobs[job_id].run = convert(msg.sender, uint256)
+    self._jobs[job_id].dclass = determinism_class
     log JobAccepted(job_id=job_id, provider=msg.sender, determinism_class=determinism_class, collateral=collateral)
     extcall stake_manager.lock(msg.sender, collateral)
 
@@ -650,8 +587,10 @@ def open_segment(
     index: uint32,
     start_hash: bytes32,
     start_energy_mj: uint256,
+    start_seal: bytes32,
     end_hash: bytes32,
     end_energy_mj: uint256,
+    end_seal: bytes32,
     start_proof: DynArray[bytes32, MAX_PROOF],
     end_proof: DynArray[bytes32, MAX_PROOF],
 ):
@@ -660,17 +599,32 @@ def open_segment(
             `index` and `index + 1` with their Merkle proofs.
     @dev See `open_segments` for the rules.
     @param job_id The job (AUDITING, caller its provider, inside the open window).
-    @param index The audited segment.
+    @param index The audited segment, above every segment opened before.
     @param start_hash state_hash at boundary `index`.
     @param start_energy_mj Cumulative energy at boundary `index`.
+    @param start_seal seal at boundary `index`.
     @param end_hash state_hash at boundary `index + 1`.
     @param end_energy_mj Cumulative energy at boundary `index + 1`.
+    @param end_seal seal at boundary `index + 1`.
     @param start_proof Proof of leaf `index`.
     @param end_proof Proof of leaf `index + 1`.
     """
     ctx: OpenCtx = self._open_begin(job_id)
-    ctx.mask = self._mark(ctx.mask, self._bits_of(ctx.indices, index))
-    self._open_one(job_id, ctx.root, ctx.num_segments, index, start_hash, start_energy_mj, end_hash, end_energy_mj, start_proof, end_proof)
+    ctx = self._open_one(
+        job_id,
+        ctx,
+        Opening(
+            index=index,
+            start_hash=start_hash,
+            start_energy_mj=start_energy_mj,
+            start_seal=start_seal,
+            end_hash=end_hash,
+            end_energy_mj=end_energy_mj,
+            end_seal=end_seal,
+            start_proof=start_proof,
+            end_proof=end_proof,
+        ),
+    )
     self._open_end(job_id, ctx)
 
 
@@ -678,20 +632,22 @@ def open_segment(
 def open_segments(job_id: uint256, openings: DynArray[Opening, MAX_OPENINGS]):
     """
     @notice Opens several audited segments in one transaction. When every
-            audited index is open the job moves to VOTING.
-    @dev Per opening: `index` is an audited index not opened yet; both leaves
-         verify against `root` with proofs of the canonical length; `end_energy_mj >= start_energy_mj`; boundary 0 has
-         energy 0; the last segment ends at `final_state_hash` / `energy_mj`.
+            audited index is open the job moves to VOTING and the court's
+            round 0 starts.
+    @dev Per opening: `index` is an audited index above every index opened
+         before (openings come in strictly ascending order across calls);
+         both leaves verify against `root` with proofs of the canonical
+         length; `end_energy_mj >= start_energy_mj`; boundary 0 has energy 0
+         and seal `keccak256(abi_encode(job_id, uint32(0), bytes32(0)))`; the
+         last segment ends at `final_state_hash` / `energy_mj`. Each opening
+         extends `seal_acc = keccak256(concat(seal_acc, end_seal))`.
     @param job_id The job (AUDITING, caller its provider, inside the open window).
-    @param openings The segments to open, 1 to `MAX_OPENINGS` (16).
+    @param openings The segments to open, 1 to `MAX_OPENINGS` (16), ascending.
     """
     assert len(openings) > 0, "market: no openings"
     ctx: OpenCtx = self._open_begin(job_id)
     for o: Opening in openings:
-        ctx.mask = self._mark(ctx.mask, self._bits_of(ctx.indices, o.index))
-        self._open_one(
-            job_id, ctx.root, ctx.num_segments, o.index, o.start_hash, o.start_energy_mj, o.end_hash, o.end_energy_mj, o.start_proof, o.end_proof
-        )
+        ctx = self._open_one(job_id, ctx, o)
     self._open_end(job_id, ctx)
 
 
@@ -718,7 +674,8 @@ def expire_job(job_id: uint256):
 def slash_unopened(job_id: uint256):
     """
     @notice Slashes a provider that did not open every audited segment within
-            the open window (reason "unopened"); the job ends SLASHED.
+            the open window (reason "unopened"); the job ends SLASHED and its
+            court case is dropped (round 0's seats are freed, unpaid and unpenalised).
     @dev Same split as `expire_job`. Anyone may call.
     @param job_id The job.
     """
@@ -728,6 +685,7 @@ def slash_unopened(job_id: uint256):
     assert block.timestamp >= (run >> 208) + self.open_window, "market: open window not passed"
     self._jobs[job_id].head = self._with_state(head, STATE_SLASHED)
     self._slash_provider_no_voters(job_id, head, "unopened")
+    extcall court.drop_case(job_id)
 
 
 # EXTERNAL: AUDIT DRAW #
@@ -735,10 +693,12 @@ def slash_unopened(job_id: uint256):
 @external
 def draw_audit(job_id: uint256):
     """
-    @notice Draws the audited segments from `blockhash(seed_block)` and starts
-            the open window. If that block is more than 256 blocks old its hash
-            is gone: the draw re-arms `seed_block = now + seed_lookahead`
-            (event `AuditRearmed`) instead of reverting.
+    @notice Draws the audited segments from `blockhash(seed_block)`, starts
+            the open window and opens the court's case (which draws round 0's
+            committee from the pool of the job's class). If that block is more
+            than 256 blocks old its hash is gone: the draw re-arms
+            `seed_block = now + seed_lookahead` (event `AuditRearmed`) instead
+            of reverting.
     @dev Anyone may call, once `block.number > seed_block`. Requesters and
          verifiers should draw promptly: a re-arm lets the provider see one
          more seed before the draw.
@@ -762,189 +722,99 @@ def draw_audit(job_id: uint256):
         seed, job_id, (head >> 176) & MASK32, (head >> 168) & 255
     )
     log AuditDrawn(job_id=job_id, seed=seed, indices=indices, open_deadline=block.timestamp + self.open_window)
+    extcall court.open_case(job_id, self._jobs[job_id].dclass, seed)
 
 
-# EXTERNAL: VOTING #
-
-@external
-def commit_vote(job_id: uint256, commitment: bytes32):
-    """
-    @notice Commits a sealed vote and locks its weight
-            `min(free_stake, max_vote_stake)` of the caller's stake.
-    @dev `commitment = keccak256(abi_encode(job_id, voter, fraud, salt))`
-         (`uint256, address, bool, bytes32`). One vote per verifier per job;
-         the job's requester and provider may not vote.
-    @param job_id The job (VOTING, inside the commit window).
-    @param commitment The sealed vote, non-zero.
-    """
-    head: uint256 = self._jobs[job_id].head
-    assert self._state(head) == STATE_VOTING, "market: job not voting"
-    run: uint256 = self._jobs[job_id].run
-    assert block.timestamp < (run >> 208) + self.vote_commit_window, "market: commit window closed"
-    assert msg.sender != self._addr(head) and msg.sender != self._addr(run), "market: job party cannot vote"
-    assert commitment != empty(bytes32), "market: empty commitment"
-    assert self._votes[job_id][msg.sender].info == 0, "market: already voted"
-    free: uint256 = staticcall stake_manager.free_stake(msg.sender)
-    assert free >= self.min_verifier_stake, "market: insufficient verifier stake"
-    weight: uint256 = min(free, self.max_vote_stake)
-    self._votes[job_id][msg.sender] = VoteSlots(commitment=commitment, info=weight | (VOTE_COMMITTED << 128))
-    self._jobs[job_id].audit += 1 << 64
-    log VoteCommitted(job_id=job_id, voter=msg.sender, weight=weight)
-    extcall stake_manager.lock(msg.sender, weight)
-
-
-@external
-def reveal_vote(job_id: uint256, fraud: bool, salt: bytes32):
-    """
-    @notice Reveals the caller's vote; its weight joins the tally.
-    @param job_id The job (VOTING, inside the reveal window).
-    @param fraud True for "the audited work is fraudulent".
-    @param salt The salt of the commitment.
-    """
-    head: uint256 = self._jobs[job_id].head
-    assert self._state(head) == STATE_VOTING, "market: job not voting"
-    commit_end: uint256 = ((self._jobs[job_id].run) >> 208) + self.vote_commit_window
-    assert block.timestamp >= commit_end, "market: reveal window not open"
-    assert block.timestamp < commit_end + self.vote_reveal_window, "market: reveal window closed"
-    vote: VoteSlots = self._votes[job_id][msg.sender]
-    status: uint256 = (vote.info >> 128) & 255
-    assert status != VOTE_NONE, "market: no vote committed"
-    assert status == VOTE_COMMITTED, "market: already revealed"
-    assert keccak256(abi_encode(job_id, msg.sender, fraud, salt)) == vote.commitment, "market: commitment mismatch"
-    weight: uint256 = vote.info & MASK128
-    # ok: status 2, tally bits 0..127, n_ok bits 96..127; fraud: status 3,
-    # tally bits 128..255, n_fraud bits 128..159.
-    side: uint256 = convert(fraud, uint256)
-    self._votes[job_id][msg.sender].info = weight | ((VOTE_OK + side) << 128)
-    self._jobs[job_id].tally += weight << (128 * side)
-    self._jobs[job_id].audit += 1 << (96 + 32 * side)
-    log VoteRevealed(job_id=job_id, voter=msg.sender, fraud=fraud, weight=weight)
-
+# EXTERNAL: DECISION #
 
 @external
 @nonreentrant
 def finalize(job_id: uint256):
     """
-    @notice Decides a VOTING job after the reveal window, in O(1):
-            no revealed vote -> PAID (optimistic, fee back to the requester);
-            `fraud_weight > ok_weight` -> SLASHED (reason "fraud");
-            otherwise -> PAID. Votes are then settled with `settle_vote`.
+    @notice Asks the court to decide a VOTING job whose round is over, in
+            O(1): FRAUD -> SLASHED (reason "fraud"); OK or NO_DECISION ->
+            PAID; an undecided round with rounds left draws the next round
+            and the job stays VOTING (call again after its reveal window).
     @dev Paid: the provider is credited payment + the green bonus
-         (`GreenRegistry.pay_bonus`, capped by the pool). `JobFinalized`
-         reports the energy and `carbon_g = energy_mj * carbon_intensity /
-         3_600_000_000`; both are 0 for a slashed job (its claim is void).
+         (`GreenRegistry.pay_bonus`, capped by the pool). The pot (OK: the
+         fee; FRAUD: the slashed collateral minus the requester's share;
+         NO_DECISION: the fee, all of it back to the requester) goes to the
+         court, which fixes the reward per winning seat and returns the
+         remainder, credited to the requester. `JobFinalized` reports the
+         energy and `carbon_g = energy_mj * carbon_intensity / 3_600_000_000`;
+         both are 0 for a slashed job (its claim is void).
     @param job_id The job.
     """
     head: uint256 = self._jobs[job_id].head
     assert self._state(head) == STATE_VOTING, "market: job not voting"
-    run: uint256 = self._jobs[job_id].run
-    assert block.timestamp >= (run >> 208) + self.vote_commit_window + self.vote_reveal_window, "market: voting not over"
+    outcome: uint8 = 0
+    winning: uint256 = 0
+    outcome, winning = extcall court.decide(job_id)
+    if outcome == 0:
+        return
     requester: address = self._addr(head)
-    provider: address = self._addr(run)
+    provider: address = self._addr(self._jobs[job_id].run)
     money: uint256 = self._jobs[job_id].money
     payment: uint256 = money & MASK128
     fee: uint256 = money >> 128
     terms: uint256 = self._jobs[job_id].terms
-    collateral: uint256 = terms & MASK112
-    audit: uint256 = self._jobs[job_id].audit
-    n_votes: uint256 = (audit >> 64) & MASK32
-    tally: uint256 = 0
-    if n_votes > 0:
-        tally = self._jobs[job_id].tally
-    ok_weight: uint256 = tally & MASK128
-    fraud_weight: uint256 = tally >> 128
-
-    if fraud_weight > ok_weight:
-        self._jobs[job_id].head = self._with_state(head, STATE_SLASHED)
-        extcall stake_manager.unlock(provider, collateral)
-        slashed: uint256 = extcall stake_manager.slash(provider, collateral, self)
+    state: uint8 = STATE_PAID
+    if outcome == OUTCOME_FRAUD:
+        state = STATE_SLASHED
+    self._jobs[job_id].head = self._with_state(head, state)
+    extcall stake_manager.unlock(provider, terms & MASK112)
+    pot: uint256 = fee
+    paid: uint256 = 0
+    bonus: uint256 = 0
+    energy_mj: uint256 = 0
+    carbon_g: uint256 = 0
+    if outcome == OUTCOME_FRAUD:
+        slashed: uint256 = extcall stake_manager.slash(provider, terms & MASK112, self)
         to_requester: uint256 = slashed * self.requester_share_bps // BPS
-        self.claimable[requester] += payment + to_requester
-        n_fraud: uint256 = (audit >> 128) & MASK32
-        self._jobs[job_id].pot = fee + slashed - to_requester
-        self._jobs[job_id].settle = (
-            fraud_weight | (n_fraud << 128) | ((n_votes - n_fraud) << 160) | (block.timestamp << 192) | (1 << 240)
-        )
+        self.claimable[requester] += payment + fee + to_requester
+        pot = slashed - to_requester
         log ProviderSlashed(job_id=job_id, provider=provider, amount=slashed, reason="fraud")
-        log JobFinalized(job_id=job_id, outcome=STATE_SLASHED, paid=0, bonus=0, energy_mj=0, carbon_g=0)
-        return
-
-    self._jobs[job_id].head = self._with_state(head, STATE_PAID)
-    extcall stake_manager.unlock(provider, collateral)
-    bonus: uint256 = extcall registry.pay_bonus(provider, payment)
-    self.claimable[provider] += payment + bonus
-    if ok_weight == 0:
-        # No revealed vote: optimistic payout, the fee goes back.
-        self.claimable[requester] += fee
-        if n_votes > 0:
-            self._jobs[job_id].settle = (n_votes << 160) | (block.timestamp << 192)
     else:
-        n_ok: uint256 = (audit >> 96) & MASK32
-        self._jobs[job_id].pot = fee
-        self._jobs[job_id].settle = (
-            ok_weight | (n_ok << 128) | ((n_votes - n_ok) << 160) | (block.timestamp << 192)
-        )
-    energy_mj: uint256 = terms >> 128
-    carbon_g: uint256 = energy_mj * staticcall registry.carbon_intensity_of(provider) // MJ_PER_KWH
-    log JobFinalized(job_id=job_id, outcome=STATE_PAID, paid=payment, bonus=bonus, energy_mj=energy_mj, carbon_g=carbon_g)
+        bonus = extcall registry.pay_bonus(provider, payment)
+        paid = payment
+        self.claimable[provider] += payment + bonus
+        energy_mj = terms >> 128
+        carbon_g = energy_mj * staticcall registry.carbon_intensity_of(provider) // MJ_PER_KWH
+    remainder: uint256 = extcall court.set_pot(job_id, pot)
+    self.claimable[requester] += remainder
+    self._jobs[job_id].pot = pot - remainder
+    log JobFinalized(job_id=job_id, outcome=state, paid=paid, bonus=bonus, energy_mj=energy_mj, carbon_g=carbon_g)
+
+
+# EXTERNAL: COURT #
+
+@external
+def credit_from_pot(job_id: uint256, to: address, amount: uint256):
+    """
+    @notice Pays `amount` of a finalized job's pot to `to` (a winning seat).
+    @dev Court only; never more than the pot holds.
+    @param job_id The job.
+    @param to The seat holder.
+    @param amount Token base units.
+    """
+    assert msg.sender == court.address, "market: caller is not the court"
+    pot: uint256 = self._jobs[job_id].pot
+    assert amount <= pot, "market: pot exceeded"
+    self._jobs[job_id].pot = pot - amount
+    self.claimable[to] += amount
 
 
 @external
-@nonreentrant
-def settle_vote(job_id: uint256, voter: address):
+def credit_penalty(job_id: uint256, amount: uint256):
     """
-    @notice Settles one vote of a finalized job and unlocks its stake.
-            A non-winning vote (losing side, or never revealed) loses
-            `voter_slash_bps` of its weight into the winners' pot (or to the
-            requester when no winner is left to settle). A winning vote is
-            credited `pot * weight / winner_weight_left`.
-    @dev Anyone may call. Winners are settled after every non-winning vote,
-         or after a grace of `vote_reveal_window` seconds from finalize.
-    @param job_id The job (PAID or SLASHED by `finalize`).
-    @param voter The voter.
+    @notice Credits a seat's penalty, which the court slashed to this
+            contract, to the job's requester.
+    @dev Court only.
+    @param job_id The job.
+    @param amount Token base units received from the StakeManager.
     """
-    head: uint256 = self._jobs[job_id].head
-    state: uint8 = self._state(head)
-    assert state == STATE_PAID or state == STATE_SLASHED, "market: job not finalized"
-    info: uint256 = self._votes[job_id][voter].info
-    status: uint256 = (info >> 128) & 255
-    assert status != VOTE_NONE, "market: no vote"
-    assert (info >> 136) & 1 == 0, "market: vote already settled"
-    self._votes[job_id][voter].info = info | (1 << 136)
-    weight: uint256 = info & MASK128
-    settle: uint256 = self._jobs[job_id].settle
-    fraud_won: bool = (settle >> 240) & 1 == 1
-    winners_left: uint256 = (settle >> 128) & MASK32
-    won: bool = (status == VOTE_FRAUD and fraud_won) or (status == VOTE_OK and not fraud_won)
-
-    if won:
-        nonwinners_left: uint256 = (settle >> 160) & MASK32
-        finalized_at: uint256 = (settle >> 192) & MASK48
-        assert nonwinners_left == 0 or block.timestamp >= finalized_at + self.vote_reveal_window, "market: non-winning votes unsettled"
-        weight_left: uint256 = settle & MASK128
-        pot: uint256 = self._jobs[job_id].pot
-        reward: uint256 = pot
-        if winners_left > 1:
-            reward = pot * weight // weight_left
-        self._jobs[job_id].pot = pot - reward
-        # winners_left -= 1, winner_weight_left -= weight
-        self._jobs[job_id].settle = settle - (1 << 128) - weight
-        self.claimable[voter] += reward
-        log VoteSettled(job_id=job_id, voter=voter, won=True, reward=reward, penalty=0)
-        extcall stake_manager.unlock(voter, weight)
-        return
-
-    self._jobs[job_id].settle = settle - (1 << 160)
-    extcall stake_manager.unlock(voter, weight)
-    penalty: uint256 = weight * self.voter_slash_bps // BPS
-    slashed: uint256 = 0
-    if penalty > 0:
-        slashed = extcall stake_manager.slash(voter, penalty, self)
-        if winners_left > 0:
-            self._jobs[job_id].pot += slashed
-        else:
-            self.claimable[self._addr(head)] += slashed
-    log VoteSettled(job_id=job_id, voter=voter, won=False, reward=0, penalty=slashed)
+    assert msg.sender == court.address, "market: caller is not the court"
+    self.claimable[self._addr(self._jobs[job_id].head)] += amount
 
 
 # EXTERNAL: PULL PAYMENTS #
@@ -987,26 +857,6 @@ def set_open_window(seconds: uint256):
 
 
 @external
-def set_vote_commit_window(seconds: uint256):
-    """
-    @notice Sets `vote_commit_window` (seconds), bounds [10, 604800]; `max_job_lifetime` must stay below the unbonding period.
-    @dev Owner only; emits `ParameterSet("vote_commit_window", old, new)`.
-    @param seconds The new value.
-    """
-    self.vote_commit_window = self._set_parameter(P_VOTE_COMMIT_WINDOW, "vote_commit_window", self.vote_commit_window, seconds)
-
-
-@external
-def set_vote_reveal_window(seconds: uint256):
-    """
-    @notice Sets `vote_reveal_window` (seconds), bounds [10, 604800]; `max_job_lifetime` must stay below the unbonding period.
-    @dev Owner only; emits `ParameterSet("vote_reveal_window", old, new)`.
-    @param seconds The new value.
-    """
-    self.vote_reveal_window = self._set_parameter(P_VOTE_REVEAL_WINDOW, "vote_reveal_window", self.vote_reveal_window, seconds)
-
-
-@external
 def set_max_audit_samples(samples: uint256):
     """
     @notice Sets `max_audit_samples`, bounds [1, 64]. Posted jobs keep theirs.
@@ -1024,36 +874,6 @@ def set_min_collateral_bps(bps: uint256):
     @param bps The new value.
     """
     self.min_collateral_bps = self._set_parameter(P_MIN_COLLATERAL_BPS, "min_collateral_bps", self.min_collateral_bps, bps)
-
-
-@external
-def set_min_verifier_stake(amount: uint256):
-    """
-    @notice Sets `min_verifier_stake` (token base units), bounds [1, max_vote_stake].
-    @dev Owner only; emits `ParameterSet("min_verifier_stake", old, new)`.
-    @param amount The new value.
-    """
-    self.min_verifier_stake = self._set_parameter(P_MIN_VERIFIER_STAKE, "min_verifier_stake", self.min_verifier_stake, amount)
-
-
-@external
-def set_max_vote_stake(amount: uint256):
-    """
-    @notice Sets `max_vote_stake` (token base units), bounds [min_verifier_stake, 2**128 - 1].
-    @dev Owner only; emits `ParameterSet("max_vote_stake", old, new)`.
-    @param amount The new value.
-    """
-    self.max_vote_stake = self._set_parameter(P_MAX_VOTE_STAKE, "max_vote_stake", self.max_vote_stake, amount)
-
-
-@external
-def set_voter_slash_bps(bps: uint256):
-    """
-    @notice Sets `voter_slash_bps`, bounds [0, 5000]; applies to votes settled from now on.
-    @dev Owner only; emits `ParameterSet("voter_slash_bps", old, new)`.
-    @param bps The new value.
-    """
-    self.voter_slash_bps = self._set_parameter(P_VOTER_SLASH_BPS, "voter_slash_bps", self.voter_slash_bps, bps)
 
 
 @external
@@ -1083,7 +903,8 @@ def set_max_job_duration(seconds: uint256):
 def max_job_lifetime() -> uint256:
     """
     @notice The longest a job can hold stake: `max_job_duration + open_window
-            + vote_commit_window + vote_reveal_window + LIFETIME_MARGIN`.
+            + court.max_voting_time() + LIFETIME_MARGIN`, where the court's
+            part covers every round (`max_rounds * (commit_window + reveal_window)`).
     @return uint256 Seconds.
     """
     return self._max_job_lifetime()
@@ -1129,6 +950,7 @@ def get_job(job_id: uint256) -> Job:
         collateral=s.terms & MASK112,
         deadline=s.head >> 208,
         min_green_bps=(s.terms >> 112) & MASK16,
+        determinism_class=s.dclass,
         root=s.root,
         final_state_hash=s.final_state_hash,
         energy_mj=s.terms >> 128,
@@ -1137,9 +959,8 @@ def get_job(job_id: uint256) -> Job:
         open_deadline=open_deadline,
         voting_start=voting_start,
         opened_mask=s.audit & MASK64,
-        n_votes=(s.audit >> 64) & MASK32,
-        ok_weight=s.tally & MASK128,
-        fraud_weight=s.tally >> 128,
+        seal_acc=s.seal_acc,
+        pot=s.pot,
     )
 
 
@@ -1178,38 +999,20 @@ def is_opened(job_id: uint256, index: uint32) -> bool:
     return bits != 0 and (self._jobs[job_id].audit & bits) == bits
 
 
-@view
-@external
-def vote_of(job_id: uint256, voter: address) -> VoteView:
-    """
-    @notice A voter's vote on a job.
-    @param job_id The job.
-    @param voter The voter.
-    @return VoteView commitment, weight, status (0 none, 1 committed,
-            2 revealed ok, 3 revealed fraud) and whether it is settled.
-    """
-    v: VoteSlots = self._votes[job_id][voter]
-    return VoteView(
-        commitment=v.commitment,
-        weight=v.info & MASK128,
-        status=(v.info >> 128) & 255,
-        settled=(v.info >> 136) & 1 == 1,
-    )
-
-
 @pure
 @external
-def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256) -> bytes32:
+def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256, seal: bytes32) -> bytes32:
     """
-    @notice Leaf `k` of the commitment tree (docs/protocol.md §3):
-            `keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj)))`.
+    @notice Leaf `k` of the commitment tree (docs/protocol.md §3.6):
+            `keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj, seal)))`.
     @param job_id The job.
     @param k The boundary, `0 <= k <= num_segments`.
     @param state_hash state_hash at boundary `k`.
     @param energy_mj Cumulative energy at boundary `k`.
+    @param seal seal at boundary `k`: `keccak256(abi_encode(job_id, k, w_k))`.
     @return bytes32 The leaf.
     """
-    return self._leaf(job_id, k, state_hash, energy_mj)
+    return self._leaf(job_id, k, state_hash, energy_mj, seal)
 
 
 # INTERNAL #
@@ -1228,8 +1031,9 @@ def _open_begin(job_id: uint256) -> OpenCtx:
     return OpenCtx(
         head=head,
         run=run,
-        audit=audit,
         mask=audit & MASK64,
+        next_index=audit >> 64,
+        seal_acc=self._jobs[job_id].seal_acc,
         num_segments=num_segments,
         samples=samples,
         root=self._jobs[job_id].root,
@@ -1237,73 +1041,65 @@ def _open_begin(job_id: uint256) -> OpenCtx:
     )
 
 
-@pure
 @internal
-def _mark(mask: uint256, bits: uint256) -> uint256:
+def _open_one(job_id: uint256, ctx: OpenCtx, o: Opening) -> OpenCtx:
+    """
+    @dev Checks one opening and returns `ctx` with it folded in (mask, next
+         index, seal accumulator). `end_proof` may leave out its tail where it equals
+         `start_proof`'s tail (above the level where the paths of leaves
+         `index` and `index + 1` meet); the missing siblings are taken from
+         `start_proof`. Either way the completed proof must have the
+         canonical length and verify, so this only saves calldata.
+    """
+    index: uint256 = convert(o.index, uint256)
+    assert index >= ctx.next_index, "market: openings not ascending"
+    bits: uint256 = self._bits_of(ctx.indices, o.index)
     assert bits != 0, "market: index not audited"
-    assert mask & bits == 0, "market: segment already opened"
-    return mask | bits
-
-
-@internal
-def _open_one(
-    job_id: uint256,
-    root: bytes32,
-    num_segments: uint256,
-    index32: uint32,
-    start_hash: bytes32,
-    start_energy_mj: uint256,
-    end_hash: bytes32,
-    end_energy_mj: uint256,
-    start_proof: DynArray[bytes32, MAX_PROOF],
-    end_proof: DynArray[bytes32, MAX_PROOF],
-):
-    """
-    @dev `end_proof` may leave out its tail where it equals `start_proof`'s
-         tail (above the level where the paths of leaves `index` and
-         `index + 1` meet); the missing siblings are taken from `start_proof`.
-         Either way the completed proof must have the canonical length and
-         verify, so this only saves calldata.
-    """
-    index: uint256 = convert(index32, uint256)
-    assert index < num_segments, "market: index out of range"
-    assert end_energy_mj >= start_energy_mj, "market: energy not monotone"
+    ctx.mask |= bits
+    ctx.next_index = index + 1
+    ctx.seal_acc = keccak256(concat(ctx.seal_acc, o.end_seal))
+    num_segments: uint256 = ctx.num_segments
+    assert o.end_energy_mj >= o.start_energy_mj, "market: energy not monotone"
     if index == 0:
-        assert start_energy_mj == 0, "market: start energy not zero"
-    start_len: uint256 = len(start_proof)
+        assert o.start_energy_mj == 0, "market: start energy not zero"
+        assert o.start_seal == keccak256(abi_encode(job_id, convert(0, uint32), empty(bytes32))), "market: bad seal at boundary 0"
+    start_len: uint256 = len(o.start_proof)
     assert start_len == self._proof_length(index, num_segments + 1), "market: bad start proof length"
     end_len: uint256 = self._proof_length(index + 1, num_segments + 1)
-    assert len(end_proof) <= end_len and end_len - len(end_proof) <= start_len, "market: bad end proof length"
-    full_end: DynArray[bytes32, MAX_PROOF] = end_proof
-    for j: uint256 in range(start_len - (end_len - len(end_proof)), start_len, bound=MAX_PROOF):
-        full_end.append(start_proof[j])
+    assert len(o.end_proof) <= end_len and end_len - len(o.end_proof) <= start_len, "market: bad end proof length"
+    full_end: DynArray[bytes32, MAX_PROOF] = o.end_proof
+    for j: uint256 in range(start_len - (end_len - len(o.end_proof)), start_len, bound=MAX_PROOF):
+        full_end.append(o.start_proof[j])
     assert merkle_proof_verification._verify(
-        start_proof, root, self._leaf(job_id, index32, start_hash, start_energy_mj)
+        o.start_proof, ctx.root, self._leaf(job_id, o.index, o.start_hash, o.start_energy_mj, o.start_seal)
     ), "market: invalid start proof"
     assert merkle_proof_verification._verify(
-        full_end, root, self._leaf(job_id, index32 + 1, end_hash, end_energy_mj)
+        full_end, ctx.root, self._leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_seal)
     ), "market: invalid end proof"
     if index + 1 == num_segments:
-        assert end_hash == self._jobs[job_id].final_state_hash, "market: final state mismatch"
-        assert end_energy_mj == self._jobs[job_id].terms >> 128, "market: final energy mismatch"
+        assert o.end_hash == self._jobs[job_id].final_state_hash, "market: final state mismatch"
+        assert o.end_energy_mj == self._jobs[job_id].terms >> 128, "market: final energy mismatch"
     log SegmentOpened(
         job_id=job_id,
-        index=index32,
-        start_hash=start_hash,
-        start_energy_mj=start_energy_mj,
-        end_hash=end_hash,
-        end_energy_mj=end_energy_mj,
+        index=o.index,
+        start_hash=o.start_hash,
+        start_energy_mj=o.start_energy_mj,
+        start_seal=o.start_seal,
+        end_hash=o.end_hash,
+        end_energy_mj=o.end_energy_mj,
+        end_seal=o.end_seal,
     )
+    return ctx
 
 
 @internal
 def _open_end(job_id: uint256, ctx: OpenCtx):
-    self._jobs[job_id].audit = (ctx.audit & ~MASK64) | ctx.mask
+    self._jobs[job_id].audit = ctx.mask | (ctx.next_index << 64)
+    self._jobs[job_id].seal_acc = ctx.seal_acc
     if ctx.mask == (1 << ctx.samples) - 1:
         self._jobs[job_id].head = self._with_state(ctx.head, STATE_VOTING)
         self._jobs[job_id].run = (ctx.run & (MASK160 | (MASK48 << 160))) | (block.timestamp << 208)
-        commit_end: uint256 = block.timestamp + self.vote_commit_window
-        log VotingStarted(job_id=job_id, commit_end=commit_end, reveal_end=commit_end + self.vote_reveal_window)
+        extcall court.start_voting(job_id, ctx.seal_acc)
 
 
 @internal
@@ -1332,19 +1128,13 @@ def _slash_provider_no_voters(job_id: uint256, head: uint256, reason: String[16]
 def _set_parameter(param: uint256, name: String[20], old: uint256, new: uint256) -> uint256:
     """
     @dev Checks the owner and the hard bounds of parameter `param`, logs the
-         change and returns `new`. For the four timing parameters it checks
+         change and returns `new`. For the two timing parameters it checks
          that `max_job_lifetime` with the new value stays below the
          StakeManager's unbonding period.
     """
     ownable._check_owner()
-    lo: uint256 = PARAM_MIN[param]
-    hi: uint256 = PARAM_MAX[param]
-    if param == P_MIN_VERIFIER_STAKE:
-        hi = self.max_vote_stake
-    elif param == P_MAX_VOTE_STAKE:
-        lo = self.min_verifier_stake
-    assert new >= lo and new <= hi, "market: parameter out of bounds"
-    if param == P_OPEN_WINDOW or param == P_VOTE_COMMIT_WINDOW or param == P_VOTE_REVEAL_WINDOW or param == P_MAX_JOB_DURATION:
+    assert new >= PARAM_MIN[param] and new <= PARAM_MAX[param], "market: parameter out of bounds"
+    if param == P_OPEN_WINDOW or param == P_MAX_JOB_DURATION:
         assert self._max_job_lifetime() - old + new < staticcall stake_manager.unbonding_period(), "market: lifetime exceeds unbonding"
     log ParameterSet(name=name, old_value=old, new_value=new)
     return new
@@ -1371,8 +1161,8 @@ def _bits_of(indices: DynArray[uint32, MAX_AUDIT_SAMPLES], index: uint32) -> uin
 
 @pure
 @internal
-def _leaf(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256) -> bytes32:
-    return keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj)))
+def _leaf(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256, seal: bytes32) -> bytes32:
+    return keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj, seal)))
 
 
 @pure
@@ -1394,7 +1184,7 @@ def _proof_length(k: uint256, num_leaves: uint256) -> uint256:
 @view
 @internal
 def _max_job_lifetime() -> uint256:
-    return self.max_job_duration + self.open_window + self.vote_commit_window + self.vote_reveal_window + LIFETIME_MARGIN
+    return self.max_job_duration + self.open_window + staticcall court.max_voting_time() + LIFETIME_MARGIN
 
 
 @view

@@ -11,11 +11,14 @@
         - `slash` takes bonded stake first and then unbonding stake, so
           requesting an unstake never dodges a slash;
         - `unbonding_period` stays strictly longer than the market's
-          `max_job_lifetime()` (checked by `set_market` and the setter);
+          `max_job_lifetime()`, which covers every round of the court
+          (checked by `set_market` and the setter);
         - tokens held == `total_staked + total_unbonding` (plus anything sent
           to this contract directly, which is never accounted).
-@dev Only the market (set once by the owner) may `lock`, `unlock` and
-     `slash`. Ownership is snekmate's 2-step ownership.
+@dev Only the market and the court (each set once by the owner) may
+     `lock`, `unlock` and `slash`: the market for job collateral, the court
+     for verifier seats. Both follow unlock-then-slash, so `slash` never
+     needs its clamp. Ownership is snekmate's 2-step ownership.
 """
 
 
@@ -87,6 +90,10 @@ event MarketSet:
     market: indexed(address)
 
 
+event CourtSet:
+    court: indexed(address)
+
+
 event UnbondingPeriodSet:
     old_period: uint256
     new_period: uint256
@@ -102,6 +109,7 @@ MAX_UNBONDING_PERIOD: public(constant(uint256)) = 365 * 86400
 
 token: public(immutable(IERC20))
 market: public(address)
+court: public(address)
 unbonding_period: public(uint256)
 
 staked: public(HashMap[address, uint256])
@@ -151,6 +159,23 @@ def set_market(market_: address):
     assert self.unbonding_period > staticcall IJobMarket(market_).max_job_lifetime(), "stake: unbonding period too short"
     self.market = market_
     log MarketSet(market=market_)
+
+
+@external
+def set_court(court_: address):
+    """
+    @notice Wires the verifier court, once: the second contract allowed to
+            lock, unlock and slash (verifier seats).
+    @dev The court's voting rounds count in the market's
+         `max_job_lifetime()`, which `set_market` and
+         `set_unbonding_period` keep below the unbonding period.
+    @param court_ The VerifierCourt contract.
+    """
+    ownable._check_owner()
+    assert self.court == empty(address), "stake: court already set"
+    assert court_ != empty(address), "stake: court is zero address"
+    self.court = court_
+    log CourtSet(court=court_)
 
 
 @external
@@ -226,16 +251,16 @@ def withdraw() -> uint256:
     return amount
 
 
-# EXTERNAL: MARKET #
+# EXTERNAL: MARKET AND COURT #
 
 @external
 def lock(account: address, amount: uint256):
     """
-    @notice Locks `amount` of `account`'s free stake (job collateral, vote stake).
+    @notice Locks `amount` of `account`'s free stake (job collateral, seat stake).
     @param account The staker.
     @param amount Token base units, `<= free_stake(account)`.
     """
-    self._check_market()
+    self._check_caller()
     assert amount <= self._free(account), "stake: amount exceeds free stake"
     self.locked[account] += amount
     log Locked(account=account, amount=amount, locked=self.locked[account])
@@ -248,7 +273,7 @@ def unlock(account: address, amount: uint256):
     @param account The staker.
     @param amount Token base units, `<= locked(account)`.
     """
-    self._check_market()
+    self._check_caller()
     assert amount <= self.locked[account], "stake: amount exceeds locked"
     self.locked[account] -= amount
     log Unlocked(account=account, amount=amount, locked=self.locked[account])
@@ -269,7 +294,7 @@ def slash(account: address, amount: uint256, to: address) -> uint256:
     @param to The recipient of the slashed tokens (the market itself).
     @return uint256 The amount actually slashed (`<= amount`).
     """
-    self._check_market()
+    self._check_caller()
     assert to != empty(address), "stake: slash to zero address"
     bonded: uint256 = self.staked[account]
     from_stake: uint256 = min(amount, bonded)
@@ -312,6 +337,6 @@ def _free(account: address) -> uint256:
 
 @view
 @internal
-def _check_market():
-    assert self.market != empty(address), "stake: market not set"
-    assert msg.sender == self.market, "stake: caller is not the market"
+def _check_caller():
+    # neither is ever the zero address, which no caller can be
+    assert msg.sender == self.market or msg.sender == self.court, "stake: caller is not the market or court"

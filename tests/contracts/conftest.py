@@ -1,7 +1,8 @@
 """Fixtures for the contract unit tests (ape's pytest plugin, local test network).
 
 Actors are named by role. ``deploy_system`` is the one place that deploys and
-wires the whole protocol (token, StakeManager, GreenRegistry, JobMarket); the
+wires the whole protocol (token, StakeManager, GreenRegistry, VerifierCourt,
+JobMarket); the
 per-contract fixtures below deploy StakeManager and GreenRegistry against a
 ``MockMarket`` so their market-only functions can be tested on their own.
 """
@@ -23,6 +24,7 @@ MOCK_MAX_JOB_LIFETIME = 10 * DAY
 MAX_BONUS_BPS = 2_000
 DEFAULT_CARBON_G_PER_KWH = 400
 INITIAL_BALANCE = 1_000_000 * 10**18
+SEAT_STAKE = 100 * 10**18
 
 ATTESTATION_TYPES = {
     "EnergyAttestation": [
@@ -71,6 +73,11 @@ def verifier2(accounts):
 
 
 @pytest.fixture(scope="session")
+def verifier3(accounts):
+    return accounts[8]
+
+
+@pytest.fixture(scope="session")
 def attestor(accounts):
     return accounts[6]
 
@@ -81,9 +88,9 @@ def stranger(accounts):
 
 
 @pytest.fixture(scope="session")
-def users(requester, provider, provider2, verifier, verifier2, stranger):
+def users(requester, provider, provider2, verifier, verifier2, verifier3, stranger):
     """Everyone who holds tokens in the tests (not the owner, not the attestor)."""
-    return [requester, provider, provider2, verifier, verifier2, stranger]
+    return [requester, provider, provider2, verifier, verifier2, verifier3, stranger]
 
 
 # ------------------------------------------------------------------ contracts
@@ -139,12 +146,13 @@ class System:
     token: Any
     stake_manager: Any
     green_registry: Any
+    court: Any
     market: Any
 
 
 # ==================================================================
 # deploy_system: the ONE place that deploys and wires the protocol.
-# The JobMarket constructor call follows contracts/JobMarket.vy.
+# The constructor calls follow contracts/VerifierCourt.vy and JobMarket.vy.
 # ==================================================================
 def deploy_system(
     project,
@@ -153,16 +161,20 @@ def deploy_system(
     unbonding_period: int = UNBONDING_PERIOD,
     max_bonus_bps: int = MAX_BONUS_BPS,
     default_carbon_g_per_kwh: int = DEFAULT_CARBON_G_PER_KWH,
+    seat_stake: int = SEAT_STAKE,
 ) -> System:
     token = owner.deploy(project.MockToken, "Greenproof Test", "GPT", 18)
     stake_manager = owner.deploy(project.StakeManager, token, unbonding_period)
     green_registry = owner.deploy(
         project.GreenRegistry, token, max_bonus_bps, default_carbon_g_per_kwh
     )
-    market = owner.deploy(project.JobMarket, token, stake_manager, green_registry)
+    court = owner.deploy(project.VerifierCourt, stake_manager, seat_stake)
+    market = owner.deploy(project.JobMarket, token, stake_manager, green_registry, court)
     stake_manager.set_market(market, sender=owner)
+    stake_manager.set_court(court, sender=owner)
     green_registry.set_market(market, sender=owner)
-    return System(token, stake_manager, green_registry, market)
+    court.set_market(market, sender=owner)
+    return System(token, stake_manager, green_registry, court, market)
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +187,11 @@ def system(project, owner) -> System:
 @pytest.fixture(scope="module")
 def market(system):
     return system.market
+
+
+@pytest.fixture(scope="module")
+def court(system):
+    return system.court
 
 
 # ------------------------------------------------------------------ attestations

@@ -1,7 +1,10 @@
-"""Story helpers for the JobMarket tests: fund actors, post, run, open, vote.
+"""Story helpers for the JobMarket and VerifierCourt tests: fund actors, seat
+verifiers in a pool, post, run, open, vote, decide.
 
 The Merkle side always comes from :mod:`greenproof.merkle` (the code the worker
-uses), so every on-chain opening here is also a Python/Vyper agreement check.
+uses), so every on-chain opening here is also a Python/Vyper agreement check;
+likewise every vote commitment and proof of replay comes from the Python twins
+the verifier uses.
 """
 
 from __future__ import annotations
@@ -11,7 +14,14 @@ from dataclasses import dataclass, field
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from greenproof.merkle import MerkleTree, commitment_tree
+from greenproof.merkle import (
+    ZERO32,
+    MerkleTree,
+    boundary0_seal,
+    commitment_tree,
+    seal,
+    vote_commitment,
+)
 
 TOKEN = 10**18
 PAYMENT = 100 * TOKEN
@@ -19,16 +29,20 @@ FEE = 10 * TOKEN
 COLLATERAL = 150 * TOKEN
 PROVIDER_STAKE = 1_000 * TOKEN
 VERIFIER_STAKE = 500 * TOKEN
+SEAT = 100 * TOKEN  # conftest.SEAT_STAKE
 MINT = 1_000_000 * TOKEN
 SPEC_HASH = keccak(b"spec: mlp tiny")
 SPEC_URI = "ipfs://spec-mlp-tiny"
 RESULT_URI = "http://127.0.0.1:8765/artifacts"
 DETERMINISM = keccak(b"cpu/x86_64/torch-2.13/fp32/deterministic")
+OTHER_CLASS = keccak(b"cuda/sm_90/torch-2.13/bf16/deterministic")
 
 # Job states (JobMarket.vy)
 OPEN, ACCEPTED, COMMITTED, AUDITING, VOTING, PAID, SLASHED, CANCELLED, EXPIRED = range(1, 10)
-# Vote status (vote_of)
-VOTE_COMMITTED, VOTE_OK, VOTE_FRAUD = 1, 2, 3
+# Case outcomes (VerifierCourt.vy)
+UNDECIDED, OUTCOME_OK, OUTCOME_FRAUD, NO_DECISION, DROPPED = range(5)
+# Seat status (VerifierCourt.seat_of)
+SEATED, COMMITTED_VOTE, REVEALED_OK, REVEALED_FRAUD, NO_PROOF = range(5)
 
 
 def fund(system, *accounts, stake: int = 0) -> None:
@@ -40,6 +54,13 @@ def fund(system, *accounts, stake: int = 0) -> None:
         system.token.approve(system.green_registry, 2**256 - 1, sender=acct)
         if stake:
             system.stake_manager.stake(stake, sender=acct)
+
+
+def seat(system, *verifiers, seats: int = 1, dclass: bytes = DETERMINISM) -> None:
+    """Fund each verifier, stake exactly what ``seats`` seats need and join the class pool."""
+    for v in verifiers:
+        fund(system, v, stake=seats * SEAT)
+        system.court.join(dclass, seats, sender=v)
 
 
 def post(market, requester, chain, **kw) -> int:
@@ -63,15 +84,21 @@ def post(market, requester, chain, **kw) -> int:
 
 @dataclass
 class Run:
-    """A fake training run: one state hash and cumulative energy per boundary."""
+    """A fake training run: per boundary a state hash, cumulative energy and
+    work digest (``digests[0]`` is zero), with the seals and tree they commit to."""
 
     job_id: int
     hashes: list[bytes]
     energies: list[int]
+    digests: list[bytes]
+    seals: list[bytes] = field(init=False)
     tree: MerkleTree = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tree = commitment_tree(self.job_id, self.hashes, self.energies)
+        self.seals = [boundary0_seal(self.job_id)] + [
+            seal(self.job_id, k, d) for k, d in enumerate(self.digests) if k > 0
+        ]
+        self.tree = commitment_tree(self.job_id, self.hashes, self.energies, self.seals)
 
     @property
     def num_segments(self) -> int:
@@ -91,25 +118,32 @@ class Run:
             index,
             self.hashes[index],
             self.energies[index],
+            self.seals[index],
             self.hashes[index + 1],
             self.energies[index + 1],
+            self.seals[index + 1],
             self.tree.proof(index),
             self.tree.proof(index + 1),
         )
+
+    def replay(self, indices) -> list[bytes]:
+        """The digests an honest replay of the audited segments shows (ok-vote proof)."""
+        return [self.digests[k + 1] for k in unique(indices)]
 
 
 def make_run(job_id: int, num_segments: int, *, energy_step: int = 3_600_000, salt: bytes = b"") -> Run:
     hashes = [keccak(b"state" + salt + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(num_segments + 1)]
     energies = [k * energy_step for k in range(num_segments + 1)]
-    return Run(job_id, hashes, energies)
+    digests = [ZERO32] + [keccak(b"losses" + salt + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(1, num_segments + 1)]
+    return Run(job_id, hashes, energies, digests)
 
 
 def unique(indices) -> list[int]:
     return sorted({int(i) for i in indices})
 
 
-def accept_and_commit(market, provider, job_id: int, run: Run) -> None:
-    market.accept_job(job_id, DETERMINISM, sender=provider)
+def accept_and_commit(market, provider, job_id: int, run: Run, dclass: bytes = DETERMINISM) -> None:
+    market.accept_job(job_id, dclass, sender=provider)
     market.commit_result(job_id, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
 
 
@@ -122,20 +156,16 @@ def draw(market, chain, job_id: int, anyone) -> list[int]:
     return [int(i) for i in market.audit_indices(job_id)]
 
 
-def to_voting(market, chain, provider, job_id: int, run: Run, anyone) -> list[int]:
+def to_voting(market, chain, provider, job_id: int, run: Run, anyone, dclass: bytes = DETERMINISM) -> list[int]:
     """Accept, commit, draw and open every audited segment (one batch): job is VOTING."""
-    accept_and_commit(market, provider, job_id, run)
+    accept_and_commit(market, provider, job_id, run, dclass)
     indices = draw(market, chain, job_id, anyone)
     market.open_segments(job_id, [run.opening(i) for i in unique(indices)], sender=provider)
     return indices
 
 
-def commitment(job_id: int, voter, fraud: bool, salt: bytes) -> bytes:
-    return keccak(abi_encode(["uint256", "address", "bool", "bytes32"], [job_id, str(voter.address), fraud, salt]))
-
-
-def salt_of(voter) -> bytes:
-    return keccak(b"salt" + bytes.fromhex(str(voter.address)[2:]))
+def salt_of(voter, job_id: int = 0, rnd: int = 0) -> bytes:
+    return keccak(b"salt" + bytes.fromhex(str(voter.address)[2:]) + abi_encode(["uint256", "uint256"], [job_id, rnd]))
 
 
 def warp(chain, seconds: int) -> None:
@@ -143,31 +173,82 @@ def warp(chain, seconds: int) -> None:
     chain.mine(1, timestamp=chain.pending_timestamp + seconds)
 
 
-def to_reveal(market, chain, job_id: int) -> None:
-    job = market.get_job(job_id)
-    target = job.voting_start + market.vote_commit_window()
-    chain.mine(1, timestamp=max(target, chain.pending_timestamp))
+def warp_to(chain, timestamp: int) -> None:
+    chain.mine(1, timestamp=max(timestamp, chain.pending_timestamp))
 
 
-def to_finalize(market, chain, job_id: int) -> None:
-    job = market.get_job(job_id)
-    target = job.voting_start + market.vote_commit_window() + market.vote_reveal_window()
-    chain.mine(1, timestamp=max(target, chain.pending_timestamp))
+def to_reveal(court, chain, job_id: int) -> None:
+    warp_to(chain, court.case_of(job_id).commit_end)
 
 
-def vote(market, job_id: int, voters_fraud: dict, chain, *, reveal: set | None = None) -> None:
-    """Commit every voter's vote, move to the reveal window, reveal those in ``reveal`` (default all)."""
-    for voter, fraud in voters_fraud.items():
-        market.commit_vote(job_id, commitment(job_id, voter, fraud, salt_of(voter)), sender=voter)
-    to_reveal(market, chain, job_id)
-    for voter, fraud in voters_fraud.items():
-        if reveal is None or voter in reveal:
-            market.reveal_vote(job_id, fraud, salt_of(voter), sender=voter)
+def to_decide(court, chain, job_id: int) -> None:
+    warp_to(chain, court.case_of(job_id).reveal_end)
+
+
+def seats_of(court, job_id: int, voters, rnd: int | None = None) -> dict:
+    """``{voter: seats}`` of the voters seated in round ``rnd`` (default: the current one)."""
+    if rnd is None:
+        rnd = int(court.case_of(job_id).round)
+    out = {}
+    for v in voters:
+        n = int(court.seat_of(job_id, rnd, v).seats)
+        if n:
+            out[v] = n
+    return out
+
+
+@dataclass
+class Ballot:
+    """How one seated voter behaves in a round: ``fraud`` or ok with ``digests``;
+    ``reveal=False`` commits and never reveals; ``commit=False`` does nothing."""
+
+    fraud: bool = False
+    digests: list[bytes] = field(default_factory=list)
+    commit: bool = True
+    reveal: bool = True
+
+
+def ok(run: Run, indices) -> Ballot:
+    """An honest ok vote: the replayed digests of the audited segments."""
+    return Ballot(False, run.replay(indices))
+
+
+def lazy() -> Ballot:
+    """An ok vote without having replayed (wrong digests)."""
+    return Ballot(False, [keccak(b"made up")])
+
+
+def fraud() -> Ballot:
+    return Ballot(True, [])
+
+
+def no_show() -> Ballot:
+    return Ballot(commit=False, reveal=False)
+
+
+def vote(court, chain, job_id: int, ballots: dict) -> None:
+    """Commit every ballot of the current round, move to its reveal window, reveal."""
+    rnd = int(court.case_of(job_id).round)
+    for voter, b in ballots.items():
+        if b.commit:
+            c = vote_commitment(job_id, str(voter.address), b.fraud, salt_of(voter, job_id, rnd), b.digests)
+            court.commit_vote(job_id, c, sender=voter)
+    to_reveal(court, chain, job_id)
+    for voter, b in ballots.items():
+        if b.commit and b.reveal:
+            court.reveal_vote(job_id, b.fraud, salt_of(voter, job_id, rnd), b.digests, sender=voter)
+
+
+def decide(market, court, chain, job_id: int, anyone):
+    """Move past the round's reveal window and finalize; returns the receipt."""
+    to_decide(court, chain, job_id)
+    return market.finalize(job_id, sender=anyone)
 
 
 def held(system) -> int:
-    """Tokens held by the three protocol contracts."""
+    """Tokens held by the protocol contracts (the court never holds any)."""
     t = system.token
+    assert t.balanceOf(system.court) == 0
     return t.balanceOf(system.market) + t.balanceOf(system.stake_manager) + t.balanceOf(system.green_registry)
 
 

@@ -1,9 +1,11 @@
-"""JobMarket: commit, expire, draw, open, unopened slash: every rule and its revert reason."""
+"""JobMarket: commit, expire, draw, open (with seals, in ascending order), unopened
+slash: every rule and its revert reason."""
 
 from __future__ import annotations
 
 import ape
 import pytest
+from eth_utils import keccak
 from job_market_helpers import (
     AUDITING,
     COLLATERAL,
@@ -19,17 +21,19 @@ from job_market_helpers import (
     fund,
     make_run,
     post,
+    seat,
     unique,
     warp,
 )
 
-from greenproof.merkle import MerkleTree, leaf
+from greenproof.merkle import MerkleTree, leaf, seal, seal_accumulator
 
 
 @pytest.fixture(scope="module")
-def s(system, requester, provider, provider2):
+def s(system, requester, provider, provider2, verifier, verifier2, verifier3):
     fund(system, requester)
     fund(system, provider, provider2, stake=PROVIDER_STAKE)
+    seat(system, verifier, verifier2, verifier3)
     return system
 
 
@@ -92,11 +96,14 @@ def test_draw_rules_and_indices(s, chain, provider, provider2, accepted):
     assert j.state == AUDITING and j.open_deadline == chain.blocks.head.timestamp + m.open_window()
     assert j.seed == chain.provider.get_block(j.seed_block).hash
     from eth_abi import encode
-    from eth_utils import keccak
 
     expected = [int.from_bytes(keccak(encode(["bytes32", "uint256", "uint256"], [j.seed, job, k])), "big") % 64
                 for k in range(8)]
     assert indices == expected
+    # the court's case opened with the draw: round 0's committee is seated
+    case = s.court.case_of(job)
+    assert case.dclass == DETERMINISM and case.drawn_seats == 3 and case.voting_start == 0
+    assert case.seed == keccak(encode(["bytes32", "uint256"], [j.seed, job]))
     with ape.reverts("market: job not committed"):
         m.draw_audit(job, sender=provider2)
 
@@ -113,33 +120,80 @@ def test_open_rules(s, chain, provider, provider2, auditing):
     with ape.reverts("market: index not audited"):
         m.open_segment(job, *run.opening(not_audited), sender=provider)
     o = list(run.opening(i))
+    # (index, start_hash, start_energy, start_seal, end_hash, end_energy, end_seal, start_proof, end_proof)
     with ape.reverts("market: energy not monotone"):
-        m.open_segment(job, *(o[:2] + [o[4] + 1] + o[3:]), sender=provider)
+        m.open_segment(job, *(o[:2] + [o[5] + 1] + o[3:]), sender=provider)
     with ape.reverts("market: bad start proof length"):
-        m.open_segment(job, *(o[:5] + [o[5][:-1], o[6]]), sender=provider)
+        m.open_segment(job, *(o[:7] + [o[7][:-1], o[8]]), sender=provider)
     with ape.reverts("market: bad end proof length"):
-        m.open_segment(job, *(o[:6] + [o[6] + [o[6][0]]]), sender=provider)
+        m.open_segment(job, *(o[:8] + [o[8] + [o[8][0]]]), sender=provider)
     with ape.reverts("market: invalid start proof"):
         m.open_segment(job, *(o[:1] + [b"\x13" * 32] + o[2:]), sender=provider)
-    with ape.reverts("market: invalid end proof"):
+    with ape.reverts("market: invalid start proof"):  # the seal is in the leaf
         m.open_segment(job, *(o[:3] + [b"\x13" * 32] + o[4:]), sender=provider)
+    with ape.reverts("market: invalid end proof"):
+        m.open_segment(job, *(o[:4] + [b"\x13" * 32] + o[5:]), sender=provider)
+    with ape.reverts("market: invalid end proof"):
+        m.open_segment(job, *(o[:6] + [b"\x13" * 32] + o[7:]), sender=provider)
     tx = m.open_segment(job, *o, sender=provider)
     ev = tx.events.filter(m.SegmentOpened)[0]
     assert (ev.index, ev.start_hash, ev.end_hash) == (i, run.hashes[i], run.hashes[i + 1])
     assert (ev.start_energy_mj, ev.end_energy_mj) == (run.energies[i], run.energies[i + 1])
+    assert (ev.start_seal, ev.end_seal) == (run.seals[i], run.seals[i + 1])
     assert m.is_opened(job, i)
-    with ape.reverts("market: segment already opened"):
+    assert m.get_job(job).seal_acc == seal_accumulator([run.seals[i + 1]])
+    with ape.reverts("market: openings not ascending"):  # already opened
         m.open_segment(job, *o, sender=provider)
     with ape.reverts("market: index not audited"):
-        m.open_segments(job, [run.opening(not_audited)], sender=provider)
+        m.open_segments(job, [run.opening(not_audited_above(indices, 64))], sender=provider)
+    if len(indices) > 2:  # out of order inside one batch
+        with ape.reverts("market: openings not ascending"):
+            m.open_segments(job, [run.opening(k) for k in reversed(indices[1:])], sender=provider)
     tx = m.open_segments(job, [run.opening(k) for k in indices[1:]], sender=provider)
     assert len(tx.events.filter(m.SegmentOpened)) == len(indices) - 1
     assert m.job_state(job) == VOTING
     assert m.get_job(job).voting_start == tx.timestamp
+    acc = seal_accumulator([run.seals[k + 1] for k in indices])
+    assert m.get_job(job).seal_acc == acc
+    started = tx.events.filter(s.court.VotingStarted)[0]
+    assert (started.round, started.commit_end) == (0, tx.timestamp + s.court.commit_window())
+    assert s.court.case_of(job).seal_acc == acc
     with ape.reverts("market: job not auditing"):
         m.open_segment(job, *o, sender=provider)
     with ape.reverts("market: job not auditing"):
         m.slash_unopened(job, sender=provider2)
+
+
+def not_audited_above(indices, n):
+    return next(k for k in range(indices[0] + 1, n) if k not in indices)
+
+
+def test_openings_must_ascend_across_calls(s, chain, provider, provider2, auditing):
+    """Openings come in strictly ascending order across calls (the worker sorts them)."""
+    m = s.market
+    job, run, indices = auditing
+    if len(indices) < 2:
+        pytest.skip("one distinct audited segment")
+    m.open_segment(job, *run.opening(indices[-1]), sender=provider)
+    with ape.reverts("market: openings not ascending"):
+        m.open_segment(job, *run.opening(indices[0]), sender=provider)
+    warp(chain, m.open_window())
+    m.slash_unopened(job, sender=provider2)  # it can never complete: slashed
+
+
+def test_boundary_zero_must_carry_the_zero_seal(s, chain, requester, provider, provider2):
+    m = s.market
+    job = post(m, requester, chain, num_segments=1, audit_samples=1)
+    run = make_run(job, 1)
+    bad = seal(job, 0, b"\x01" * 32)  # a tree whose leaf 0 has another seal
+    run.tree = MerkleTree.build(
+        [leaf(job, 0, run.hashes[0], 0, bad), leaf(job, 1, run.hashes[1], run.energies[1], run.seals[1])]
+    )
+    run.seals = [bad, run.seals[1]]
+    accept_and_commit(m, provider, job, run)
+    draw(m, chain, job, provider2)
+    with ape.reverts("market: bad seal at boundary 0"):
+        m.open_segment(job, *run.opening(0), sender=provider)
 
 
 def test_last_segment_binds_to_final_state_and_energy(s, chain, requester, provider, provider2):
@@ -167,7 +221,7 @@ def test_segment_zero_starts_at_zero_energy(s, chain, requester, provider, provi
     job = post(m, requester, chain, num_segments=1, audit_samples=1)
     run = make_run(job, 1)
     run.energies = [5, 10]  # the Python side refuses this tree; build it leaf by leaf
-    run.tree = MerkleTree.build([leaf(job, k, run.hashes[k], run.energies[k]) for k in (0, 1)])
+    run.tree = MerkleTree.build([leaf(job, k, run.hashes[k], run.energies[k], run.seals[k]) for k in (0, 1)])
     m.accept_job(job, DETERMINISM, sender=provider)
     m.commit_result(job, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
     draw(m, chain, job, provider2)

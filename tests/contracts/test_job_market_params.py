@@ -1,4 +1,5 @@
-"""JobMarket: owner parameters, their defaults and hard bounds, ownership, lifetime vs unbonding."""
+"""JobMarket: owner parameters, their defaults and hard bounds, ownership, lifetime
+(with every round of the court) vs unbonding, the court-only credits."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ TOKEN = 10**18
 PARAMS = {
     "seed_lookahead": (2, 1, 64),
     "open_window": (3_600, 10, 7 * DAY),
-    "vote_commit_window": (3_600, 10, 7 * DAY),
-    "vote_reveal_window": (3_600, 10, 7 * DAY),
     "max_audit_samples": (32, 1, 64),
     "min_collateral_bps": (10_000, 1_000, 100_000),
-    "voter_slash_bps": (1_000, 0, 5_000),
     "requester_share_bps": (5_000, 0, 10_000),
     "max_job_duration": (7 * DAY, 60, 180 * DAY),
 }
@@ -25,9 +23,12 @@ PARAMS = {
 def test_defaults_and_lifetime(market, system):
     for name, (default, _, _) in PARAMS.items():
         assert getattr(market, name)() == default, name
-    assert market.min_verifier_stake() == TOKEN
-    assert market.max_vote_stake() == 1_000 * TOKEN
-    assert market.max_job_lifetime() == 7 * DAY + 3 * 3_600 + 3_600
+    for gone in ("vote_commit_window", "min_verifier_stake", "max_vote_stake", "voter_slash_bps", "commit_vote", "vote_of"):
+        assert not hasattr(market, gone), gone  # the vote lives in the court
+    assert market.court() == system.court.address
+    # deadline + open window + every round of the court (3 x (1 h + 1 h)) + 1 h margin
+    assert system.court.max_voting_time() == 3 * 2 * 3_600
+    assert market.max_job_lifetime() == 7 * DAY + 3_600 + 6 * 3_600 + 3_600
     assert market.max_job_lifetime() < system.stake_manager.unbonding_period()
     assert market.owner() == system.stake_manager.owner()
 
@@ -43,7 +44,7 @@ def test_setter_bounds_and_event(market, system, owner, stranger, name):
             setter(lo - 1, sender=owner)
     if name == "max_job_duration":
         system.stake_manager.set_unbonding_period(365 * DAY, sender=owner)
-    elif name in ("open_window", "vote_commit_window", "vote_reveal_window"):
+    elif name == "open_window":
         system.stake_manager.set_unbonding_period(30 * DAY, sender=owner)
     with ape.reverts("market: parameter out of bounds"):
         setter(hi + 1, sender=owner)
@@ -56,20 +57,6 @@ def test_setter_bounds_and_event(market, system, owner, stranger, name):
     assert getattr(market, name)() == lo
 
 
-def test_stake_bounds_follow_each_other(market, owner):
-    with ape.reverts("market: parameter out of bounds"):
-        market.set_min_verifier_stake(market.max_vote_stake() + 1, sender=owner)
-    with ape.reverts("market: parameter out of bounds"):
-        market.set_max_vote_stake(market.min_verifier_stake() - 1, sender=owner)
-    with ape.reverts("market: parameter out of bounds"):
-        market.set_min_verifier_stake(0, sender=owner)
-    with ape.reverts("market: parameter out of bounds"):
-        market.set_max_vote_stake(2**128, sender=owner)
-    market.set_max_vote_stake(5 * TOKEN, sender=owner)
-    market.set_min_verifier_stake(5 * TOKEN, sender=owner)
-    assert (market.min_verifier_stake(), market.max_vote_stake()) == (5 * TOKEN, 5 * TOKEN)
-
-
 def test_lifetime_must_stay_below_unbonding(market, system, owner):
     unbonding = system.stake_manager.unbonding_period()
     room = unbonding - market.max_job_lifetime()
@@ -77,25 +64,54 @@ def test_lifetime_must_stay_below_unbonding(market, system, owner):
         market.set_max_job_duration(market.max_job_duration() + room, sender=owner)
     with ape.reverts("market: lifetime exceeds unbonding"):
         market.set_open_window(market.open_window() + room, sender=owner)
-    market.set_vote_reveal_window(market.vote_reveal_window() + room - 1, sender=owner)
+    market.set_open_window(market.open_window() + room - 1, sender=owner)
     assert market.max_job_lifetime() == unbonding - 1
     # and the StakeManager cannot shorten its period below it
     with ape.reverts("stake: unbonding period too short"):
         system.stake_manager.set_unbonding_period(unbonding - 1, sender=owner)
 
 
+def test_lifetime_counts_every_round_of_the_court(market, system, owner):
+    """The court's windows and rounds lengthen a job's life; its setters keep it below
+    the unbonding period too."""
+    court = system.court
+    unbonding = system.stake_manager.unbonding_period()
+    base = market.max_job_lifetime()
+    court.set_max_rounds(2, sender=owner)
+    assert market.max_job_lifetime() == base - 2 * 3_600
+    room = unbonding - market.max_job_lifetime()  # each window counts max_rounds times
+    with ape.reverts("court: lifetime exceeds unbonding"):
+        court.set_commit_window(court.commit_window() + (room + 1) // 2, sender=owner)
+    with ape.reverts("court: lifetime exceeds unbonding"):
+        court.set_reveal_window(court.reveal_window() + (room + 1) // 2, sender=owner)
+    court.set_reveal_window(court.reveal_window() + (room - 1) // 2, sender=owner)
+    assert market.max_job_lifetime() < unbonding
+    with ape.reverts("court: lifetime exceeds unbonding"):
+        court.set_max_rounds(3, sender=owner)
+
+
 def test_constructor_checks_unbonding_and_tokens(project, owner, system):
     from ape import reverts
 
     short = owner.deploy(project.StakeManager, system.token, 7 * DAY)
+    short_court = owner.deploy(project.VerifierCourt, short, 10**20)
     with reverts("market: lifetime exceeds unbonding"):
-        owner.deploy(project.JobMarket, system.token, short, system.green_registry)
+        owner.deploy(project.JobMarket, system.token, short, system.green_registry, short_court)
+    with reverts("market: court stake mismatch"):
+        owner.deploy(project.JobMarket, system.token, system.stake_manager, system.green_registry, short_court)
     other = owner.deploy(project.MockToken, "Other", "OTH", 18)
     with reverts("market: stake token mismatch"):
-        owner.deploy(project.JobMarket, other, system.stake_manager, system.green_registry)
+        owner.deploy(project.JobMarket, other, system.stake_manager, system.green_registry, system.court)
     stake_other = owner.deploy(project.StakeManager, other, 14 * DAY)
     with reverts("market: registry token mismatch"):
-        owner.deploy(project.JobMarket, other, stake_other, system.green_registry)
+        owner.deploy(project.JobMarket, other, stake_other, system.green_registry, system.court)
+
+
+def test_only_the_court_credits(market, stranger, owner):
+    with ape.reverts("market: caller is not the court"):
+        market.credit_from_pot(1, stranger, 0, sender=stranger)
+    with ape.reverts("market: caller is not the court"):
+        market.credit_penalty(1, 0, sender=owner)
 
 
 def test_two_step_ownership(market, owner, stranger):

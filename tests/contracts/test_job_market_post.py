@@ -10,6 +10,7 @@ from job_market_helpers import (
     DETERMINISM,
     FEE,
     OPEN,
+    OTHER_CLASS,
     PAYMENT,
     PROVIDER_STAKE,
     SPEC_HASH,
@@ -17,14 +18,16 @@ from job_market_helpers import (
     attest,
     fund,
     post,
+    seat,
 )
 
 
 @pytest.fixture(scope="module")
-def s(system, requester, provider, provider2):
+def s(system, requester, provider, provider2, verifier, verifier2, verifier3):
     fund(system, requester)
     fund(system, provider, stake=PROVIDER_STAKE)
     fund(system, provider2, stake=COLLATERAL - 1)
+    seat(system, verifier, verifier2, verifier3)  # 3 seats: the court's default min_class_stake
     return system
 
 
@@ -105,8 +108,25 @@ def test_accept_locks_collateral(s, chain, requester, provider):
     assert s.stake_manager.locked(provider) == COLLATERAL
     j = m.get_job(job)
     assert j.state == ACCEPTED and j.provider == provider.address
+    assert j.determinism_class == DETERMINISM  # stored: the court judges the job in this class
     with ape.reverts("market: job not open"):
         m.accept_job(job, DETERMINISM, sender=provider)
+
+
+def test_accept_needs_a_class_pool_of_min_class_stake(s, chain, owner, requester, provider, verifier):
+    """A provider cannot pick a class nobody can judge: its pool must hold min_class_stake."""
+    m, c = s.market, s.court
+    job = post(m, requester, chain)
+    assert c.pool_stake(OTHER_CLASS) == 0
+    with ape.reverts("market: class pool too small"):
+        m.accept_job(job, OTHER_CLASS, sender=provider)
+    assert c.pool_stake(DETERMINISM) == c.min_class_stake()
+    c.set_min_class_stake(c.min_class_stake() + 1, sender=owner)
+    with ape.reverts("market: class pool too small"):
+        m.accept_job(job, DETERMINISM, sender=provider)
+    s.stake_manager.stake(c.SEAT_STAKE(), sender=verifier)
+    c.join(DETERMINISM, 1, sender=verifier)
+    m.accept_job(job, DETERMINISM, sender=provider)
 
 
 def test_accept_rules(s, chain, owner, attestor, requester, provider, provider2):

@@ -1,8 +1,9 @@
 """greenproof.merkle (Python, the worker's side) against JobMarket (Vyper, snekmate's verifier).
 
-Vectors: same leaf bytes; trees of several shapes (odd last nodes carried up)
-whose proofs the contract accepts in real openings; a proof for another index,
-a proof of the wrong length and a short end proof are handled as specified.
+Vectors: same leaf bytes (seals included); trees of several shapes (odd last
+nodes carried up) whose proofs the contract accepts in real openings; a proof for
+another index, a proof of the wrong length and a short end proof are handled as
+specified; the seal accumulator and the vote commitment agree with VerifierCourt.
 """
 
 from __future__ import annotations
@@ -19,30 +20,41 @@ from job_market_helpers import (
     fund,
     make_run,
     post,
+    seat,
     unique,
 )
 
-from greenproof.merkle import leaf, short_end_proof
+from greenproof.merkle import leaf, seal, seal_accumulator, short_end_proof, vote_commitment
 
 VECTORS = [
-    (1, 0, b"\x00" * 32, 0),
-    (7, 3, keccak(b"state 3"), 123_456_789),
-    (2**256 - 1, 2**32 - 1, b"\xff" * 32, 2**256 - 1),
+    (1, 0, b"\x00" * 32, 0, seal(1, 0, b"\x00" * 32)),
+    (7, 3, keccak(b"state 3"), 123_456_789, seal(7, 3, keccak(b"losses"))),
+    (2**256 - 1, 2**32 - 1, b"\xff" * 32, 2**256 - 1, b"\xff" * 32),
 ]
 
 
 @pytest.fixture(scope="module")
-def s(system, requester, provider):
+def s(system, requester, provider, verifier, verifier2, verifier3):
     fund(system, requester)
     fund(system, provider, stake=PROVIDER_STAKE)
+    seat(system, verifier, verifier2, verifier3)
     return system
 
 
-@pytest.mark.parametrize(("job_id", "k", "state_hash", "energy"), VECTORS)
-def test_leaf_hash_matches(market, job_id, k, state_hash, energy):
-    expected = keccak(keccak(encode(["uint256", "uint32", "bytes32", "uint256"], [job_id, k, state_hash, energy])))
-    assert leaf(job_id, k, state_hash, energy) == expected
-    assert market.leaf_hash(job_id, k, state_hash, energy) == expected
+@pytest.mark.parametrize(("job_id", "k", "state_hash", "energy", "seal_k"), VECTORS)
+def test_leaf_hash_matches(market, job_id, k, state_hash, energy, seal_k):
+    expected = keccak(keccak(encode(
+        ["uint256", "uint32", "bytes32", "uint256", "bytes32"], [job_id, k, state_hash, energy, seal_k]
+    )))
+    assert leaf(job_id, k, state_hash, energy, seal_k) == expected
+    assert market.leaf_hash(job_id, k, state_hash, energy, seal_k) == expected
+
+
+@pytest.mark.parametrize("digests", [[], [b"\x01" * 32], [keccak(b"w%d" % i) for i in range(64)]])
+def test_vote_commitment_matches(court, verifier, digests):
+    for fraud in (False, True):
+        expected = vote_commitment(9, str(verifier.address), fraud, b"\x42" * 32, digests)
+        assert court.vote_commitment(9, verifier, fraud, b"\x42" * 32, digests) == expected
 
 
 @pytest.mark.parametrize("num_segments", [1, 2, 5, 12, 33])
@@ -58,10 +70,11 @@ def test_python_proofs_open_on_chain(s, chain, requester, provider, num_segments
     for n, i in enumerate(indices):
         o = list(run.opening(i))
         if n % 2:  # every other opening with a short end proof
-            o[6] = short_end_proof(o[5], o[6])
+            o[8] = short_end_proof(o[7], o[8])
         openings.append(o)
     m.open_segments(job, openings, sender=provider)
     assert all(m.is_opened(job, i) for i in indices)
+    assert m.get_job(job).seal_acc == seal_accumulator([run.seals[i + 1] for i in indices])
 
 
 def test_proof_of_another_index_is_rejected(s, chain, requester, provider):
@@ -75,11 +88,11 @@ def test_proof_of_another_index_is_rejected(s, chain, requester, provider):
     o = list(run.opening(i))
     wrong = list(run.opening(other))
     with ape.reverts("market: invalid start proof"):
-        m.open_segment(job, *(o[:5] + [wrong[5], o[6]]), sender=provider)
+        m.open_segment(job, *(o[:7] + [wrong[7], o[8]]), sender=provider)
     with ape.reverts("market: invalid end proof"):
-        m.open_segment(job, *(o[:6] + [run.tree.proof(other + 1)]), sender=provider)
+        m.open_segment(job, *(o[:8] + [run.tree.proof(other + 1)]), sender=provider)
     # the leaf of another job with the same state is not in this tree
     foreign = make_run(job + 1, 16)
     with ape.reverts("market: invalid start proof"):
-        m.open_segment(job, *(o[:5] + [foreign.tree.proof(i), o[6]]), sender=provider)
+        m.open_segment(job, *(o[:7] + [foreign.tree.proof(i), o[8]]), sender=provider)
     m.open_segment(job, *o, sender=provider)

@@ -74,6 +74,46 @@ def test_set_market_requires_unbonding_longer_than_any_job(stake_manager, mock_m
     assert stake_manager.market() == mock_market.address
 
 
+# ------------------------------------------------------------------ set_court
+
+
+@pytest.fixture
+def mock_court(project, owner, stake_manager, green_registry):
+    """A second pass-through contract, wired as the StakeManager's court."""
+    court = owner.deploy(project.MockMarket, stake_manager, green_registry, 0)
+    stake_manager.set_court(court, sender=owner)
+    return court
+
+
+def test_set_court_once_by_the_owner(stake_manager, mock_market, owner, stranger):
+    with ape.reverts("ownable: caller is not the owner"):
+        stake_manager.set_court(mock_market, sender=stranger)
+    with ape.reverts("stake: court is zero address"):
+        stake_manager.set_court(ape.utils.ZERO_ADDRESS, sender=owner)
+    tx = stake_manager.set_court(mock_market, sender=owner)
+    assert stake_manager.court() == mock_market.address
+    assert [log.court for log in tx.decode_logs(stake_manager.CourtSet)] == [mock_market.address]
+    with ape.reverts("stake: court already set"):
+        stake_manager.set_court(mock_market, sender=owner)
+
+
+def test_the_court_is_the_second_authorised_caller(
+    stake_manager, wired_market, mock_court, token, funded, provider, stranger
+):
+    """Court and market lock, unlock and slash the same balances (seats next to collateral)."""
+    stake_manager.stake(100 * E18, sender=provider)
+    wired_market.lock(provider, 60 * E18, sender=stranger)  # job collateral
+    mock_court.lock(provider, 30 * E18, sender=stranger)  # verifier seats
+    assert stake_manager.locked(provider) == 90 * E18
+    with ape.reverts("stake: amount exceeds free stake"):
+        mock_court.lock(provider, 10 * E18 + 1, sender=stranger)
+    mock_court.unlock(provider, 10 * E18, sender=stranger)
+    before = token.balanceOf(wired_market)
+    mock_court.slash(provider, 10 * E18, wired_market, sender=stranger)  # a penalty, to the market
+    assert token.balanceOf(wired_market) == before + 10 * E18
+    assert stake_manager.staked(provider) == 90 * E18 and stake_manager.locked(provider) == 80 * E18
+
+
 # ------------------------------------------------------------------ set_unbonding_period
 
 
@@ -218,23 +258,23 @@ def test_withdraw_with_nothing_unbonding(stake_manager, funded, provider):
 # ------------------------------------------------------------------ market-only: lock / unlock
 
 
-def test_market_functions_before_market_is_set(stake_manager, funded, provider, stranger):
+def test_market_functions_before_anything_is_wired(stake_manager, funded, provider, stranger):
     for call in (
         lambda: stake_manager.lock(provider, 1, sender=stranger),
         lambda: stake_manager.unlock(provider, 1, sender=stranger),
         lambda: stake_manager.slash(provider, 1, stranger, sender=stranger),
     ):
-        with ape.reverts("stake: market not set"):
+        with ape.reverts("stake: caller is not the market or court"):
             call()
 
 
-def test_market_functions_reject_other_callers(stake_manager, wired_market, funded, provider):
+def test_market_functions_reject_other_callers(stake_manager, wired_market, mock_court, funded, provider):
     stake_manager.stake(10 * E18, sender=provider)
-    with ape.reverts("stake: caller is not the market"):
+    with ape.reverts("stake: caller is not the market or court"):
         stake_manager.lock(provider, E18, sender=provider)
-    with ape.reverts("stake: caller is not the market"):
+    with ape.reverts("stake: caller is not the market or court"):
         stake_manager.unlock(provider, 0, sender=provider)
-    with ape.reverts("stake: caller is not the market"):
+    with ape.reverts("stake: caller is not the market or court"):
         stake_manager.slash(provider, E18, provider, sender=provider)
     assert stake_manager.locked(provider) == 0
     assert stake_manager.staked(provider) == 10 * E18
