@@ -6,14 +6,20 @@ report folder):
 1. anvil with one-second blocks; the contracts deployed with short windows;
 2. demo tokens minted to everyone, the green bonus pool funded, an attestor
    registered and one provider attested 100 % green;
-3. two providers stake and start ``greenproof worker run``: ``green`` (honest,
-   attested, expensive: a minimum price per step) and ``cheater`` (``--cheat``,
-   cheap, not attested); two verifiers stake and start ``greenproof verifier run``;
+3. two verifiers stake and join the court's pool of the providers' determinism
+   class with enough seats for every job's committee at once, then start
+   ``greenproof verifier run``; two providers stake and start ``greenproof
+   worker run``: ``green`` (honest, attested, expensive: a minimum price per
+   step) and ``cheater`` (``--cheat``, cheap, not attested). Every daemon runs
+   one intra-op thread, so providers and verifiers share one CPU class;
 4. the requester posts one job per task family: the green-only jobs
    (``min_green_bps``) can only go to the green provider, and the cheap open job
    is below the green provider's price, so the cheater takes it;
-5. the market runs to the end (training, commitments, audits, votes, finalize);
-6. a summary table, and ``demo-out/index.html`` with the plots.
+5. the market runs to the end (training, commitments, audits, each job's
+   committee drawn by stake, sealed votes with proof of replay, the court's
+   decision, finalize, every seat settled);
+6. a summary table with each job's committee and decision, and
+   ``demo-out/index.html`` with the plots and the committees' votes.
 
 Shutdown is always clean: SIGTERM then SIGKILL to every child's process group
 (atexit and signal handlers), and anvil stopped. Each run starts from a fresh
@@ -36,9 +42,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from greenproof.indexer import Indexer, JobState, MarketSnapshot, mj_to_wh
+from greenproof.indexer import Indexer, JobState, JobView, MarketSnapshot, mj_to_wh
 from greenproof.procs import Supervisor
-from greenproof.report import MoneyFlow, Report, ReportJob, render_report
+from greenproof.report import (
+    MoneyFlow,
+    Report,
+    ReportJob,
+    ReportSeat,
+    render_report,
+)
 
 if TYPE_CHECKING:
     from greenproof.chain.gateway import Gateway
@@ -59,21 +71,31 @@ DEMO_SPECS: dict[str, dict[str, Any]] = {
             "dataset": {"uri": "builtin://synthetic?kind=text&n=8192&vocab=32&seed=0"},
             "batch_size": 16, "total_steps": 40, "segment_steps": 10, "seed": 3},
 }
+#: How long the demo waits, once every job is final, for every seat to be settled
+#: and every run record to be published (the daemons do both within a few polls).
+SETTLE_WAIT_S = 60.0
 
 # Deploy parameters for a demo that fits in minutes: short windows, small lookahead.
 DEMO_PARAMS: dict[str, int] = {
     "seed_lookahead": 2,
     "open_window": 120,
-    # the verifiers fetch and replay the audited segments inside the commit window
-    "vote_commit_window": 90,
-    "vote_reveal_window": 30,
+    # the court's round: the seated verifiers fetch and replay the audited segments
+    # inside the commit window, then reveal with the work digests
+    "commit_window": 90,
+    "reveal_window": 30,
     "max_audit_samples": 8,
-    # each vote locks min(free stake, max_vote_stake): keep it small so that one
-    # verifier can vote on all three jobs at once
-    "max_vote_stake": 100 * 10**18,
     "min_collateral_bps": 5_000,
     "max_job_duration": 3_600,
 }
+
+#: Seats each verifier holds in the pool. The court's default committee is 3
+#: seats, and a seat stays busy until its case is settled: the three jobs' cases
+#: overlap, so the two verifiers hold 3 x 3 seats between them, and more.
+DEMO_SEATS = 5
+#: Intra-op threads of every daemon: the CPU determinism class includes the
+#: thread count, and a verifier's ok vote must reproduce the provider's work
+#: digests bit for bit, so providers and verifiers train and replay alike.
+DEMO_THREADS = 1
 
 
 @dataclass
@@ -131,9 +153,21 @@ def default_actors() -> dict[str, Actor]:
     }
 
 
+def demo_classes(device: str | None = None) -> list[bytes]:
+    """The determinism classes the demo's daemons train and replay in on this machine: its
+    device with ``DEMO_THREADS`` intra-op threads (what ``greenproof verifier join
+    --threads 1`` joins)."""
+    from verifier.classes import replayable_classes
+
+    return sorted(set(replayable_classes(device, DEMO_THREADS).values()))
+
+
 def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
-                 params: dict[str, int] | None = None) -> Path:
-    """Deploy, mint, fund the pool, attest the green provider, stake providers and verifiers.
+                 params: dict[str, int] | None = None,
+                 pool_classes: list[bytes] | None = None) -> Path:
+    """Deploy, mint, fund the pool, attest the green provider, stake the providers, and
+    stake the verifiers into the court: each joins the pool of every class in
+    ``pool_classes`` (default: :func:`demo_classes`) with ``DEMO_SEATS`` seats.
 
     The one place that builds a ready market on a dev chain (the demo and the
     end-to-end tests use it). Returns the deployment manifest's path.
@@ -161,9 +195,14 @@ def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
     )
     signed.save(data / "green-attestation.json")
     owner.submit_attestation(signed)
-    for role, amount in (("green", 2_000), ("cheater", 2_000), ("verifier_a", 500),
-                         ("verifier_b", 500)):
-        Gateway(connect(rpc, actors[role].account, manifest)).stake(amount * TOKEN)
+    for role in ("green", "cheater"):
+        Gateway(connect(rpc, actors[role].account, manifest)).stake(2_000 * TOKEN)
+    classes = demo_classes() if pool_classes is None else pool_classes
+    for role in ("verifier_a", "verifier_b"):
+        verifier = Gateway(connect(rpc, actors[role].account, manifest))
+        verifier.stake(DEMO_SEATS * verifier.seat_stake() * len(classes))
+        for dclass in classes:
+            verifier.join_pool(dclass, DEMO_SEATS)
     return manifest
 
 
@@ -227,20 +266,43 @@ def _plan(cfg: DemoConfig, spec_dir: Path) -> list[DemoJob]:
 
 def _progress_table(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]) -> Table:
     t = Table(title="greenproof demo — live")
-    for col in ("job", "task", "provider", "state", "opened", "votes"):
+    for col in ("job", "task", "provider", "state", "opened", "committee", "votes", "decision"):
         t.add_column(col)
     for dj in jobs:
         j = snap.job(dj.job_id) if dj.job_id is not None else None
         if j is None:
-            t.add_row(str(dj.job_id), dj.task, "—", "posting", "", "")
+            t.add_row(str(dj.job_id), dj.task, "—", "posting", "", "", "", "")
             continue
+        committee = votes = decision = ""
+        if j.rounds:
+            last = j.rounds[-1]
+            committee = f"{last.drawn_seats} seats" + (f", round {last.round}" if last.round else "")
+            sealed = sum(s.seats for s in last.seats if s.committed)
+            revealed = sum(s.seats for s in last.seats if s.revealed)
+            votes = f"{sealed} sealed, {revealed} revealed"
+        if j.case is not None and j.case.decided_round is not None:
+            decision = j.case.outcome.value
         t.add_row(str(j.job_id), dj.task, labels.get((j.provider or "").lower(), "—"),
-                  j.state.value, f"{len(j.opened)}/{len(set(j.audit_indices))}",
-                  f"{sum(v.revealed for v in j.votes)}/{len(j.votes)}")
+                  j.state.value, f"{len(j.opened)}/{len(set(j.audit_indices))}", committee, votes,
+                  decision)
     return t
 
 
 # --------------------------------------------------------------------------- summary
+
+
+def _committee(job: JobView, labels: dict[str, str]) -> tuple[str, int | None, list[ReportSeat]]:
+    """The court's decision, its round, and every seat of every round, for the report."""
+    if job.case is None:
+        return "—", None, []
+    seats = [
+        ReportSeat(round=rnd.round, verifier=labels.get(s.voter.lower(), s.voter), seats=s.seats,
+                   vote=s.vote, result=s.result or "pending", reward=s.reward, penalty=s.penalty)
+        for rnd in job.case.rounds for s in rnd.seats
+    ]
+    if job.case.decided_round is None:
+        return "pending", None, seats
+    return job.case.outcome.value, job.case.decided_round, seats
 
 
 def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str],
@@ -258,23 +320,26 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
         if j is None:
             continue
         extra = runs.for_job(j.job_id)
+        decision, decided_round, committee = _committee(j, labels)
         report.jobs.append(ReportJob(
             job_id=j.job_id, task=dj.task, provider=labels.get((j.provider or "").lower(), "—"),
             outcome=j.state.value, paid=j.paid, slashed=j.slashed, bonus=j.bonus,
             energy_wh=j.energy_wh,
             co2_g=j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0),
-            wall_s=j.wall_s if j.wall_s is not None else 0.0,
+            wall_s=j.wall_s if j.wall_s is not None else 0.0, decision=decision,
+            decided_round=decided_round, committee=committee,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
         ))
         if j.state in (JobState.SLASHED, JobState.EXPIRED, JobState.CANCELLED):
             refunds += j.payment
-    rewards = sum(v.rewards for v in snap.verifiers)
     report.money = [
         MoneyFlow(label="paid to providers", amount=sum(j.paid for j in report.jobs)),
         MoneyFlow(label="green bonus (pool)", amount=sum(j.bonus for j in report.jobs)),
         MoneyFlow(label="payment refunded to requester", amount=refunds),
         MoneyFlow(label="collateral slashed", amount=sum(j.slashed for j in report.jobs)),
-        MoneyFlow(label="verifier rewards (fees + slash shares)", amount=rewards),
+        MoneyFlow(label="verifier rewards (fees + slash shares)", amount=snap.stats.verifier_rewards),
+        MoneyFlow(label="verifier penalties (to the requester)",
+                  amount=snap.stats.verifier_penalties),
     ]
     report.notes.append(f"cheating provider ran with --cheat {cfg.cheat}")
     return report
@@ -294,6 +359,26 @@ def _summary_table(report: Report) -> Table:
         t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
                   f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.6f}",
                   f"{j.wall_s:.0f}")
+    return t
+
+
+def _committee_table(report: Report) -> Table:
+    """Every job's committee: each seat holder's seats, vote and what the decision made of it."""
+    t = Table(title="committees and votes", box=box.SIMPLE_HEAD, collapse_padding=True,
+              pad_edge=False)
+    for col, just in (("job", "right"), ("decision", "left"), ("round", "right"),
+                      ("verifier", "left"), ("seats", "right"), ("vote", "left"),
+                      ("result", "left"), ("reward", "right"), ("penalty", "right")):
+        t.add_column(col, justify=just, min_width=len(col))  # type: ignore[arg-type]
+    for j in report.jobs:
+        if not j.committee:
+            t.add_row(str(j.job_id), j.decision, "", "", "", "", "", "", "")
+        for i, seat in enumerate(j.committee):
+            style = {"won": "green", "lost": "red", "no-show": "red"}.get(seat.result, "default")
+            t.add_row(str(j.job_id) if i == 0 else "", j.decision if i == 0 else "",
+                      str(seat.round), seat.verifier, str(seat.seats), seat.vote,
+                      f"[{style}]{seat.result}[/]", f"{report.tokens(seat.reward):,.4f}",
+                      f"{report.tokens(seat.penalty):,.4f}")
     return t
 
 
@@ -327,18 +412,21 @@ def run_demo(cfg: DemoConfig) -> Report:
         console.print(f"[bold]anvil[/] {rpc} · deployment {manifest}")
         labels = {a.address.lower(): a.label for a in cfg.actors.values()}
         a = cfg.actors
+        env = {"OMP_NUM_THREADS": str(DEMO_THREADS)}  # torch's default intra-op threads
         children = [
             sup.spawn("worker-cheater", _worker_argv(
                 rpc, manifest, a["cheater"], data / "worker-cheater", _free_port(),
-                ["--cheat", cfg.cheat]), logs / "worker-cheater.log"),
+                ["--cheat", cfg.cheat]), logs / "worker-cheater.log", env=env),
             sup.spawn("worker-green", _worker_argv(
                 rpc, manifest, a["green"], data / "worker-green", _free_port(),
                 ["--min-price-per-step", str(cfg.green_min_price_per_step)]),
-                logs / "worker-green.log"),
+                logs / "worker-green.log", env=env),
             sup.spawn("verifier-a", _verifier_argv(rpc, manifest, a["verifier_a"],
-                                                   data / "verifier-a"), logs / "verifier-a.log"),
+                                                   data / "verifier-a"), logs / "verifier-a.log",
+                      env=env),
             sup.spawn("verifier-b", _verifier_argv(rpc, manifest, a["verifier_b"],
-                                                   data / "verifier-b"), logs / "verifier-b.log"),
+                                                   data / "verifier-b"), logs / "verifier-b.log",
+                      env=env),
         ]
         for job in jobs:
             _post(requester, job)
@@ -346,8 +434,8 @@ def run_demo(cfg: DemoConfig) -> Report:
         indexer = Indexer(requester)
         data_dirs = [data / d for d in ("worker-green", "worker-cheater", "verifier-a", "verifier-b")]
         _wait_for_jobs(indexer, jobs, labels, children, cfg, started)
-        # let the verifiers settle their votes and withdraw (a few blocks)
-        time.sleep(3)
+        workers = {a[role].address.lower(): data / f"worker-{role}" for role in ("green", "cheater")}
+        owed = _wait_for_settlement(indexer, jobs, workers, SETTLE_WAIT_S)
         snap = indexer.snapshot()
         symbol = requester.token_symbol()
         intensity = {p.address.lower(): requester.carbon_intensity(p.address) for p in snap.providers}
@@ -356,8 +444,11 @@ def run_demo(cfg: DemoConfig) -> Report:
         anvil.stop()
     report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg, intensity,
                         symbol)
+    report.notes.extend(f"not done {SETTLE_WAIT_S:.0f} s after the last job ended: {what}"
+                        for what in owed)
     index = render_report(report, out)
     console.print(_summary_table(report))
+    console.print(_committee_table(report))
     console.print(f"report: [bold]{index}[/] · logs: {logs}")
     return report
 
@@ -381,6 +472,43 @@ def _wait_for_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str]
             if time.monotonic() - started > cfg.timeout:
                 raise DemoError(f"demo: jobs not finished after {cfg.timeout:.0f} s; see the logs "
                                 f"in {cfg.out / 'logs'}")
+            time.sleep(1.0)
+
+
+def _still_owed(snap: MarketSnapshot, jobs: list[DemoJob], workers: dict[str, Path]) -> list[str]:
+    """What the daemons still owe once every job is final: the settlement of every decided seat
+    (the verifiers settle them) and the run record of every trained job (its worker publishes
+    it once the job is final, :mod:`worker.records`)."""
+    from worker.config import WorkerConfig
+    from worker.records import RunRecords
+
+    owed = []
+    for dj in jobs:
+        job = snap.job(dj.job_id) if dj.job_id is not None else None
+        if job is None:
+            continue
+        owed.extend(f"job {job.job_id}: the seats of {seat.voter} in round {rnd.round} unsettled"
+                    for rnd in job.rounds for seat in rnd.seats
+                    if seat.result is not None and not seat.settled)
+        trained = job.state is JobState.PAID or job.slash_reason == "fraud"
+        data_dir = workers.get((job.provider or "").lower())
+        if trained and data_dir is not None:
+            record = RunRecords(WorkerConfig(data_dir=data_dir).runs_dir).published_path(job.job_id)
+            if not record.is_file():
+                owed.append(f"job {job.job_id}: run record {record} not published")
+    return owed
+
+
+def _wait_for_settlement(indexer: Indexer, jobs: list[DemoJob], workers: dict[str, Path],
+                         timeout: float) -> list[str]:
+    """Wait (at most ``timeout`` s) for the seats to be settled and the run records published;
+    returns what is still owed then (empty when all is done)."""
+    deadline = time.monotonic() + timeout
+    with console.status("settling the committees' seats and publishing run records…"):
+        while True:
+            owed = _still_owed(indexer.snapshot(live=False), jobs, workers)
+            if not owed or time.monotonic() >= deadline:
+                return owed
             time.sleep(1.0)
 
 

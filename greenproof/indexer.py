@@ -1,18 +1,21 @@
-"""Read the market's events into typed views: jobs, providers, verifiers.
+"""Read the market's and the court's events into typed views: jobs, pools, providers, verifiers.
 
 The indexer is the one reader behind the dashboard, ``requester status/watch``
 and the demo's summary. It is split in two so that the bookkeeping can be
 tested without a chain:
 
 * :class:`MarketIndex` — a pure reducer: ``apply(event, timestamp)`` folds one
-  JobMarket event (a :mod:`greenproof.chain.models` event) into
-  :class:`JobView`, :class:`ProviderView` and :class:`VerifierView` records.
-* :class:`Indexer` — follows JobMarket's events through the
+  JobMarket or VerifierCourt event (a :mod:`greenproof.chain.models` event)
+  into :class:`JobView` (with its court :class:`CaseRecord`: rounds, seats,
+  votes, decision, pot, settlements), :class:`ClassPoolView`,
+  :class:`ProviderView` and :class:`VerifierView` records.
+* :class:`Indexer` — follows both contracts' events through the
   :class:`~greenproof.chain.gateway.Gateway` (the client's chunked, retrying
-  ``eth_getLogs``, decoded into the event models), feeds the reducer, and adds
-  a few live view calls (stake, locked, green share) at snapshot time.
+  ``eth_getLogs``, decoded into the event models), merges them in chain order,
+  feeds the reducer, and adds a few live view calls (stake, locked, green
+  share, pool seats) at snapshot time.
 
-The events are the contract's own models: a renamed or dropped field fails
+The events are the contracts' own models: a renamed or dropped field fails
 where the log is decoded, it never folds in as a default.
 """
 
@@ -27,6 +30,11 @@ from pydantic import BaseModel, Field
 from greenproof.chain.models import (
     AuditDrawn,
     AuditRearmed,
+    CaseDecided,
+    CaseEvent,
+    CaseOpened,
+    CaseOutcome,
+    CourtVotingStarted,
     Event,
     JobAccepted,
     JobCancelled,
@@ -35,13 +43,16 @@ from greenproof.chain.models import (
     JobFinalized,
     JobPosted,
     JobState,
+    PoolJoined,
+    PoolLeft,
+    PotFixed,
     ProviderSlashed,
     ResultCommitted,
+    SeatsDrawn,
+    SeatSettled,
     SegmentOpened,
     VoteCommitted,
     VoteRevealed,
-    VoteSettled,
-    VotingStarted,
 )
 
 if TYPE_CHECKING:
@@ -57,15 +68,101 @@ def mj_to_wh(energy_mj: int | float) -> float:
     return energy_mj / MJ_PER_WH
 
 
-class VoteView(BaseModel):
-    verifier: str
-    committed_block: int
+# --------------------------------------------------------------------------- court views
+
+
+class SeatVote(BaseModel):
+    """The seats one verifier holds in one round of a case, its vote and its settlement."""
+
+    voter: str
+    seats: int = Field(description="seats of this round the voter holds")
+    committed: bool = False
     revealed: bool = False
-    fraud: bool | None = None
-    weight: int = 0
+    fraud: bool | None = Field(None, description="the revealed side (None before the reveal)")
+    counted: bool = Field(False, description="fraud, or ok with the work digests that prove the replay")
+    result: str | None = Field(
+        None, description="at the decision: won, lost, no-show, neutral (an undecided round's "
+                          "revealer: no reward, no penalty) or dropped")
     settled: bool = False
     reward: int = 0
     penalty: int = 0
+
+    @property
+    def vote(self) -> str:
+        """What the seat did, in words: ok, fraud, ok without proof, sealed, no vote."""
+        if self.revealed:
+            if self.fraud:
+                return "fraud"
+            return "ok" if self.counted else "ok without proof"
+        return "sealed" if self.committed else "no vote"
+
+
+class RoundView(BaseModel):
+    """One round of a case: the seats drawn and what each holder did."""
+
+    round: int
+    drawn_seats: int = 0
+    seats: list[SeatVote] = Field(default_factory=list, description="one entry per seat holder")
+    commit_end: int | None = None
+    reveal_end: int | None = None
+
+    @property
+    def ok_seats(self) -> int:
+        return sum(s.seats for s in self.seats if s.counted and not s.fraud)
+
+    @property
+    def fraud_seats(self) -> int:
+        return sum(s.seats for s in self.seats if s.counted and s.fraud)
+
+    def seat(self, voter: str) -> SeatVote | None:
+        return next((s for s in self.seats if s.voter.lower() == voter.lower()), None)
+
+
+class CaseRecord(BaseModel):
+    """A job's case in the court: its terms, rounds, decision and pot."""
+
+    dclass: str
+    committee_size: int
+    max_rounds: int
+    commit_window: int
+    reveal_window: int
+    voter_slash_bps: int
+    noshow_slash_bps: int
+    rounds: list[RoundView] = Field(default_factory=list)
+    outcome: CaseOutcome = CaseOutcome.NONE
+    decided_round: int | None = None
+    pot: int = 0
+    winning_seats: int = 0
+    reward_per_seat: int = 0
+    remainder: int = Field(0, description="the part of the pot no seat is paid (to the requester)")
+
+    def round_of(self, number: int) -> RoundView:
+        while len(self.rounds) <= number:
+            self.rounds.append(RoundView(round=len(self.rounds)))
+        return self.rounds[number]
+
+
+class PoolMemberView(BaseModel):
+    address: str
+    seats: int = Field(0, description="free + busy seats")
+    busy_seats: int = Field(0, description="seats sitting on undecided or unsettled cases")
+
+
+class ClassPoolView(BaseModel):
+    """One determinism class's pool of verifier seats."""
+
+    dclass: str
+    seats: int = Field(0, description="free + busy seats of every member")
+    busy_seats: int = 0
+    stake: int = Field(0, description="seats * SEAT_STAKE (live snapshots only)")
+    members: list[PoolMemberView] = Field(default_factory=list)
+
+    def member(self, address: str) -> PoolMemberView:
+        found = next((m for m in self.members if m.address.lower() == address.lower()), None)
+        if found is None:
+            found = PoolMemberView(address=address)
+            self.members.append(found)
+        return found
 
 
 class TimelineEntry(BaseModel):
@@ -73,6 +170,7 @@ class TimelineEntry(BaseModel):
     block: int
     timestamp: int | None = None
     tx_hash: str = ""
+    detail: str = Field("", description="the round of a court event, the outcome of a decision")
 
 
 class JobView(BaseModel):
@@ -96,9 +194,9 @@ class JobView(BaseModel):
     energy_mj: int = 0
     audit_indices: list[int] = Field(default_factory=list)
     opened: dict[int, dict[str, Any]] = Field(
-        default_factory=dict, description="segment index -> revealed hashes and energies"
+        default_factory=dict, description="segment index -> revealed hashes, energies and seals"
     )
-    votes: list[VoteView] = Field(default_factory=list)
+    case: CaseRecord | None = Field(None, description="the court's case, from the audit draw on")
     outcome: str | None = None
     paid: int = 0
     bonus: int = 0
@@ -119,6 +217,10 @@ class JobView(BaseModel):
             return None
         return float(self.finished_at - self.posted_at)
 
+    @property
+    def rounds(self) -> list[RoundView]:
+        return self.case.rounds if self.case is not None else []
+
 
 class ProviderView(BaseModel):
     address: str
@@ -137,12 +239,20 @@ class ProviderView(BaseModel):
 
 
 class VerifierView(BaseModel):
+    """A verifier across every pool and case; vote counts are per (job, round) seat holding."""
+
     address: str
     staked: int = 0
+    pool_seats: int = Field(0, description="free + busy seats over every class pool")
+    seats_drawn: int = Field(0, description="committee seats drawn, all rounds")
     votes_committed: int = 0
     votes_revealed: int = 0
     fraud_votes: int = 0
-    ok_votes: int = 0
+    ok_votes: int = Field(0, description="ok votes that proved the replay")
+    unproven_votes: int = Field(0, description="ok votes without valid digests (no-shows)")
+    won: int = 0
+    lost: int = 0
+    no_shows: int = 0
     rewards: int = 0
     penalties: int = 0
 
@@ -153,23 +263,31 @@ class MarketStats(BaseModel):
     jobs_by_state: dict[str, int] = Field(default_factory=dict)
     providers: int = 0
     verifiers: int = 0
+    pools: int = 0
+    pool_seats: int = 0
     total_paid: int = 0
     total_bonus: int = 0
     total_slashed: int = 0
     total_energy_mj: int = 0
     total_carbon_g: int = 0
+    verifier_rewards: int = 0
+    verifier_penalties: int = 0
     escrow_posted: int = 0
 
 
 class MarketSnapshot(BaseModel):
     block: int = 0
     jobs: list[JobView] = Field(default_factory=list)
+    pools: list[ClassPoolView] = Field(default_factory=list)
     providers: list[ProviderView] = Field(default_factory=list)
     verifiers: list[VerifierView] = Field(default_factory=list)
     stats: MarketStats = Field(default_factory=MarketStats)
 
     def job(self, job_id: int) -> JobView | None:
         return next((j for j in self.jobs if j.job_id == job_id), None)
+
+    def pool(self, dclass: str) -> ClassPoolView | None:
+        return next((p for p in self.pools if p.dclass == dclass), None)
 
 
 # --------------------------------------------------------------------------- reducer
@@ -179,15 +297,35 @@ def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
+def _detail(ev: Event) -> str:
+    if isinstance(ev, CaseDecided):
+        return f"round {ev.round}: {ev.outcome.value}"
+    if isinstance(ev, SeatsDrawn | CourtVotingStarted | VoteCommitted | VoteRevealed | SeatSettled):
+        return f"round {ev.round}"
+    return ""
+
+
+def _seat_result(seat: SeatVote, outcome: CaseOutcome, deciding: bool) -> str:
+    """What the court makes of one seat holding when the case is decided (docs/court.md, Money)."""
+    if outcome is CaseOutcome.DROPPED:
+        return "dropped"
+    if not seat.counted:  # never revealed, or ok without proof
+        return "no-show"
+    if deciding and outcome in (CaseOutcome.OK, CaseOutcome.FRAUD):
+        return "won" if seat.fraud == (outcome is CaseOutcome.FRAUD) else "lost"
+    return "neutral"
+
+
 class MarketIndex:
-    """Folds JobMarket's events into views. Pure, no I/O."""
+    """Folds JobMarket's and VerifierCourt's events into views. Pure, no I/O."""
 
     def __init__(self) -> None:
         self.jobs: dict[int, JobView] = {}
+        self.pools: dict[str, ClassPoolView] = {}
         self.providers: dict[str, ProviderView] = {}
         self.verifiers: dict[str, VerifierView] = {}
         self.block = 0
-        self._handlers: dict[type[JobEvent], Callable[[Any, JobView, int | None], None]] = {
+        self._job_handlers: dict[type[Event], Callable[[Any, JobView, int | None], None]] = {
             JobPosted: self._on_posted,
             JobCancelled: self._on_cancelled,
             JobAccepted: self._on_accepted,
@@ -195,13 +333,21 @@ class MarketIndex:
             AuditRearmed: self._on_rearmed,
             AuditDrawn: self._on_drawn,
             SegmentOpened: self._on_opened,
-            VotingStarted: self._on_voting,
-            VoteCommitted: self._on_vote_committed,
-            VoteRevealed: self._on_vote_revealed,
-            VoteSettled: self._on_vote_settled,
             JobFinalized: self._on_finalized,
             ProviderSlashed: self._on_slashed,
             JobExpired: self._on_expired,
+            CaseOpened: self._on_case_opened,
+            SeatsDrawn: self._on_seats_drawn,
+            CourtVotingStarted: self._on_voting,
+            VoteCommitted: self._on_vote_committed,
+            VoteRevealed: self._on_vote_revealed,
+            CaseDecided: self._on_decided,
+            PotFixed: self._on_pot_fixed,
+            SeatSettled: self._on_seat_settled,
+        }
+        self._pool_handlers: dict[type[Event], Callable[[Any], None]] = {
+            PoolJoined: self._on_pool_changed,
+            PoolLeft: self._on_pool_changed,
         }
 
     def provider(self, address: str) -> ProviderView:
@@ -210,22 +356,30 @@ class MarketIndex:
     def verifier(self, address: str) -> VerifierView:
         return self.verifiers.setdefault(address, VerifierView(address=address))
 
+    def pool(self, dclass: str) -> ClassPoolView:
+        return self.pools.setdefault(dclass, ClassPoolView(dclass=dclass))
+
     def apply_all(self, events: Iterable[tuple[Event, int | None]]) -> None:
         """Fold ``(event, block timestamp)`` pairs in chain order."""
         for ev, timestamp in events:
             self.apply(ev, timestamp)
 
     def apply(self, ev: Event, timestamp: int | None = None) -> None:
-        """Fold one event; events that concern no job (``Withdrawn``, ``ParameterSet``) only
-        advance the block."""
+        """Fold one event; events that concern neither a job nor a pool (``Withdrawn``,
+        ``ParameterSet``, ``MarketSet``) only advance the block."""
         self.block = max(self.block, ev.block_number)
-        if not isinstance(ev, JobEvent):
+        pool_handler = self._pool_handlers.get(type(ev))
+        if pool_handler is not None:
+            pool_handler(ev)
+            return
+        if not isinstance(ev, JobEvent | CaseEvent):
             return
         # an event for a job we never saw posted (a partial range) still gets a view
         job = self.jobs.setdefault(ev.job_id, JobView(job_id=ev.job_id))
-        self._handlers[type(ev)](ev, job, timestamp)
-        job.timeline.append(TimelineEntry(event=type(ev).__name__, block=ev.block_number,
-                                          timestamp=timestamp, tx_hash=ev.tx_hash))
+        self._job_handlers[type(ev)](ev, job, timestamp)
+        job.timeline.append(TimelineEntry(event=ev.event_name(), block=ev.block_number,
+                                          timestamp=timestamp, tx_hash=ev.tx_hash,
+                                          detail=_detail(ev)))
 
     # JobMarket ---------------------------------------------------------------
 
@@ -271,35 +425,9 @@ class MarketIndex:
     def _on_opened(self, ev: SegmentOpened, job: JobView, at: int | None) -> None:
         job.opened[ev.index] = {
             "start_hash": _hex(ev.start_hash), "start_energy_mj": ev.start_energy_mj,
-            "end_hash": _hex(ev.end_hash), "end_energy_mj": ev.end_energy_mj,
+            "start_seal": _hex(ev.start_seal), "end_hash": _hex(ev.end_hash),
+            "end_energy_mj": ev.end_energy_mj, "end_seal": _hex(ev.end_seal),
         }
-
-    def _on_voting(self, ev: VotingStarted, job: JobView, at: int | None) -> None:
-        job.state = JobState.VOTING
-
-    def _on_vote_committed(self, ev: VoteCommitted, job: JobView, at: int | None) -> None:
-        job.votes.append(VoteView(verifier=ev.voter, committed_block=ev.block_number, weight=ev.weight))
-        job.state = JobState.VOTING
-        self.verifier(ev.voter).votes_committed += 1
-
-    def _on_vote_revealed(self, ev: VoteRevealed, job: JobView, at: int | None) -> None:
-        for vote in job.votes:
-            if vote.verifier == ev.voter:
-                vote.revealed, vote.fraud, vote.weight = True, ev.fraud, ev.weight
-        v = self.verifier(ev.voter)
-        v.votes_revealed += 1
-        if ev.fraud:
-            v.fraud_votes += 1
-        else:
-            v.ok_votes += 1
-
-    def _on_vote_settled(self, ev: VoteSettled, job: JobView, at: int | None) -> None:
-        for vote in job.votes:
-            if vote.verifier == ev.voter:
-                vote.settled, vote.reward, vote.penalty = True, ev.reward, ev.penalty
-        v = self.verifier(ev.voter)
-        v.rewards += ev.reward
-        v.penalties += ev.penalty
 
     def _on_finalized(self, ev: JobFinalized, job: JobView, at: int | None) -> None:
         job.state = ev.outcome
@@ -339,6 +467,119 @@ class MarketIndex:
         if job.provider:
             self.provider(job.provider).jobs_expired += 1
 
+    # VerifierCourt: pools -----------------------------------------------------
+
+    def _on_pool_changed(self, ev: PoolJoined | PoolLeft) -> None:
+        pool = self.pool(_hex(ev.dclass))
+        pool.seats = ev.pool_seats
+        member = pool.member(ev.member)
+        member.seats = ev.member_seats
+        if member.seats == 0:
+            pool.members.remove(member)
+        self.verifier(ev.member).pool_seats += ev.seats if isinstance(ev, PoolJoined) else -ev.seats
+
+    def _busy(self, job: JobView, voter: str, seats: int, *, penalised: bool = False) -> None:
+        """Seats of ``voter`` in the pool of the job's class became busy (``seats`` > 0) or were
+        settled (< 0); penalised seats leave the pool (their stake is unlocked and slashed)."""
+        if job.case is None or job.case.dclass not in self.pools:
+            return
+        pool = self.pools[job.case.dclass]
+        member = pool.member(voter)
+        member.busy_seats += seats
+        pool.busy_seats += seats
+        if penalised:
+            member.seats += seats
+            pool.seats += seats
+            self.verifier(voter).pool_seats += seats
+            if member.seats <= 0:
+                pool.members.remove(member)
+
+    # VerifierCourt: cases -----------------------------------------------------
+
+    @staticmethod
+    def _case(job: JobView) -> CaseRecord:
+        """The job's case; a blank one for a case opened before the indexed range."""
+        if job.case is None:
+            job.case = CaseRecord(dclass=job.determinism_class or "", committee_size=0, max_rounds=0,
+                                  commit_window=0, reveal_window=0, voter_slash_bps=0,
+                                  noshow_slash_bps=0)
+        return job.case
+
+    def _on_case_opened(self, ev: CaseOpened, job: JobView, at: int | None) -> None:
+        job.case = CaseRecord(
+            dclass=_hex(ev.dclass), committee_size=ev.committee_size, max_rounds=ev.max_rounds,
+            commit_window=ev.commit_window, reveal_window=ev.reveal_window,
+            voter_slash_bps=ev.voter_slash_bps, noshow_slash_bps=ev.noshow_slash_bps,
+        )
+
+    def _on_seats_drawn(self, ev: SeatsDrawn, job: JobView, at: int | None) -> None:
+        rnd = self._case(job).round_of(ev.round)
+        rnd.drawn_seats = len(ev.voters)
+        for voter in ev.voters:
+            seat = rnd.seat(voter)
+            if seat is None:
+                seat = SeatVote(voter=voter, seats=0)
+                rnd.seats.append(seat)
+            seat.seats += 1
+            self.verifier(voter).seats_drawn += 1
+            self._busy(job, voter, 1)
+
+    def _on_voting(self, ev: CourtVotingStarted, job: JobView, at: int | None) -> None:
+        rnd = self._case(job).round_of(ev.round)
+        rnd.commit_end, rnd.reveal_end = ev.commit_end, ev.reveal_end
+        if not job.state.final:
+            job.state = JobState.VOTING
+
+    def _seat(self, job: JobView, number: int, voter: str, seats: int) -> SeatVote:
+        rnd = self._case(job).round_of(number)
+        seat = rnd.seat(voter)
+        if seat is None:  # its draw fell before the indexed range
+            seat = SeatVote(voter=voter, seats=seats)
+            rnd.seats.append(seat)
+        return seat
+
+    def _on_vote_committed(self, ev: VoteCommitted, job: JobView, at: int | None) -> None:
+        self._seat(job, ev.round, ev.voter, ev.seats).committed = True
+        self.verifier(ev.voter).votes_committed += 1
+
+    def _on_vote_revealed(self, ev: VoteRevealed, job: JobView, at: int | None) -> None:
+        seat = self._seat(job, ev.round, ev.voter, ev.seats)
+        seat.committed = seat.revealed = True
+        seat.fraud, seat.counted = ev.fraud, ev.counted
+        v = self.verifier(ev.voter)
+        v.votes_revealed += 1
+        if ev.fraud:
+            v.fraud_votes += 1
+        elif ev.counted:
+            v.ok_votes += 1
+        else:
+            v.unproven_votes += 1
+
+    def _on_decided(self, ev: CaseDecided, job: JobView, at: int | None) -> None:
+        case = self._case(job)
+        case.outcome, case.decided_round = ev.outcome, ev.round
+        case.round_of(ev.round).drawn_seats = ev.drawn_seats
+        for rnd in case.rounds[: ev.round + 1]:
+            for seat in rnd.seats:
+                seat.result = _seat_result(seat, ev.outcome, rnd.round == ev.round)
+                v = self.verifier(seat.voter)
+                v.won += seat.result == "won"
+                v.lost += seat.result == "lost"
+                v.no_shows += seat.result == "no-show"
+
+    def _on_pot_fixed(self, ev: PotFixed, job: JobView, at: int | None) -> None:
+        case = self._case(job)
+        case.pot, case.winning_seats = ev.pot, ev.winning_seats
+        case.reward_per_seat, case.remainder = ev.reward_per_seat, ev.remainder
+
+    def _on_seat_settled(self, ev: SeatSettled, job: JobView, at: int | None) -> None:
+        seat = self._seat(job, ev.round, ev.voter, ev.seats)
+        seat.settled, seat.reward, seat.penalty = True, ev.reward, ev.penalty
+        v = self.verifier(ev.voter)
+        v.rewards += ev.reward
+        v.penalties += ev.penalty
+        self._busy(job, ev.voter, -ev.seats, penalised=ev.penalty > 0)
+
     # ------------------------------------------------------------------ views
 
     def snapshot(self) -> MarketSnapshot:
@@ -353,13 +594,20 @@ class MarketIndex:
             stats.total_carbon_g += j.carbon_g
             if not j.state.final:
                 stats.escrow_posted += j.payment + j.verifier_fee
+        pools = [p.model_copy(deep=True) for _, p in sorted(self.pools.items())]
+        verifiers = [v.model_copy() for _, v in sorted(self.verifiers.items())]
         stats.providers = len(self.providers)
-        stats.verifiers = len(self.verifiers)
+        stats.verifiers = len(verifiers)
+        stats.pools = sum(1 for p in pools if p.seats > 0)
+        stats.pool_seats = sum(p.seats for p in pools)
+        stats.verifier_rewards = sum(v.rewards for v in verifiers)
+        stats.verifier_penalties = sum(v.penalties for v in verifiers)
         return MarketSnapshot(
             block=self.block,
             jobs=jobs,
+            pools=pools,
             providers=[p.model_copy() for _, p in sorted(self.providers.items())],
-            verifiers=[v.model_copy() for _, v in sorted(self.verifiers.items())],
+            verifiers=verifiers,
             stats=stats,
         )
 
@@ -368,7 +616,8 @@ class MarketIndex:
 
 
 class Indexer:
-    """Follows JobMarket's events through a :class:`Gateway` and keeps a :class:`MarketIndex` current.
+    """Follows JobMarket's and VerifierCourt's events through a :class:`Gateway` and keeps a
+    :class:`MarketIndex` current.
 
     ``from_block`` defaults to the manifest's ``deployment_block`` (a testnet
     indexer never rescans from genesis). ``refresh()`` is incremental and cheap
@@ -389,11 +638,14 @@ class Indexer:
         return self._timestamps[block]
 
     def refresh(self) -> int:
-        """Index every new event up to the chain head; returns the number of events applied."""
+        """Index every new event of both contracts up to the chain head, in chain order;
+        returns the number of events applied."""
         head = self.gateway.chain.block_number() - self.confirmations
         events: list[Event] = []
         if self.next_block <= head:
-            events = self.gateway.market_events(self.next_block, head)
+            events = [*self.gateway.market_events(self.next_block, head),
+                      *self.gateway.court_events(self.next_block, head)]
+            events.sort(key=lambda ev: (ev.block_number, ev.log_index))
             for ev in events:
                 self.index.apply(ev, self._timestamp(ev.block_number))
             self.next_block = head + 1
@@ -401,7 +653,8 @@ class Indexer:
         return len(events)
 
     def snapshot(self, *, live: bool = True) -> MarketSnapshot:
-        """Refresh, then return the views; ``live`` adds the stake and green-share view calls."""
+        """Refresh, then return the views; ``live`` adds the stake, green-share and pool view
+        calls (a pool's seats as the court counts them, and its stake)."""
         self.refresh()
         snap = self.index.snapshot()
         if live:
@@ -411,4 +664,18 @@ class Indexer:
                                                    gw.green_bps(p.address))
             for v in snap.verifiers:
                 v.staked = gw.staked(v.address)
+            for pool in snap.pools:
+                _read_pool(gw, pool)
         return snap
+
+
+def _read_pool(gw: Gateway, pool: ClassPoolView) -> None:
+    """Overwrite a pool's folded counts with the court's own (``pool_of``, ``member_of``)."""
+    dclass = bytes.fromhex(pool.dclass.removeprefix("0x"))
+    onchain = gw.pool_of(dclass)
+    pool.seats, pool.busy_seats = onchain.free_seats + onchain.busy_seats, onchain.busy_seats
+    pool.stake = onchain.stake
+    for member in pool.members:
+        seats = gw.member_of(dclass, member.address)
+        member.seats, member.busy_seats = seats.seats, seats.busy_seats
+    pool.members = [m for m in pool.members if m.seats > 0]

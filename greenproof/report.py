@@ -5,6 +5,7 @@
 * ``loss_<job>.png`` — the training loss curve of every job that has one,
 * ``energy.png`` — energy per segment for every job (Wh),
 * ``money.png`` — where the money went (paid, bonus, refunds, slashes, fees),
+* a table of every job's committee: seats per round, votes, the decision, rewards and penalties,
 * ``summary.json`` — the :class:`Report` itself, so other tools can read it,
 * ``index.html`` — a self-contained page (no scripts, no network) linking them.
 
@@ -30,6 +31,18 @@ from pydantic import BaseModel, Field  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+class ReportSeat(BaseModel):
+    """The seats one verifier held in one round of a job's case, and what came of them."""
+
+    round: int
+    verifier: str = Field(description="verifier label or address")
+    seats: int
+    vote: str = Field(description="ok, fraud, ok without proof, sealed, no vote")
+    result: str = Field(description="won, lost, no-show, neutral, dropped, or pending")
+    reward: int = 0
+    penalty: int = 0
+
+
 class ReportJob(BaseModel):
     """One row of the demo summary, plus the series its plots need."""
 
@@ -43,6 +56,10 @@ class ReportJob(BaseModel):
     energy_wh: float = 0.0
     co2_g: float = 0.0
     wall_s: float = Field(0.0, description="post to final state, seconds")
+    decision: str = Field("—", description="the court's outcome: OK, FRAUD, NO_DECISION, DROPPED, "
+                                           "pending, or — without a case")
+    decided_round: int | None = Field(None, description="the round that decided the case")
+    committee: list[ReportSeat] = Field(default_factory=list, description="every round's seats")
     losses: list[float] = Field(default_factory=list)
     segment_energy_wh: list[float] = Field(default_factory=list)
 
@@ -120,7 +137,8 @@ def _plot_money(report: Report, path: Path) -> None:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}td,th{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:right}
-td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}.PAID{color:#2e7d32}.SLASHED{color:#c62828}
+td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}.PAID,.won{color:#2e7d32}.SLASHED,.lost,.no-show{color:#c62828}
+table.committee td:nth-child(-n+6),table.committee th:nth-child(-n+6){text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}img{border:1px solid #eee}
 """
 
@@ -147,6 +165,17 @@ def render_report(report: Report, out_dir: Path) -> Path:
         f"<td>{j.co2_g:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
         for j in report.jobs
     )
+    committee_rows = "\n".join(
+        f"<tr><td>{j.job_id}</td><td>{e(j.task)}</td><td>{c.round}</td><td>{e(c.verifier)}</td>"
+        f"<td>{c.seats} {e(c.vote)}</td><td class='{e(c.result)}'>{e(c.result)}</td>"
+        f"<td>{report.tokens(c.reward):,.4f}</td><td>{report.tokens(c.penalty):,.4f}</td></tr>"
+        for j in report.jobs for c in j.committee
+    )
+    decisions = "".join(
+        f"<li>job {j.job_id} ({e(j.task)}): {e(j.decision)}"
+        f"{f' in round {j.decided_round}' if j.decided_round is not None else ''}</li>"
+        for j in report.jobs
+    )
     money_rows = "\n".join(
         f"<tr><td>{e(f.label)}</td><td>{report.tokens(f.amount):,.2f}</td></tr>"
         for f in report.money
@@ -164,6 +193,15 @@ def render_report(report: Report, out_dir: Path) -> Path:
 <th>paid ({sym})</th><th>slashed ({sym})</th><th>bonus ({sym})</th><th>energy (Wh)</th>
 <th>CO₂ (g)</th><th>wall (s)</th></tr></thead><tbody>
 {rows}
+</tbody></table>
+<h2>Committees and votes</h2>
+<p>Each job's case in the court: the seats drawn by stake from the pool of the provider's class,
+each holder's vote (an ok vote counts only with the work digests that prove the replay) and what
+the decision made of it.</p>
+<ul>{decisions}</ul>
+<table class="committee"><thead><tr><th>job</th><th>task</th><th>round</th><th>verifier</th>
+<th>seats and vote</th><th>result</th><th>reward ({sym})</th><th>penalty ({sym})</th></tr></thead><tbody>
+{committee_rows or "<tr><td colspan='8'>no committee was drawn</td></tr>"}
 </tbody></table>
 <h2>Loss curves</h2><div class="plots">{imgs or "<p>no run records found</p>"}</div>
 <h2>Energy per segment</h2><div class="plots"><img src="energy.png" alt="energy per segment"></div>

@@ -7,12 +7,14 @@ Order (the same as the web3 deployer, ``greenproof deploy``):
 
     MockToken               unless --token (local chains only, or --mock-token)
     StakeManager(token, 365 days)   provisional unbonding period, so any
-                                    --param below passes JobMarket's
-                                    "lifetime < unbonding" check
+                                    --param below passes the
+                                    "lifetime < unbonding" checks
     GreenRegistry(token, max_bonus_bps, default_carbon)
-    JobMarket(token, stake_manager, green_registry)
-    JobMarket.set_<name>(value)     for each --param name=value
-    StakeManager.set_market, GreenRegistry.set_market
+    VerifierCourt(stake_manager, --seat-stake)
+    JobMarket(token, stake_manager, green_registry, court)
+    VerifierCourt.set_market, StakeManager.set_market, StakeManager.set_court,
+    GreenRegistry.set_market
+    JobMarket.set_<name>(value), VerifierCourt.set_<name>(value)   for each --param
     StakeManager.set_unbonding_period(--unbonding-period or max_job_lifetime + 1 day)
 
 and writes ``<out>/<chain id>.json`` (:class:`greenproof.chain.manifest.Deployment`).
@@ -30,11 +32,15 @@ from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
 
 from greenproof.chain.deploy import (
+    COURT_PARAMS,
     DAY,
+    DEFAULT_SEAT_STAKE,
     MARKET_PARAMS,
     MOCK_TOKEN,
+    PARAMS,
     PROVISIONAL_UNBONDING,
     ParamError,
+    court_param_order,
 )
 from greenproof.chain.deploy import parse_params as _parse_params
 from greenproof.chain.manifest import Deployment, default_path
@@ -100,11 +106,18 @@ def is_local(network: Any, chain_id: int) -> bool:
     help="Grid intensity (g CO2e/kWh) for providers without an attestation.",
 )
 @click.option(
+    "--seat-stake",
+    type=click.IntRange(1, 2**96 - 1),
+    default=DEFAULT_SEAT_STAKE,
+    show_default=True,
+    help="Token base units locked per VerifierCourt seat (fixed for the court's life).",
+)
+@click.option(
     "--param",
     "params",
     multiple=True,
     metavar="NAME=VALUE",
-    help=f"JobMarket parameter override, repeatable ({', '.join(MARKET_PARAMS)}).",
+    help=f"JobMarket or VerifierCourt parameter override, repeatable ({', '.join(PARAMS)}).",
 )
 @click.option(
     "--out",
@@ -122,12 +135,13 @@ def cli(
     unbonding_period,
     max_bonus_bps,
     default_carbon,
+    seat_stake,
     params,
     out,
     force,
 ):
-    """Deploy StakeManager, GreenRegistry and JobMarket (and a MockToken), wire them,
-    and write the deployment manifest."""
+    """Deploy StakeManager, GreenRegistry, VerifierCourt and JobMarket (and a MockToken),
+    wire them, and write the deployment manifest."""
     overrides = parse_params(params)
     chain_id = chain.chain_id
     network_choice = f"{network.ecosystem.name}:{network.name}:{chain.provider.name}"
@@ -176,16 +190,23 @@ def cli(
     click.echo(f"StakeManager   {stake.address}")
     registry = account.deploy(project.GreenRegistry, token_addr, max_bonus_bps, default_carbon)
     click.echo(f"GreenRegistry  {registry.address}")
-    market = account.deploy(project.JobMarket, token_addr, stake, registry)
+    court = account.deploy(project.VerifierCourt, stake, seat_stake)
+    click.echo(f"VerifierCourt  {court.address}")
+    market = account.deploy(project.JobMarket, token_addr, stake, registry, court)
     click.echo(f"JobMarket      {market.address}")
 
+    court.set_market(market, sender=account)
+    stake.set_market(market, sender=account)
+    stake.set_court(court, sender=account)
+    registry.set_market(market, sender=account)
     for name in MARKET_PARAMS:
         if name in overrides:
             getattr(market, f"set_{name}")(overrides[name], sender=account)
             click.echo(f"  {name} = {overrides[name]}")
-
-    stake.set_market(market, sender=account)
-    registry.set_market(market, sender=account)
+    current = {name: int(getattr(court, name)()) for name in COURT_PARAMS}
+    for name in court_param_order(overrides, current):
+        getattr(court, f"set_{name}")(overrides[name], sender=account)
+        click.echo(f"  {name} = {overrides[name]}")
     lifetime = market.max_job_lifetime()
     period = unbonding_period if unbonding_period is not None else lifetime + DAY
     if period <= lifetime:
@@ -199,11 +220,13 @@ def cli(
 
     # ------------------------------------------------------------ manifest
     parameters = {name: int(getattr(market, name)()) for name in MARKET_PARAMS}
+    parameters.update({name: int(getattr(court, name)()) for name in COURT_PARAMS})
     parameters.update(
         unbonding_period=int(stake.unbonding_period()),
         max_bonus_bps=int(registry.max_bonus_bps()),
         default_carbon_g_per_kwh=int(registry.default_carbon_g_per_kwh()),
         max_job_lifetime=int(lifetime),
+        seat_stake=int(court.SEAT_STAKE()),
     )
     deployment = Deployment(
         chain_id=chain_id,
@@ -212,6 +235,7 @@ def cli(
         stake_manager=stake.address,
         green_registry=registry.address,
         job_market=market.address,
+        verifier_court=court.address,
         deployment_block=first_block,
         deployer=account.address,
         abis={
@@ -219,6 +243,7 @@ def cli(
             "StakeManager": abi_of(project.StakeManager.contract_type),
             "GreenRegistry": abi_of(project.GreenRegistry.contract_type),
             "JobMarket": abi_of(project.JobMarket.contract_type),
+            "VerifierCourt": abi_of(project.VerifierCourt.contract_type),
         },
         parameters=parameters,
         mock_token=token_address is None,

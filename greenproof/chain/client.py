@@ -56,6 +56,7 @@ CONTRACT_NAMES: dict[str, str] = {
     "stake": "StakeManager",
     "registry": "GreenRegistry",
     "token": "Token",
+    "court": "VerifierCourt",
 }
 
 
@@ -143,7 +144,7 @@ class Chain:
     # -- contracts ---------------------------------------------------------
 
     def contract(self, role: str) -> Contract:
-        """The web3 contract for ``role`` (market, stake, registry, token) from the manifest."""
+        """The web3 contract for ``role`` (market, stake, registry, token, court) from the manifest."""
         if role not in self._contracts:
             if self.deployment is None:
                 raise ChainError(
@@ -174,6 +175,10 @@ class Chain:
     @property
     def token(self) -> Contract:
         return self.contract("token")
+
+    @property
+    def court(self) -> Contract:
+        return self.contract("court")
 
     # -- reads -------------------------------------------------------------
 

@@ -7,14 +7,18 @@ Order and wiring::
 
     MockToken (unless --token)          the settlement token
     StakeManager(token, 365 days)       provisional unbonding period: any market
-                                        parameter change below passes the
-                                        "unbonding > longest job" check
+                                        or court parameter change below passes
+                                        the "unbonding > longest job" check
     GreenRegistry(token, max_bonus_bps, default_carbon)
-    JobMarket(token, stake, registry)
-    JobMarket.set_<param>(v)            for each ``params`` entry
-    StakeManager.set_market / GreenRegistry.set_market
+    VerifierCourt(stake, seat_stake)
+    JobMarket(token, stake, registry, court)
+    VerifierCourt.set_market            the court knows the market (once)
+    StakeManager.set_market / set_court the two contracts that lock and slash
+    GreenRegistry.set_market
+    JobMarket.set_<param>(v), VerifierCourt.set_<param>(v)   for each ``params`` entry
     StakeManager.set_unbonding_period   ``unbonding_period`` or, by default, the
                                         market's ``max_job_lifetime() + 1 day``
+                                        (which counts every round of the court)
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from greenproof.chain.compile import Artifact, compile_contracts
 from greenproof.chain.connection import make_web3
 from greenproof.chain.errors import ChainError
 from greenproof.chain.manifest import Deployment
-from greenproof.chain.models import MARKET_PARAMS
+from greenproof.chain.models import COURT_PARAMS, MARKET_PARAMS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,11 @@ DAY = 86_400
 PROVISIONAL_UNBONDING = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
 DEFAULT_MAX_BONUS_BPS = 2_000  # +20 % at 100 % green (docs/protocol.md §2.2)
 DEFAULT_CARBON_G_PER_KWH = 400  # a typical grid mix
+DEFAULT_SEAT_STAKE = 100 * 10**18  # VerifierCourt.SEAT_STAKE: 100 tokens of 18 decimals per seat
 MOCK_TOKEN = ("greenproof test token", "GPT", 18)
+#: Every ``--param NAME`` either deployer accepts (the JobMarket and VerifierCourt
+#: parameter names of ``greenproof.chain.models``; the two sets share no name).
+PARAMS = MARKET_PARAMS + COURT_PARAMS
 
 
 class DeployError(ChainError):
@@ -46,7 +54,7 @@ class DeployError(ChainError):
 
 
 class ParamError(ValueError):
-    """A ``--param NAME=VALUE`` that names no JobMarket parameter or is not a whole number."""
+    """A ``--param NAME=VALUE`` that names no JobMarket or VerifierCourt parameter, or is not a whole number."""
 
 
 def parse_params(values: tuple[str, ...] | list[str]) -> dict[str, int]:
@@ -57,8 +65,11 @@ def parse_params(values: tuple[str, ...] | list[str]) -> dict[str, int]:
         name = name.strip()
         if not sep or not name:
             raise ParamError(f"expected NAME=VALUE (e.g. open_window=600), got {item!r}")
-        if name not in MARKET_PARAMS:
-            raise ParamError(f"unknown JobMarket parameter {name!r}; known: {', '.join(MARKET_PARAMS)}")
+        if name not in PARAMS:
+            raise ParamError(
+                f"unknown JobMarket parameter {name!r} (nor a VerifierCourt one); "
+                f"known: {', '.join(PARAMS)}"
+            )
         try:
             value = int(raw.strip().replace("_", ""), 0)
         except ValueError:
@@ -79,6 +90,27 @@ def _deploy(chain: Chain, art: Artifact, *args: Any, what: str) -> tuple[str, in
     return Web3.to_checksum_address(address), int(receipt["blockNumber"])
 
 
+def court_param_order(params: dict[str, int], current: dict[str, int]) -> list[str]:
+    """The order to apply court parameters so that no intermediate value breaks a
+    cross rule: the last round must fit ``MAX_COMMITTEE`` (shrink ``max_rounds``
+    before growing ``committee_size``) and a no-show must lose more than a loser
+    (raise ``noshow_slash_bps`` before ``voter_slash_bps``, lower them the other way)."""
+    order = [n for n in COURT_PARAMS if n in params]
+
+    def first(a: str, b: str) -> None:
+        if a in order and b in order and order.index(a) > order.index(b):
+            order.remove(a)
+            order.insert(order.index(b), a)
+
+    if params.get("max_rounds", current["max_rounds"]) < current["max_rounds"]:
+        first("max_rounds", "committee_size")
+    if params.get("voter_slash_bps", 0) >= current["noshow_slash_bps"]:
+        first("noshow_slash_bps", "voter_slash_bps")
+    else:
+        first("voter_slash_bps", "noshow_slash_bps")
+    return order
+
+
 def deploy_system(
     w3_or_chain: Web3 | Chain | str,
     deployer: LocalAccount,
@@ -88,20 +120,24 @@ def deploy_system(
     unbonding_period: int | None = None,
     max_bonus_bps: int = DEFAULT_MAX_BONUS_BPS,
     default_carbon: int = DEFAULT_CARBON_G_PER_KWH,
+    seat_stake: int = DEFAULT_SEAT_STAKE,
     out: Any | None = None,
     force: bool = False,
     save: bool = True,
 ) -> Deployment:
-    """Deploy token (mock unless ``token``), StakeManager, GreenRegistry, JobMarket; wire them.
+    """Deploy token (mock unless ``token``), StakeManager, GreenRegistry, VerifierCourt,
+    JobMarket; wire them.
 
     Args:
         w3_or_chain: a ``Web3``, a ``Chain`` or an RPC URL.
         deployer: signs everything and becomes every contract's owner.
         token: an existing ERC20 to settle in (None: deploy ``MockToken``).
-        params: JobMarket parameters by name (``open_window=60`` …), applied with setters.
+        params: JobMarket and VerifierCourt parameters by name (``open_window=60``,
+            ``commit_window=30`` …), applied with setters.
         unbonding_period: seconds (default: ``max_job_lifetime() + 1 day``).
         max_bonus_bps: green bonus at 100 % green, in bps.
         default_carbon: grid intensity (g/kWh) for providers without an attestation.
+        seat_stake: token base units locked per court seat (fixed for the court's life).
         out: manifest file or folder (default ``deployments/<chain id>.json``).
         force: overwrite an existing manifest.
         save: write the manifest (tests may skip it).
@@ -110,9 +146,9 @@ def deploy_system(
         The :class:`~greenproof.chain.manifest.Deployment` (saved unless ``save=False``).
     """
     params = dict(params or {})
-    unknown = sorted(set(params) - set(MARKET_PARAMS))
+    unknown = sorted(set(params) - set(PARAMS))
     if unknown:
-        raise DeployError(f"deploy: unknown market parameter(s) {unknown}; known: {', '.join(MARKET_PARAMS)}")
+        raise DeployError(f"deploy: unknown parameter(s) {unknown}; known: {', '.join(PARAMS)}")
     if isinstance(w3_or_chain, Chain):
         chain = Chain(w3_or_chain.w3, deployer, confirmations=w3_or_chain.confirmations,
                       poll=w3_or_chain.poll, retry=w3_or_chain.retry, network=w3_or_chain.network)
@@ -132,17 +168,25 @@ def deploy_system(
     first_block = first_block if first_block is not None else block
     registry, _ = _deploy(chain, arts["GreenRegistry"], token, max_bonus_bps, default_carbon,
                           what="deploy GreenRegistry")
-    market, _ = _deploy(chain, arts["JobMarket"], token, stake, registry, what="deploy JobMarket")
+    court, _ = _deploy(chain, arts["VerifierCourt"], stake, int(seat_stake), what="deploy VerifierCourt")
+    market, _ = _deploy(chain, arts["JobMarket"], token, stake, registry, court, what="deploy JobMarket")
 
     c_market = chain.w3.eth.contract(address=market, abi=arts["JobMarket"].abi)
+    c_court = chain.w3.eth.contract(address=court, abi=arts["VerifierCourt"].abi)
     c_stake = chain.w3.eth.contract(address=stake, abi=arts["StakeManager"].abi)
     c_registry = chain.w3.eth.contract(address=registry, abi=arts["GreenRegistry"].abi)
+    chain.transact(c_court.functions.set_market(market), what="wire VerifierCourt -> JobMarket")
+    chain.transact(c_stake.functions.set_market(market), what="wire StakeManager -> JobMarket")
+    chain.transact(c_stake.functions.set_court(court), what="wire StakeManager -> VerifierCourt")
+    chain.transact(c_registry.functions.set_market(market), what="wire GreenRegistry -> JobMarket")
     for name in MARKET_PARAMS:
         if name in params:
             chain.transact(getattr(c_market.functions, f"set_{name}")(int(params[name])),
                            what=f"set {name}", context={"value": params[name]})
-    chain.transact(c_stake.functions.set_market(market), what="wire StakeManager -> JobMarket")
-    chain.transact(c_registry.functions.set_market(market), what="wire GreenRegistry -> JobMarket")
+    current = {n: int(chain.call(getattr(c_court.functions, n)())) for n in COURT_PARAMS}
+    for name in court_param_order(params, current):
+        chain.transact(getattr(c_court.functions, f"set_{name}")(int(params[name])),
+                       what=f"set {name}", context={"value": params[name]})
     lifetime = int(chain.call(c_market.functions.max_job_lifetime()))
     target = int(unbonding_period) if unbonding_period is not None else lifetime + DAY
     if target != PROVISIONAL_UNBONDING:
@@ -150,14 +194,17 @@ def deploy_system(
                        context={"seconds": target, "max_job_lifetime": lifetime})
 
     values = {name: int(chain.call(getattr(c_market.functions, name)())) for name in MARKET_PARAMS}
+    values.update({name: int(chain.call(getattr(c_court.functions, name)())) for name in COURT_PARAMS})
     values.update(unbonding_period=target, max_bonus_bps=max_bonus_bps,
-                  default_carbon_g_per_kwh=default_carbon, max_job_lifetime=lifetime)
+                  default_carbon_g_per_kwh=default_carbon, max_job_lifetime=lifetime,
+                  seat_stake=int(seat_stake))
     deployment = _manifest(
         chain, deployer.address, first_block,
         {"Token": (token, arts["MockToken"].abi if mock_token else _erc20_abi(arts)),
          "StakeManager": (stake, arts["StakeManager"].abi),
          "GreenRegistry": (registry, arts["GreenRegistry"].abi),
-         "JobMarket": (market, arts["JobMarket"].abi)},
+         "JobMarket": (market, arts["JobMarket"].abi),
+         "VerifierCourt": (court, arts["VerifierCourt"].abi)},
         values, mock_token=mock_token,
     )
     if save:
@@ -185,6 +232,7 @@ def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tupl
         stake_manager=contracts["StakeManager"][0],
         green_registry=contracts["GreenRegistry"][0],
         job_market=contracts["JobMarket"][0],
+        verifier_court=contracts["VerifierCourt"][0],
         deployment_block=block,
         deployer=deployer,
         abis={name: abi for name, (_, abi) in contracts.items()},

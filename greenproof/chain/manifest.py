@@ -5,7 +5,7 @@ web3 ``greenproof deploy``) and read by every daemon: addresses, ABIs, the
 block to index events from, and the parameters the contracts were deployed with.
 
     >>> d = Deployment.load("deployments/31337.json")
-    >>> d.job_market, d.abis["JobMarket"]
+    >>> d.job_market, d.verifier_court, d.abis["VerifierCourt"]
     >>> address, abi = d.contract("JobMarket")
 """
 
@@ -28,7 +28,8 @@ TOKEN = "Token"
 STAKE_MANAGER = "StakeManager"
 GREEN_REGISTRY = "GreenRegistry"
 JOB_MARKET = "JobMarket"
-CONTRACT_NAMES = (TOKEN, STAKE_MANAGER, GREEN_REGISTRY, JOB_MARKET)
+VERIFIER_COURT = "VerifierCourt"
+CONTRACT_NAMES = (TOKEN, STAKE_MANAGER, GREEN_REGISTRY, JOB_MARKET, VERIFIER_COURT)
 
 
 class ManifestError(Exception):
@@ -59,6 +60,7 @@ class Deployment(BaseModel):
     stake_manager: str
     green_registry: str
     job_market: str
+    verifier_court: str
     deployment_block: int = Field(ge=0, description="first block to index events from")
     deployer: str
     abis: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
@@ -67,7 +69,8 @@ class Deployment(BaseModel):
     created_at: datetime = Field(default_factory=_now)
 
     @field_validator(
-        "token", "stake_manager", "green_registry", "job_market", "deployer", mode="before"
+        "token", "stake_manager", "green_registry", "job_market", "verifier_court", "deployer",
+        mode="before",
     )
     @classmethod
     def _checksum(cls, value: Any) -> str:
@@ -86,6 +89,7 @@ class Deployment(BaseModel):
             STAKE_MANAGER: self.stake_manager,
             GREEN_REGISTRY: self.green_registry,
             JOB_MARKET: self.job_market,
+            VERIFIER_COURT: self.verifier_court,
         }
 
     @property
@@ -97,7 +101,8 @@ class Deployment(BaseModel):
         }
 
     def contract(self, name: str) -> tuple[str, list[dict[str, Any]]]:
-        """``(address, abi)`` of ``Token``, ``StakeManager``, ``GreenRegistry`` or ``JobMarket``."""
+        """``(address, abi)`` of ``Token``, ``StakeManager``, ``GreenRegistry``, ``JobMarket``
+        or ``VerifierCourt``."""
         if name not in self.addresses:
             raise ManifestError(
                 f"manifest: unknown contract {name!r}; known: {', '.join(CONTRACT_NAMES)}"

@@ -360,27 +360,26 @@ def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: 
 # --------------------------------------------------------------------------- status / watch
 
 
-def _court_cells(job: Any) -> tuple[str, str, str]:
-    """(seats drawn in the current round, counted ok/fraud seats, decision) for the jobs table."""
+def _court_cell(job: Any) -> tuple[str, str]:
+    """(seats drawn in the current round with its counted ok/fraud seats, decision)."""
     if job.case is None or not job.case.rounds:
-        return "—", "—", "—"
+        return "—", "—"
     last = job.case.rounds[-1]
-    seats = f"{last.drawn_seats}" + (f" (round {last.round})" if last.round else "")
-    decided = job.case.decided_round is not None
-    return seats, f"{last.ok_seats}/{last.fraud_seats}", job.case.outcome.value if decided else "—"
+    seats = (f"r{last.round}: " if last.round else "") + f"{last.drawn_seats} ({last.ok_seats}/{last.fraud_seats})"
+    return seats, job.case.outcome.value if job.case.decided_round is not None else "—"
 
 
 def _job_table(jobs: list[Any], decimals: int) -> Any:
     from rich.table import Table
 
     table = Table(title="jobs")
-    for col in ("job", "state", "provider", "segments", "audited/opened", "seats", "votes ok/fraud",
-                "decision", "payment", "paid+bonus", "slashed", "energy Wh"):
+    for col in ("job", "state", "provider", "audited/opened", "seats (ok/fraud)", "decision",
+                "payment", "paid+bonus", "slashed", "energy Wh"):
         table.add_column(col, justify="left" if col in ("state", "provider", "decision") else "right")
     for j in jobs:
         table.add_row(
-            str(j.job_id), j.state.value, (j.provider or "—")[:10], str(j.num_segments),
-            f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cells(j),
+            str(j.job_id), j.state.value, (j.provider or "—")[:10],
+            f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cell(j),
             _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
             f"{j.energy_wh:.4f}",
         )
@@ -395,7 +394,8 @@ def _seat_line(seat: Any, decimals: int) -> str:
         money = f"  -{_fmt(seat.penalty, decimals)}"
     plural = "s" if seat.seats > 1 else ""
     unsettled = ", not settled yet" if seat.result and not seat.settled else ""
-    return f"  {seat.voter}  {seat.seats} seat{plural}  {seat.vote} -> {seat.result or 'pending'}{money}{unsettled}"
+    voter = f"{seat.voter[:8]}…{seat.voter[-4:]}"
+    return f"  {voter}  {seat.seats} seat{plural}  {seat.vote} -> {seat.result or 'pending'}{money}{unsettled}"
 
 
 def _court_lines(job: Any, decimals: int) -> list[str]:
@@ -408,7 +408,8 @@ def _court_lines(job: Any, decimals: int) -> list[str]:
     lines = [f"court        committee {case.committee_size} seats, up to {case.max_rounds} rounds, "
              f"class {case.dclass[:10]}…"]
     for rnd in case.rounds:
-        lines.append(f"round {rnd.round:<6} {rnd.drawn_seats} seats drawn, counted ok {rnd.ok_seats} / "
+        plural = "" if rnd.drawn_seats == 1 else "s"
+        lines.append(f"round {rnd.round:<6} {rnd.drawn_seats} seat{plural} drawn, counted ok {rnd.ok_seats} / "
                      f"fraud {rnd.fraud_seats}")
         lines.extend(_seat_line(seat, decimals) for seat in rnd.seats)
     if case.decided_round is None:

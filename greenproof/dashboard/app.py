@@ -5,10 +5,14 @@ returning a :class:`~greenproof.indexer.MarketSnapshot` — a live
 :class:`IndexerSource` over a chain, or a :class:`StaticSource` in tests — and
 the data directories where workers and verifiers keep run records and evidence.
 
-Pages: ``/`` (jobs by state), ``/providers``, ``/verifiers``, ``/jobs/{id}``
-(loss curve, segments, votes, audit evidence). API: ``/api/jobs``,
-``/api/jobs/{id}``, ``/api/providers``, ``/api/verifiers``, ``/api/stats``,
-``/api/health``; the OpenAPI schema is at ``/openapi.json``.
+Pages: ``/`` (jobs by state), ``/providers``, ``/verifiers`` (the court's class
+pools with their members' seats, and every verifier's seats, votes and money),
+``/jobs/{id}`` (loss curve, segments, the committee of each round with its
+votes, the decision and each seat's settlement, audit evidence). API:
+``/api/jobs``, ``/api/jobs/{id}``, ``/api/pools``, ``/api/providers``,
+``/api/verifiers``, ``/api/stats``, ``/api/health``; the OpenAPI schema is at
+``/openapi.json``. One router per audience (the JSON API, the pages) over one
+:class:`Dashboard` holding the shared state.
 
 Bad input is a 404 or a 422, never a 500: path parameters are bounded
 integers, and an unreachable chain is reported as 503 with a reason.
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from greenproof.dashboard.rundata import RunDataStore
 from greenproof.indexer import (
+    ClassPoolView,
     JobState,
     JobView,
     MarketSnapshot,
@@ -170,14 +175,115 @@ def _svg_polyline(values: list[float], width: int = 640, height: int = 220) -> s
     )
 
 
+def _when(timestamp: int) -> str:
+    """A chain timestamp as UTC wall-clock time."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _tokens(amount: int, decimals: int) -> str:
     return f"{amount / 10**decimals:,.2f}"
 
 
-# Complexity 16 (C901 counts the nested route handlers): each handler is a few lines over
-# the closures `snap` and `detail_of`; splitting them into routers is planned with the
-# dashboard's per-resource pages.
-def create_app(  # noqa: C901
+class Dashboard:
+    """What every route shares: the snapshot source, the run records, the templates."""
+
+    def __init__(self, source: SnapshotSource, runs: RunDataStore, templates: Jinja2Templates) -> None:
+        self.source = source
+        self.runs = runs
+        self.templates = templates
+
+    def snap(self) -> MarketSnapshot:
+        try:
+            return self.source.snapshot()
+        except Exception as exc:  # RPC down, node restarting: say so, do not 500
+            log.warning("dashboard: cannot read the chain: %s", exc)
+            raise SourceUnavailable(str(exc)) from exc
+
+    def detail_of(self, job_id: int) -> JobDetail:
+        job = self.snap().job(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+        extra = self.runs.for_job(job_id)
+        return JobDetail(
+            job=job,
+            energy_wh=job.energy_wh,
+            wall_s=job.wall_s,
+            losses=extra.losses,
+            segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
+            evidence=extra.evidence,
+        )
+
+    def page(self, request: Request, name: str, page: str, **context: Any) -> HTMLResponse:
+        return self.templates.TemplateResponse(request, name, {"page": page, **context})
+
+
+def api_router(dash: Dashboard) -> APIRouter:
+    """The JSON API under ``/api``: a response model for every route."""
+    api = APIRouter(prefix="/api", tags=["api"])
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+    @api.get("/health", response_model=Health)
+    def api_health() -> Health:
+        return Health(ok=True, block=dash.snap().block)
+
+    @api.get("/jobs", response_model=list[JobSummary])
+    def api_jobs(
+        state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    ) -> list[JobSummary]:
+        return [JobSummary.of(j) for j in dash.snap().jobs if state is None or j.state == state]
+
+    @api.get("/jobs/{job_id}", response_model=JobDetail, responses=not_found)
+    def api_job(job_id: JobId) -> JobDetail:
+        return dash.detail_of(job_id)
+
+    @api.get("/pools", response_model=list[ClassPoolView])
+    def api_pools() -> list[ClassPoolView]:
+        return dash.snap().pools
+
+    @api.get("/providers", response_model=list[ProviderView])
+    def api_providers() -> list[ProviderView]:
+        return dash.snap().providers
+
+    @api.get("/verifiers", response_model=list[VerifierView])
+    def api_verifiers() -> list[VerifierView]:
+        return dash.snap().verifiers
+
+    @api.get("/stats", response_model=MarketStats)
+    def api_stats() -> MarketStats:
+        return dash.snap().stats
+
+    return api
+
+
+def page_router(dash: Dashboard) -> APIRouter:
+    """The HTML pages (left out of the OpenAPI schema)."""
+    pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/", response_class=HTMLResponse)
+    def page_jobs(request: Request) -> HTMLResponse:
+        s = dash.snap()
+        by_state = {st: [j for j in s.jobs if j.state == st] for st in JobState if st is not JobState.NONE}
+        return dash.page(request, "jobs.html", "jobs", snap=s, by_state=by_state)
+
+    @pages.get("/providers", response_class=HTMLResponse)
+    def page_providers(request: Request) -> HTMLResponse:
+        return dash.page(request, "providers.html", "providers", snap=dash.snap())
+
+    @pages.get("/verifiers", response_class=HTMLResponse)
+    def page_verifiers(request: Request) -> HTMLResponse:
+        return dash.page(request, "verifiers.html", "verifiers", snap=dash.snap())
+
+    @pages.get("/jobs/{job_id}", response_class=HTMLResponse)
+    def page_job(request: Request, job_id: JobId) -> HTMLResponse:
+        d = dash.detail_of(job_id)
+        return dash.page(request, "job.html", "jobs", d=d, job=d.job, chart=_svg_polyline(d.losses))
+
+    return pages
+
+
+def create_app(
     source: SnapshotSource,
     *,
     data_dirs: list[Path] | None = None,
@@ -189,9 +295,8 @@ def create_app(  # noqa: C901
     app = FastAPI(
         title=f"{title} dashboard",
         version="1",
-        description="Jobs, providers and verifiers of a greenproof JobMarket deployment.",
+        description="Jobs, court pools, providers and verifiers of a greenproof deployment.",
     )
-    runs = RunDataStore(data_dirs)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(
         short=_short,
@@ -200,93 +305,15 @@ def create_app(  # noqa: C901
         title=title,
         states=[st for st in JobState if st is not JobState.NONE],
         wh=lambda mj: f"{mj_to_wh(mj):.4f}",
+        when=_when,
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-
-    def snap() -> MarketSnapshot:
-        try:
-            return source.snapshot()
-        except Exception as exc:  # RPC down, node restarting: say so, do not 500
-            log.warning("dashboard: cannot read the chain: %s", exc)
-            raise SourceUnavailable(str(exc)) from exc
 
     @app.exception_handler(SourceUnavailable)
     async def _unavailable(request: Request, exc: SourceUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"chain unavailable: {exc}"})
 
-    def detail_of(job_id: int) -> JobDetail:
-        job = snap().job(job_id)
-        if job is None:
-            raise HTTPException(status_code=404, detail=f"job {job_id} not found")
-        extra = runs.for_job(job_id)
-        return JobDetail(
-            job=job,
-            energy_wh=job.energy_wh,
-            wall_s=job.wall_s,
-            losses=extra.losses,
-            segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
-            evidence=extra.evidence,
-        )
-
-    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-
-    # ---------------------------------------------------------------- JSON API
-
-    @app.get("/api/health", response_model=Health, tags=["api"])
-    def api_health() -> Health:
-        return Health(ok=True, block=snap().block)
-
-    @app.get("/api/jobs", response_model=list[JobSummary], tags=["api"])
-    def api_jobs(
-        state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
-    ) -> list[JobSummary]:
-        return [JobSummary.of(j) for j in snap().jobs if state is None or j.state == state]
-
-    @app.get("/api/jobs/{job_id}", response_model=JobDetail, responses=not_found, tags=["api"])
-    def api_job(job_id: JobId) -> JobDetail:
-        return detail_of(job_id)
-
-    @app.get("/api/providers", response_model=list[ProviderView], tags=["api"])
-    def api_providers() -> list[ProviderView]:
-        return snap().providers
-
-    @app.get("/api/verifiers", response_model=list[VerifierView], tags=["api"])
-    def api_verifiers() -> list[VerifierView]:
-        return snap().verifiers
-
-    @app.get("/api/stats", response_model=MarketStats, tags=["api"])
-    def api_stats() -> MarketStats:
-        return snap().stats
-
-    # ---------------------------------------------------------------- pages
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page_jobs(request: Request) -> HTMLResponse:
-        s = snap()
-        by_state = {st: [j for j in s.jobs if j.state == st] for st in JobState if st is not JobState.NONE}
-        return templates.TemplateResponse(
-            request, "jobs.html", {"snap": s, "by_state": by_state, "page": "jobs"}
-        )
-
-    @app.get("/providers", response_class=HTMLResponse, include_in_schema=False)
-    def page_providers(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request, "providers.html", {"snap": snap(), "page": "providers"}
-        )
-
-    @app.get("/verifiers", response_class=HTMLResponse, include_in_schema=False)
-    def page_verifiers(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request, "verifiers.html", {"snap": snap(), "page": "verifiers"}
-        )
-
-    @app.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
-    def page_job(request: Request, job_id: JobId) -> HTMLResponse:
-        d = detail_of(job_id)
-        return templates.TemplateResponse(
-            request,
-            "job.html",
-            {"d": d, "job": d.job, "chart": _svg_polyline(d.losses), "page": "jobs"},
-        )
-
+    dash = Dashboard(source, RunDataStore(data_dirs), templates)
+    app.include_router(api_router(dash))
+    app.include_router(page_router(dash))
     return app

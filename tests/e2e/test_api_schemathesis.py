@@ -23,23 +23,32 @@ from schemathesis.checks import (
 
 from greenproof.chain.models import (
     AuditDrawn,
+    CaseDecided,
+    CaseOpened,
+    CourtVotingStarted,
     Event,
     JobAccepted,
     JobCancelled,
     JobFinalized,
     JobPosted,
+    PoolJoined,
+    PotFixed,
     ProviderSlashed,
     ResultCommitted,
+    SeatsDrawn,
+    SeatSettled,
     SegmentOpened,
     VoteCommitted,
     VoteRevealed,
-    VoteSettled,
 )
 from greenproof.dashboard import StaticSource, create_app
 from greenproof.indexer import MarketIndex
 
 TOKEN = 10**18
 PAID = 6  # JobMarket's STATE_PAID, as JobFinalized.outcome carries it
+OK = 1  # VerifierCourt's OUTCOME_OK, as CaseDecided.outcome carries it
+CLASS = b"\x02" * 32
+VERIFIER, NO_SHOW = "0x" + "dd" * 20, "0x" + "ee" * 20
 
 
 def _market() -> MarketIndex:
@@ -64,13 +73,24 @@ def _market() -> MarketIndex:
            final_state_hash=b"\x05" * 32, energy_mj=1_234, result_uri="http://127.0.0.1:1/a",
            seed_block=9),
         ev(AuditDrawn, 10, job_id=0, seed=b"\x06" * 32, indices=[1, 3], open_deadline=1),
+        ev(PoolJoined, 1, dclass=CLASS, member=VERIFIER, seats=2, member_seats=2, pool_seats=2),
+        ev(PoolJoined, 1, dclass=CLASS, member=NO_SHOW, seats=1, member_seats=1, pool_seats=3),
+        ev(CaseOpened, 10, job_id=0, dclass=CLASS, committee_size=3, max_rounds=3,
+           commit_window=60, reveal_window=30, voter_slash_bps=1_000, noshow_slash_bps=2_000),
+        ev(SeatsDrawn, 10, job_id=0, round=0, voters=[VERIFIER, NO_SHOW, VERIFIER]),
         ev(SegmentOpened, 11, job_id=0, index=1, start_hash=b"\x07" * 32, start_energy_mj=300,
-           end_hash=b"\x08" * 32, end_energy_mj=600),
-        ev(VoteCommitted, 12, job_id=0, voter="0x" + "dd" * 20, weight=TOKEN),
-        ev(VoteRevealed, 13, job_id=0, voter="0x" + "dd" * 20, fraud=False, weight=TOKEN),
+           start_seal=b"\x09" * 32, end_hash=b"\x08" * 32, end_energy_mj=600,
+           end_seal=b"\x0a" * 32),
+        ev(CourtVotingStarted, 11, job_id=0, round=0, commit_end=1_700_000_071,
+           reveal_end=1_700_000_101),
+        ev(VoteCommitted, 12, job_id=0, voter=VERIFIER, round=0, seats=2),
+        ev(VoteRevealed, 13, job_id=0, voter=VERIFIER, round=0, fraud=False, counted=True, seats=2),
+        ev(CaseDecided, 14, job_id=0, round=0, outcome=OK, drawn_seats=3, ok_seats=2, fraud_seats=0),
+        ev(PotFixed, 14, job_id=0, pot=TOKEN, winning_seats=2, reward_per_seat=TOKEN // 2, remainder=0),
         ev(JobFinalized, 14, job_id=0, outcome=PAID, paid=10 * TOKEN, bonus=2 * TOKEN,
            energy_mj=1_234, carbon_g=0),
-        ev(VoteSettled, 15, job_id=0, voter="0x" + "dd" * 20, won=True, reward=TOKEN, penalty=0),
+        ev(SeatSettled, 15, job_id=0, voter=VERIFIER, round=0, seats=2, reward=TOKEN, penalty=0),
+        ev(SeatSettled, 15, job_id=0, voter=NO_SHOW, round=0, seats=1, reward=0, penalty=TOKEN // 5),
         ev(ProviderSlashed, 16, job_id=1, provider="0x" + "cc" * 20, amount=5 * TOKEN,
            reason="unopened"),
     ])
@@ -116,5 +136,13 @@ def test_the_api_reports_the_market_it_was_given() -> None:
     assert stats["total_paid"] == 10 * TOKEN and stats["total_slashed"] == 5 * TOKEN
     providers = {p["address"]: p for p in client.get("/api/providers").json()}
     assert providers["0x" + "cc" * 20]["jobs_slashed"] == 1
-    for path in ("/", "/providers", "/verifiers"):
+    committee = detail["job"]["case"]["rounds"][0]["seats"]
+    assert [(s["voter"], s["seats"], s["result"]) for s in committee] == [
+        (VERIFIER, 2, "won"), (NO_SHOW, 1, "no-show")]
+    assert "no-show" in page and "round 0" in page and "OK</b> in round 0" in page
+    (pool,) = client.get("/api/pools").json()
+    assert pool["seats"] == 2 and [m["address"] for m in pool["members"]] == [VERIFIER]
+    verifiers = client.get("/verifiers").text
+    assert "Class pools" in verifiers and "no-shows" in verifiers
+    for path in ("/", "/providers"):
         assert client.get(path).status_code == 200

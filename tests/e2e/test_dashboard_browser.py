@@ -1,9 +1,11 @@
 """A person opens the dashboard in a real browser (Debian's chromium, driven by Playwright).
 
-On a small anvil deployment a requester posts two jobs and a provider accepts
-one; ``greenproof dashboard`` runs as its own process; the browser loads the job
-list, clicks into the accepted job, and a screenshot is saved to
-``tests/e2e/artifacts/``. The assertions read what a person would see.
+On a small anvil deployment two verifiers join the court's pool of one class,
+a requester posts two jobs and a provider of that class accepts one;
+``greenproof dashboard`` runs as its own process; the browser loads the job
+list, clicks into the accepted job, looks at the verifiers' pool, and a
+screenshot is saved to ``tests/e2e/artifacts/``. The assertions read what a
+person would see.
 
 Chromium comes from Debian (``scripts/install-browser.sh`` installs it when
 ``/usr/bin/chromium`` is missing); ``playwright install`` is never run.
@@ -40,6 +42,7 @@ batch_size: 16
 total_steps: 4
 segment_steps: 2
 """
+CLASS = b"\x01" * 32
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +58,12 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     from click.testing import CliRunner
 
     from greenproof.cli import cli
-    from greenproof.demo import default_actors, setup_market
+    from greenproof.demo import DEMO_SEATS, default_actors, setup_market
 
     data = tmp_path_factory.mktemp("dashboard-market")
     with Anvil(state_dir=data / "anvil") as node:
         actors = default_actors()
-        manifest = setup_market(node.rpc_url, actors, data)
+        manifest = setup_market(node.rpc_url, actors, data, pool_classes=[CLASS])
         spec = data / "job.yaml"
         spec.write_text(SPEC_YAML)
         job_ids = []
@@ -72,7 +75,7 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             assert result.exit_code == 0, result.output
             job_ids.append(int(result.output.split('"job_id": ')[1].split(",")[0]))
         Gateway(connect(node.rpc_url, actors["green"].account, manifest)).accept_job(
-            job_ids[0], b"\x01" * 32)
+            job_ids[0], CLASS)
         port = free_port()
         sup = Supervisor(grace=5)
         child = sup.spawn("dashboard", [
@@ -91,7 +94,9 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                 time.sleep(0.2)
             else:
                 pytest.fail(f"dashboard did not come up:\n{child.tail()}")
-            yield url, {"jobs": job_ids, "provider": actors["green"].address}
+            yield url, {"jobs": job_ids, "provider": actors["green"].address,
+                        "verifiers": [actors[r].address for r in ("verifier_a", "verifier_b")],
+                        "seats": DEMO_SEATS}
         finally:
             sup.stop_all()
 
@@ -129,6 +134,12 @@ def test_a_person_browses_to_a_job_and_sees_it(chromium: Path, dashboard_url: tu
 
             page.goto(f"{url}/providers")
             assert facts["provider"][:6] in page.locator("table").inner_text()
+            page.goto(f"{url}/verifiers")
+            pool = page.locator("h3.pool").inner_text()
+            assert "0x0101" in pool and f"{2 * facts['seats']} seats (0 busy) · 2 members" in pool
+            members = page.locator("table.pool").inner_text()
+            assert all(v[:6] in members for v in facts["verifiers"])
+            assert str(facts["seats"]) in members
             missing = page.goto(f"{url}/jobs/{open_job + 100}")
             assert missing is not None and missing.status == 404
         finally:

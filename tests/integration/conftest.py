@@ -38,10 +38,23 @@ Test modules cannot import this file (no package ``__init__``): use the fixtures
   ``(anvil, deployment, manifest_path)``.
 - ``deploy_fresh(**params)``: deploy another system on the shared anvil with
   other market parameters (returns ``(deployment, manifest_path)``).
+- ``seat_verifiers(*roles, seats=N, dclass=None)``: each role stakes what it
+  lacks and joins the court's pool of this machine's fp32 class (the class a CPU
+  worker here trains in; or ``dclass``) with ``seats`` seats; returns the class. Jobs need that pool to
+  hold ``min_class_stake`` (default 3 seats) before a worker can accept them.
+- ``daemons``: starts ``greenproof`` subprocesses (``daemons.start(argv, name)``),
+  fails the test with a daemon's log when it dies, stops them all at the end.
+- ``drive_court(gw, job_id, daemons, voters, …)``: plays the world of a job until
+  it is final: mines blocks for the audit seed and, in each round, warps anvil's
+  clock past the commit window once every drawn seat of ``voters`` committed and
+  past the reveal window once they all revealed.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +67,7 @@ from greenproof.chain.connection import make_web3
 from greenproof.chain.deploy import deploy_system
 from greenproof.chain.devnet import Anvil
 from greenproof.chain.gateway import Gateway
+from greenproof.chain.models import JobState, SeatsDrawn, SeatStatus
 
 # role -> anvil/ape test account index (TEST::N)
 ROLES: dict[str, int] = {
@@ -71,14 +85,14 @@ TOKEN = 10**18
 START_TOKENS = 1_000_000 * TOKEN
 # Short windows so tests (and daemons under test) move quickly; time is warped
 # with anvil.evm_increase_time where a test needs a window to pass.
+# The court keeps its defaults (committees of 3 seats, 3 rounds, 100-token seats,
+# min_class_stake of 3 seats) but votes in short windows.
 TEST_PARAMS: dict[str, int] = {
     "seed_lookahead": 1,
     "open_window": 120,
-    "vote_commit_window": 60,
-    "vote_reveal_window": 60,
+    "commit_window": 60,
+    "reveal_window": 60,
     "max_job_duration": 6 * 3600,
-    "min_verifier_stake": 10 * TOKEN,
-    "max_vote_stake": 1_000 * TOKEN,
 }
 FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.2, max_delay=2.0)
 
@@ -216,3 +230,133 @@ def private_anvil(tmp_path: Path) -> Iterator[tuple[Anvil, Any, Path]]:
     path = tmp_path / "deployment.json"
     with Anvil(state_dir=tmp_path / "anvil") as node:
         yield node, _deploy_funded(node.rpc_url, path), path
+
+
+@pytest.fixture
+def seat_verifiers(gateway_for: Callable[[str], Gateway]) -> Callable[..., bytes]:
+    """``seat_verifiers("verifier", "verifier2", seats=1)``: each role stakes what it lacks and
+    joins the court's pool of this machine's fp32 class (or ``dclass=``) with ``seats`` seats;
+    returns the class."""
+    from verifier.classes import replayable_classes
+
+    def seat(*roles: str, seats: int = 3, dclass: bytes | None = None) -> bytes:
+        dclass = dclass or replayable_classes()["fp32"]
+        for role in roles:
+            gw = gateway_for(role)
+            need = seats * gw.seat_stake()
+            if gw.free_stake() < need:
+                gw.stake(need - gw.free_stake())
+            gw.join_pool(dclass, seats)
+        return dclass
+
+    return seat
+
+
+class Daemons:
+    """``greenproof`` subprocesses of one test, each logging to ``{tmp_path}/{name}.log``."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.tmp_path = tmp_path
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_path(name), "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "greenproof"), "-v", *argv],
+                                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.tmp_path / f"{name}.log"
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        return self.log_path(name).read_text()[-tail:]
+
+    def check(self) -> None:
+        """Fail the test with the log of a daemon that died."""
+        for name, proc in self.procs.items():
+            if proc.poll() not in (None, 0):
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+
+    def wait_all(self, timeout: float = 60) -> None:
+        """Every daemon exits by itself (``--exit-when-idle``) with status 0."""
+        for name, proc in self.procs.items():
+            try:
+                assert proc.wait(timeout) == 0, self.log(name)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{name} did not exit when idle:\n{self.log(name)}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    import os
+
+    running = Daemons(tmp_path, {**os.environ, "GREENPROOF_ENERGY_SOURCE": "fake"})
+    yield running
+    running.stop()
+
+
+def seats_of_round(gw: Gateway, job_id: int, rnd: int) -> list[str]:
+    """The voters of round ``rnd`` of the job's case (one entry per seat)."""
+    start = gw.deployment.deployment_block
+    return [v for ev in gw.events(SeatsDrawn, start, job_id=job_id) if ev.round == rnd for v in ev.voters]
+
+
+@pytest.fixture
+def drive_court(anvil: Anvil) -> Callable[..., JobState]:
+    """``drive_court(gw, job_id, daemons, voters, on_voting=None, on_tick=None)`` -> the job's
+    final state.
+
+    Mines blocks until the audit is drawn and the segments open; in each round warps
+    past the commit window once every drawn seat held by ``voters`` (addresses of the
+    accounts whose votes the test waits for) committed, past the reveal window once
+    they revealed. ``on_voting(case)`` runs once per round when it starts voting,
+    ``on_tick(case)`` on every pass while the job votes."""
+
+    def drive(gw: Gateway, job_id: int, procs: Daemons, voters: set[str],
+              on_voting: Callable[[Any], None] | None = None, on_tick: Callable[[Any], None] | None = None,
+              timeout: float = 240.0) -> JobState:
+        deadline, rounds_seen = time.monotonic() + timeout, set()
+        waiting_for = {v.lower() for v in voters}
+        while time.monotonic() < deadline:
+            procs.check()
+            job = gw.job(job_id)
+            if job.state.final:
+                return job.state
+            case = gw.case_of(job_id)
+            if job.state is not JobState.VOTING or not case.voting:
+                anvil.mine(1)  # the seed block, then keep blocks coming for the daemons
+            else:
+                if on_voting is not None and case.round not in rounds_seen:
+                    rounds_seen.add(case.round)
+                    on_voting(case)
+                if on_tick is not None:
+                    on_tick(case)
+                _warp(gw, job_id, case, waiting_for)
+            time.sleep(0.5)
+        pytest.fail(f"job {job_id} did not finalize in time:\n" +
+                    "\n".join(f"--- {n}\n{procs.log(n, 3000)}" for n in procs.procs))
+
+    def _warp(gw: Gateway, job_id: int, case: Any, voters: set[str]) -> None:
+        mine = {v for v in seats_of_round(gw, job_id, case.round) if v.lower() in voters}
+        status = [gw.seat_of(job_id, case.round, v).status for v in mine]
+        now = gw.chain.timestamp()
+        if now >= case.reveal_end:
+            anvil.mine(1)  # the daemons finalize
+        elif all(s is not SeatStatus.SEATED for s in status) and now < case.commit_end:
+            anvil.evm_increase_time(case.commit_end - now)
+        elif all(s not in (SeatStatus.SEATED, SeatStatus.COMMITTED) for s in status) and now >= case.commit_end:
+            anvil.evm_increase_time(case.reveal_end - now)
+
+    return drive

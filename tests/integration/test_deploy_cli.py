@@ -17,13 +17,13 @@ def test_deploy_sets_parameters_and_mints_to_the_named_accounts(anvil, tmp_path:
     manifest = tmp_path / "deployment.json"
     result = CliRunner().invoke(cli, [
         "deploy", "--network", anvil.rpc_url, "--account", "TEST::0", "--out", str(manifest),
-        "--param", "open_window=60", "--param", "vote_commit_window=30",
+        "--param", "open_window=60", "--param", "commit_window=30",
         "--mint", "TEST::2=1500", "--mint", f"{dev_account(3).address}=0.5", "--json",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(manifest.read_text())["parameters"]["open_window"] == 60
     gw = Gateway(connect(anvil.rpc_url, None, manifest))
-    assert (gw.param("open_window"), gw.param("vote_commit_window")) == (60, 30)
+    assert (gw.param("open_window"), gw.court_param("commit_window")) == (60, 30)
     assert gw.token_balance(dev_account(2).address) == 1500 * TOKEN
     assert gw.token_balance(dev_account(3).address) == TOKEN // 2
 

@@ -57,7 +57,8 @@ def node():
 def test_deploy_script_writes_a_wired_manifest_and_refuses_to_overwrite(node, tmp_path):
     out = tmp_path / "deployments"
     run = ape_deploy(
-        node, "--out", str(out), "--param", "open_window=1800", "--param", "max_audit_samples=16"
+        node, "--out", str(out), "--param", "open_window=1800", "--param", "max_audit_samples=16",
+        "--param", "committee_size=5", "--param", "max_rounds=2", "--param", "commit_window=900"
     )
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -76,19 +77,27 @@ def test_deploy_script_writes_a_wired_manifest_and_refuses_to_overwrite(node, tm
     contract = {
         name: w3.eth.contract(address=a, abi=d.abis[name]) for name, a in d.addresses.items()
     }
-    stake, registry, market = (
+    stake, registry, market, court = (
         contract["StakeManager"].functions,
         contract["GreenRegistry"].functions,
         contract["JobMarket"].functions,
+        contract["VerifierCourt"].functions,
     )
     # wiring
     assert stake.market().call() == d.job_market
     assert registry.market().call() == d.job_market
+    assert stake.court().call() == market.court().call() == d.verifier_court
+    assert court.market().call() == d.job_market
+    assert court.stake_manager().call() == d.stake_manager
     assert stake.token().call() == registry.token().call() == d.token
     assert stake.owner().call() == registry.owner().call() == market.owner().call() == TEST0
     # parameters: the overrides applied, the manifest agrees with the chain
     assert market.open_window().call() == 1800 == d.parameters["open_window"]
     assert market.max_audit_samples().call() == 16 == d.parameters["max_audit_samples"]
+    assert court.committee_size().call() == 5 == d.parameters["committee_size"]
+    assert court.max_rounds().call() == 2 == d.parameters["max_rounds"]
+    assert court.commit_window().call() == 900 == d.parameters["commit_window"]
+    assert court.SEAT_STAKE().call() == d.parameters["seat_stake"] == 100 * 10**18
     lifetime = market.max_job_lifetime().call()
     assert stake.unbonding_period().call() == d.parameters["unbonding_period"] > lifetime
     assert d.parameters["max_job_lifetime"] == lifetime

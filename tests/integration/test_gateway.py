@@ -1,5 +1,6 @@
 """The contracts' one gateway on a real anvil: typed reads, one method per transaction,
-events as models, openings batched by ``MAX_OPENINGS``, and renamed fields that fail loudly."""
+events as models (the market's and the court's), openings batched by ``MAX_OPENINGS``,
+the court's pools and seats, and renamed fields that fail loudly."""
 
 from __future__ import annotations
 
@@ -15,17 +16,23 @@ from greenproof.chain.connection import make_web3
 from greenproof.chain.errors import TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import (
+    COURT_EVENTS,
     MARKET_EVENTS,
     AuditDrawn,
+    CaseOpened,
+    CaseOutcome,
+    CourtVotingStarted,
     JobAccepted,
     JobPosted,
     JobState,
     OnchainJob,
     Opening,
+    PoolJoined,
+    PoolLeft,
     ResultCommitted,
+    SeatsDrawn,
+    SeatStatus,
     SegmentOpened,
-    VoteStatus,
-    VotingStarted,
 )
 from greenproof.merkle import boundary0_seal, commitment_tree, seal
 
@@ -43,7 +50,13 @@ def post(requester: Gateway, num_segments: int = 8, audit_samples: int = 4, spec
     return job_id
 
 
-def test_typed_reads_after_post_and_accept(gateway_for):
+@pytest.fixture
+def cpu_pool(seat_verifiers) -> bytes:
+    """Three verifiers with one seat each in the pool of class ``CPU`` (so jobs can be accepted in it)."""
+    return seat_verifiers("verifier", "verifier2", "verifier3", seats=1, dclass=CPU)
+
+
+def test_typed_reads_after_post_and_accept(gateway_for, cpu_pool):
     requester, provider = gateway_for("requester"), gateway_for("provider")
     provider.stake(2 * COLLATERAL)
     first = requester.next_job_id()
@@ -66,8 +79,11 @@ def test_typed_reads_after_post_and_accept(gateway_for):
     assert provider.free_stake() == provider.staked() - COLLATERAL
     assert provider.audit_indices(job_id) == [] and not provider.is_opened(job_id, 0)
 
-    vote = requester.vote_of(job_id, requester.address)
-    assert (vote.status, vote.weight, vote.settled) == (VoteStatus.NONE, 0, False)
+    assert job.determinism_class == CPU
+    case = requester.case_of(job_id)  # no case before the audit draw
+    assert not case.exists and not case.voting and case.outcome is CaseOutcome.NONE
+    seat = requester.seat_of(job_id, 0, requester.address)
+    assert (seat.seats, seat.status, seat.settled) == (0, SeatStatus.SEATED, False) and not seat.seated
     assert requester.job(10**9).state is JobState.NONE and not requester.job(10**9).exists
     assert requester.param("max_audit_samples") == requester.params()["max_audit_samples"]
     assert requester.claimable() == 0
@@ -81,7 +97,7 @@ def test_a_revert_carries_the_contracts_reason_and_the_job(gateway_for):
         gateway_for("outsider").withdraw()
 
 
-def test_events_come_back_as_models_filtered_by_job(gateway_for):
+def test_events_come_back_as_models_filtered_by_job(gateway_for, cpu_pool):
     requester, provider = gateway_for("requester"), gateway_for("provider")
     provider.stake(2 * COLLATERAL)
     start = requester.chain.block_number() + 1
@@ -109,7 +125,7 @@ def test_events_come_back_as_models_filtered_by_job(gateway_for):
     assert all(type(e) is MARKET_EVENTS[type(e).__name__] for e in every)
 
 
-def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, test_params):
+def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, test_params, cpu_pool):
     """64 segments, 32 samples: ~25 distinct audited segments, more than one transaction holds."""
     requester, provider = gateway_for("requester"), gateway_for("provider")
     provider.stake(2 * COLLATERAL)
@@ -141,8 +157,43 @@ def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, 
     opened = provider.events(SegmentOpened, start, job_id=job_id)
     assert [(e.index, e.start_hash, e.end_energy_mj) for e in opened] == [
         (i, hashes[i], energies[i + 1]) for i in indices]
-    (voting,) = provider.events(VotingStarted, start, job_id=job_id)
-    assert (voting.commit_end, voting.reveal_end) == provider.vote_windows(provider.job(job_id))
+    case = provider.case_of(job_id)
+    (voting,) = provider.events(CourtVotingStarted, start, job_id=job_id)
+    assert (voting.round, voting.commit_end, voting.reveal_end) == (0, case.commit_end, case.reveal_end)
+    assert case.voting and provider.voting_ends(job_id) == case.reveal_end
+    assert case.commit_end - case.voting_start == test_params["commit_window"]
+    (drawn,) = provider.events(SeatsDrawn, start, job_id=job_id)
+    assert drawn.round == 0 and len(drawn.voters) == case.drawn_seats == 3
+    court = provider.court_events(start)
+    assert [type(e) for e in court] == [CaseOpened, SeatsDrawn, CourtVotingStarted]
+    assert all(type(e) is COURT_EVENTS[type(e).event_name()] for e in court)
+
+
+def test_pools_seats_and_the_courts_reads(gateway_for):
+    verifier, outsider = gateway_for("verifier"), gateway_for("outsider")
+    seat = verifier.seat_stake()
+    assert seat > 0 and verifier.court_param("min_class_stake") == verifier.court_params()["min_class_stake"]
+    verifier.stake(3 * seat)
+    start = verifier.chain.block_number() + 1
+    joined = verifier.receipt_events(PoolJoined, verifier.join_pool(CPU, 3))
+    assert [(e.dclass, e.member, e.seats, e.member_seats, e.pool_seats) for e in joined] == [
+        (CPU, verifier.address, 3, 3, 3)]
+    assert verifier.locked_stake() == 3 * seat and verifier.free_stake() == 0
+    pool = verifier.pool_of(CPU)
+    assert (pool.members, pool.free_seats, pool.busy_seats, pool.stake) == (1, 3, 0, 3 * seat)
+    assert verifier.pool_stake(CPU) == 3 * seat and verifier.pool_stake(keccak(b"gpu")) == 0
+    member = verifier.member_of(CPU)
+    assert (member.free_seats, member.busy_seats, member.seats) == (3, 0, 3)
+    assert outsider.member_of(CPU, verifier.address) == member and outsider.member_of(CPU).seats == 0
+
+    (left,) = verifier.receipt_events(PoolLeft, verifier.leave_pool(CPU, 2))
+    assert (left.seats, left.member_seats, left.pool_seats) == (2, 1, 1)
+    assert verifier.free_stake() == 2 * seat
+    assert [type(e) for e in verifier.court_events(start)] == [PoolJoined, PoolLeft]
+    with pytest.raises(TxError, match="court: seats not free"):
+        verifier.leave_pool(CPU, 2)
+    with pytest.raises(TxError, match="court: case not voting"):
+        outsider.commit_vote(424_242, keccak(b"vote"))
 
 
 def test_a_field_the_abi_renames_fails_loudly(anvil, deployment, gateway_for, account_for):
@@ -163,7 +214,7 @@ def test_a_field_the_abi_renames_fails_loudly(anvil, deployment, gateway_for, ac
 def test_onchain_job_without_a_field_does_not_validate():
     fields = {name: 0 for name in OnchainJob.model_fields}
     fields.update(requester="0x" + "11" * 20, provider="0x" + "22" * 20, spec_hash=b"", root=b"",
-                  final_state_hash=b"", seed=b"")
+                  final_state_hash=b"", seed=b"", determinism_class=b"", seal_acc=b"")
     assert OnchainJob.model_validate(fields).state is JobState.NONE
     del fields["payment"]
     with pytest.raises(ValidationError, match="payment"):

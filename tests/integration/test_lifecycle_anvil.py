@@ -1,8 +1,11 @@
 """The full honest job lifecycle on a real anvil node, through the contracts' one gateway.
 
-post -> accept -> commit -> draw -> open (one batch, short end proofs) -> two
-verifiers commit and reveal "ok" -> finalize -> settle -> everyone withdraws;
-then the market holds nothing and every balance moved by exactly its share.
+three verifiers join the court's pool of the provider's class -> post -> accept ->
+commit -> draw (the committee of three seats) -> open (one batch, short end proofs)
+-> every seat commits and reveals "ok" with the work digests of the audited
+segments -> finalize -> every seat settled -> everyone withdraws; then the market
+holds nothing but the fee's remainder went back, and every balance moved by
+exactly its share.
 
 Run: ``python -m pytest -p no:ape_test tests/integration/test_lifecycle_anvil.py -q``
 (the session fixtures in ``tests/integration/conftest.py`` start anvil and deploy).
@@ -13,20 +16,22 @@ from __future__ import annotations
 from eth_abi import encode
 from eth_utils import keccak
 
-from greenproof.chain.models import JobFinalized, JobState, Opening
-from greenproof.merkle import boundary0_seal, commitment_tree, seal
+from greenproof.chain.models import CaseOutcome, JobFinalized, JobState, Opening, SeatsDrawn
+from greenproof.merkle import boundary0_seal, commitment_tree, seal, vote_commitment
 
 TOKEN = 10**18
 PAYMENT, FEE, COLLATERAL = 100 * TOKEN, 10 * TOKEN, 150 * TOKEN
 NUM_SEGMENTS, SAMPLES = 32, 8
 
 
-def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params):
+CPU = keccak(b"cpu")
+
+
+def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params, seat_verifiers):
     req, prov = gateway_for("requester"), gateway_for("provider")
-    voters = [gateway_for("verifier"), gateway_for("verifier2")]
+    voters = [gateway_for("verifier"), gateway_for("verifier2"), gateway_for("verifier3")]
     prov.stake(2 * COLLATERAL)
-    for v in voters:
-        v.stake(100 * TOKEN)
+    seat_verifiers("verifier", "verifier2", "verifier3", seats=1, dclass=CPU)
     start = {gw.address: gw.token_balance() for gw in (req, prov, *voters)}
 
     job, _ = req.post_job(
@@ -36,38 +41,44 @@ def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params):
     )
     hashes = [keccak(encode(["uint256", "uint256"], [job, k])) for k in range(NUM_SEGMENTS + 1)]
     energies = [k * 1_800_000 for k in range(NUM_SEGMENTS + 1)]
-    seals = [boundary0_seal(job)] + [seal(job, k, keccak(b"losses %d" % k)) for k in range(1, NUM_SEGMENTS + 1)]
+    digests = [keccak(b"losses %d" % k) for k in range(NUM_SEGMENTS + 1)]
+    seals = [boundary0_seal(job)] + [seal(job, k, digests[k]) for k in range(1, NUM_SEGMENTS + 1)]
     tree = commitment_tree(job, hashes, energies, seals)
-    prov.accept_job(job, keccak(b"cpu"))
+    prov.accept_job(job, CPU)
     prov.commit_result(job, tree.root, hashes[-1], energies[-1], "http://x")
     anvil.mine(test_params["seed_lookahead"] + 1)
     req.draw_audit(job)
     assert len(prov.audit_indices(job)) == SAMPLES
+    (drawn,) = req.events(SeatsDrawn, req.deployment.deployment_block, job_id=job)
+    assert sorted(drawn.voters) == sorted(v.address for v in voters)  # three seats from three members
     indices = sorted(set(prov.audit_indices(job)))
     receipts = prov.open_segments(job, [Opening.from_tree(tree, i, hashes, energies, seals) for i in indices])
     assert len(receipts) == 1
     assert all(prov.is_opened(job, i) for i in indices)
     assert prov.job(job).state is JobState.VOTING
 
+    proof = [digests[i + 1] for i in indices]  # w_{k+1} of each distinct audited segment, ascending
     salts = {v.address: keccak(v.address.encode()) for v in voters}
     for v in voters:
-        commitment = keccak(encode(["uint256", "address", "bool", "bytes32"], [job, v.address, False, salts[v.address]]))
-        v.commit_vote(job, commitment)
-    anvil.evm_increase_time(test_params["vote_commit_window"])
+        v.commit_vote(job, vote_commitment(job, v.address, False, salts[v.address], proof))
+    anvil.evm_increase_time(test_params["commit_window"])
     for v in voters:
-        v.reveal_vote(job, False, salts[v.address])
-    anvil.evm_increase_time(test_params["vote_reveal_window"])
+        v.reveal_vote(job, False, salts[v.address], proof)
+    anvil.evm_increase_time(test_params["reveal_window"])
     (finalized,) = req.receipt_events(JobFinalized, req.finalize(job))
     assert (finalized.outcome, finalized.paid, finalized.energy_mj) == (JobState.PAID, PAYMENT, energies[-1])
+    case = req.case_of(job)
+    assert (case.outcome, case.ok_seats, case.reward_per_seat) == (CaseOutcome.OK, 3, FEE // 3)
     for v in voters:
-        req.settle_vote(job, v.address)
-    for gw in (prov, *voters):
+        req.settle_seat(job, 0, v.address)
+    for gw in (req, prov, *voters):
         gw.withdraw()
 
     assert req.job(job).state is JobState.PAID
     assert req.token_balance(req.market_address) == 0
     end = {gw.address: gw.token_balance() for gw in (req, prov, *voters)}
-    assert end[req.address] == start[req.address] - PAYMENT - FEE
+    assert end[req.address] == start[req.address] - PAYMENT - FEE + FEE % 3  # the pot's remainder
     assert end[prov.address] == start[prov.address] + PAYMENT
-    assert [end[v.address] - start[v.address] for v in voters] == [FEE // 2, FEE - FEE // 2]
+    assert [end[v.address] - start[v.address] for v in voters] == [FEE // 3] * 3
     assert prov.locked_stake() == 0
+    assert all(v.locked_stake() == v.seat_stake() and v.member_of(CPU).free_seats == 1 for v in voters)

@@ -3,8 +3,10 @@ an audit larger than one ``open_segments`` call.
 
 Each test runs ``greenproof worker run … --exit-when-idle`` as a subprocess (so
 SIGKILL is real), posts a job as the requester through the chain bindings and
-plays the rest of the world: it mines the blocks the audit seed needs and warps
-time past the vote windows (nobody votes, so the optimistic outcome applies).
+plays the rest of the world: a verifier joins the court's pool of the worker's
+class (else no job can be accepted in it), the test mines the blocks the audit
+seed needs and warps time past each round's vote windows (nobody votes: every
+round lacks a majority, the last one pays the provider).
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ from greenproof.chain.models import (
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from greenproof.store import fetch_state
+from verifier.classes import replayable_classes
 
 log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.anvil
 
 TOKEN = 10**18
-PROVIDER, REQUESTER = 2, 1  # TEST::N indices, as in conftest.ROLES
+PROVIDER, REQUESTER, VERIFIER = 2, 1, 4  # TEST::N indices, as in conftest.ROLES
 PAYMENT = 100 * TOKEN
 STAKE = 1_000 * TOKEN
 GREEN_BPS = 8_000
@@ -180,19 +183,21 @@ def wait_for(what: str, pred: Callable[[], bool], worker: WorkerProcess | None, 
 
 def drive_to_paid(node: Any, market: Gateway, job_id: int, worker: WorkerProcess, timeout: float = 150,
                   on_voting: Callable[[], None] | None = None) -> None:
-    """Play the world until the job is PAID: mine for the audit seed, warp past the vote windows."""
+    """Play the world until the job is PAID: mine for the audit seed, warp past each round's
+    vote windows (the worker finalizes; a round without votes draws the next)."""
     end = time.monotonic() + timeout
-    warped = False
     while (state := market.job(job_id).state) is not JobState.PAID:
         assert not state.final, f"job {job_id} ended {state}\n{worker.log()[-4000:]}"
         worker.check_alive()
         if state is JobState.COMMITTED:
             node.mine(2)  # the seed block must be in the past; automine only mines on transactions
-        elif state is JobState.VOTING and not warped:
+        elif state is JobState.VOTING:
             if on_voting is not None:
                 on_voting()
-            node.evm_increase_time(market.param("vote_commit_window") + market.param("vote_reveal_window") + 1)
-            warped = True
+                on_voting = None
+            ends = market.voting_ends(job_id)
+            if market.chain.timestamp() <= ends:
+                node.evm_increase_time(ends - market.chain.timestamp() + 1)
         if time.monotonic() > end:
             raise AssertionError(f"job {job_id} still {state}\n{worker.log()[-4000:]}")
         time.sleep(0.2)
@@ -205,10 +210,12 @@ def accepted_count(market: Gateway, job_id: int) -> int:
 # ------------------------------------------------------------------ stories
 def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
     anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
+    seat_verifiers: Callable[..., bytes],
     attestor: Any, tmp_path: Path,
 ) -> None:
     provider, requester, owner = gateway_for("provider"), gateway_for("requester"), gateway_for("owner")
     provider.stake(STAKE)
+    seat_verifiers("verifier")
     attest_green(owner, attestor, provider.address)
     before = provider.token_balance()
     spec = tiny_spec(segments=4)
@@ -261,10 +268,12 @@ def test_worker_trains_commits_opens_and_is_paid_with_green_bonus(
 
 def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
     anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
+    seat_verifiers: Callable[..., bytes],
     tmp_path: Path,
 ) -> None:
     provider, requester = gateway_for("provider"), gateway_for("requester")
     provider.stake(STAKE)
+    seat_verifiers("verifier")
     before = provider.token_balance()
     spec = tiny_spec(segments=6)
 
@@ -297,11 +306,13 @@ def test_worker_killed_mid_training_and_mid_audit_still_gets_paid(
 
 def test_worker_opens_an_audit_larger_than_one_open_segments_call_and_is_paid(
     anvil: Any, deployment: Any, deployment_path: Path, gateway_for: Callable[[str], Gateway],
+    seat_verifiers: Callable[..., bytes],
     tmp_path: Path,
 ) -> None:
     """64 segments, 32 audit samples: some 25 distinct segments to open, MAX_OPENINGS (16) per call."""
     provider, requester = gateway_for("provider"), gateway_for("requester")
     provider.stake(STAKE)
+    seat_verifiers("verifier")
     before = provider.token_balance()
     spec = tiny_spec(segments=64)
 
@@ -326,12 +337,14 @@ def test_worker_rides_out_an_rpc_outage(private_anvil: Any, tmp_path: Path) -> N
     node, deployment, manifest = private_anvil
 
     def gateway(role: str) -> Gateway:
-        account = dev_account({"provider": PROVIDER, "requester": REQUESTER}[role])
+        account = dev_account({"provider": PROVIDER, "requester": REQUESTER, "verifier": VERIFIER}[role])
         return Gateway(Chain(make_web3(node.rpc_url), account, deployment, poll=0.05,
                              retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0)))
 
-    provider, requester = gateway("provider"), gateway("requester")
+    provider, requester, verifier = gateway("provider"), gateway("requester"), gateway("verifier")
     provider.stake(STAKE)
+    verifier.stake(3 * verifier.seat_stake())
+    verifier.join_pool(replayable_classes()["fp32"], 3)  # the court the worker's class needs
     before = provider.token_balance()
     spec = tiny_spec(segments=4)
 

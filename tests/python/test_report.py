@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from greenproof.report import MoneyFlow, Report, ReportJob, render_report
+from greenproof.report import (
+    MoneyFlow,
+    Report,
+    ReportJob,
+    ReportSeat,
+    render_report,
+)
 
 
 def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
@@ -14,6 +20,11 @@ def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
         jobs=[
             ReportJob(job_id=1, task="mlp", provider="green", outcome="PAID", paid=100 * 10**18,
                       bonus=20 * 10**18, energy_wh=0.5, co2_g=0.01, wall_s=90,
+                      decision="OK", decided_round=0,
+                      committee=[ReportSeat(round=0, verifier="verifier A", seats=2, vote="ok",
+                                            result="won", reward=10**18),
+                                 ReportSeat(round=0, verifier="verifier B", seats=1,
+                                            vote="no vote", result="no-show", penalty=2 * 10**16)],
                       losses=[2.3, 1.5, 0.9], segment_energy_wh=[0.2, 0.3]),
             ReportJob(job_id=2, task="cnn", provider="cheater <b>", outcome="SLASHED",
                       slashed=4 * 10**18, energy_wh=0.1, segment_energy_wh=[0.05, 0.05]),
@@ -29,4 +40,6 @@ def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "cheater &lt;b&gt;" in page and "<b>" not in page.split("<body>")[1].split("<h2>")[0]
     assert "100.00" in page and "SLASHED" in page and "123 s" in page
+    assert "OK in round 0" in page and "<td>2 ok</td><td class='won'>won</td>" in page
+    assert "<td class='no-show'>no-show</td><td>0.0000</td><td>0.0200</td>" in page
     assert Report.model_validate_json((tmp_path / "out" / "summary.json").read_text()) == report
