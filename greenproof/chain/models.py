@@ -68,6 +68,12 @@ def decode_state(raw: Any) -> JobState:
     return STATE_ORDER[value]
 
 
+#: A ``JobState`` as the contract returns it (``uint8``) or already decoded.
+ContractJobState = Annotated[
+    JobState, BeforeValidator(lambda v: v if isinstance(v, JobState) else decode_state(v))
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -86,7 +92,7 @@ class OnchainJob(_Strict):
     job_id: int
     requester: str
     provider: str
-    state: JobState
+    state: ContractJobState
     spec_hash: bytes
     num_segments: int
     audit_samples: int
@@ -106,11 +112,6 @@ class OnchainJob(_Strict):
     opened_mask: int
     seal_acc: bytes
     pot: int
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _state(cls, value: Any) -> JobState:
-        return value if isinstance(value, JobState) else decode_state(value)
 
     @property
     def exists(self) -> bool:
@@ -386,16 +387,11 @@ class SegmentOpened(JobEvent):
 class JobFinalized(JobEvent):
     """The job closed: ``outcome`` is PAID or SLASHED."""
 
-    outcome: JobState  # PAID or SLASHED
+    outcome: ContractJobState  # PAID or SLASHED
     paid: int
     bonus: int
     energy_mj: int
     carbon_g: int
-
-    @field_validator("outcome", mode="before")
-    @classmethod
-    def _outcome(cls, value: Any) -> JobState:
-        return value if isinstance(value, JobState) else decode_state(value)
 
 
 class ProviderSlashed(JobEvent):
