@@ -29,7 +29,7 @@ def test_deployment_is_wired_and_parameters_applied(chain_for, gateway_for, depl
     chain, gw = chain_for("owner"), gateway_for("owner")
     assert chain.call(chain.stake.functions.market()) == gw.market_address
     assert chain.call(chain.registry.functions.market()) == gw.market_address
-    params = gw.params()
+    params = gw.params() | gw.court_params()  # the market's and the court's
     for name, value in test_params.items():
         assert params[name] == value, name
         assert deployment.parameters[name] == value
