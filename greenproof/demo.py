@@ -350,14 +350,14 @@ def _summary_table(report: Report) -> Table:
               collapse_padding=True, pad_edge=False)
     for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
                       ("outcome", "left"), ("paid/slashed", "right"), ("bonus", "right"),
-                      ("Wh", "right"), ("CO2 g", "right"), ("wall s", "right")):
+                      ("Wh", "right"), ("CO2 mg", "right"), ("wall s", "right")):
         t.add_column(col, justify=just, min_width=len(col))  # type: ignore[arg-type]
     for j in report.jobs:
         money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome == "PAID"
                  else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
         style = "green" if j.outcome == "PAID" else "red"
         t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
-                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g:.6f}",
+                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g * 1000:.3f}",
                   f"{j.wall_s:.0f}")
     return t
 

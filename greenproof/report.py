@@ -162,7 +162,7 @@ def render_report(report: Report, out_dir: Path) -> Path:
         f"<td class='{e(j.outcome)}'>{e(j.outcome)}</td>"
         f"<td>{report.tokens(j.paid):,.2f}</td><td>{report.tokens(j.slashed):,.2f}</td>"
         f"<td>{report.tokens(j.bonus):,.2f}</td><td>{j.energy_wh:.4f}</td>"
-        f"<td>{j.co2_g:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
+        f"<td>{j.co2_g * 1000:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
         for j in report.jobs
     )
     committee_rows = "\n".join(
@@ -191,7 +191,7 @@ def render_report(report: Report, out_dir: Path) -> Path:
 <h2>Jobs</h2>
 <table><thead><tr><th>job</th><th>task</th><th>provider</th><th>outcome</th>
 <th>paid ({sym})</th><th>slashed ({sym})</th><th>bonus ({sym})</th><th>energy (Wh)</th>
-<th>CO₂ (g)</th><th>wall (s)</th></tr></thead><tbody>
+<th>CO₂ (mg)</th><th>wall (s)</th></tr></thead><tbody>
 {rows}
 </tbody></table>
 <h2>Committees and votes</h2>
