@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+
 import pytest
 import torch
+from local_http import Route, Server
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +21,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def stop() -> threading.Event:
+    """Set when the test ends: routes that would talk (or stay silent) for ever stop then."""
+    return threading.Event()
+
+
+@pytest.fixture
+def serve(stop: threading.Event) -> Iterator[Callable[..., Server]]:
+    """Start local HTTP servers (``local_http.Server`` arguments); all closed at the end."""
+    servers: list[Server] = []
+
+    def start(routes: dict[str, Route], *args: object, **kwargs: object) -> Server:
+        servers.append(Server(routes, *args, **kwargs))
+        return servers[-1]
+
+    yield start
+    stop.set()
+    for s in servers:
+        s.close()

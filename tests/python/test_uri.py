@@ -17,9 +17,9 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
+from local_http import Route, send
 
 from greenproof.uri import (
     FetchError,
@@ -38,79 +38,6 @@ from greenproof.uri import (
 DEADLINE_S = 1.5
 BOUND_S = 60.0  # an upper bound on giving up (40x the deadline), not a speed test: safe on a loaded machine
 LIMITS = FetchLimits(max_bytes=1000, deadline_s=DEADLINE_S, read_timeout_s=30, retries=2, retry_backoff_s=0.05)
-
-Route = Callable[[http.server.BaseHTTPRequestHandler], None]
-
-
-class Server:
-    """A local HTTP/1.1 server whose paths are routes; it remembers what it was asked."""
-
-    def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.requests.append((self.path, dict(self.headers)))
-                route = routes.get(self.path)
-                try:
-                    if route is None:
-                        send(self, b"no such thing", status=404)
-                    else:
-                        route(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the reader gave up, as it should
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        if tls is not None:
-            self.http.socket = tls.wrap_socket(self.http.socket, server_side=True)
-        self.port = self.http.server_port
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-@pytest.fixture
-def stop() -> threading.Event:
-    """Set when the test ends: routes that would talk for ever stop then."""
-    return threading.Event()
-
-
-@pytest.fixture
-def serve(stop) -> Iterator[Callable[[dict[str, Route]], Server]]:
-    servers: list[Server] = []
-
-    def start(routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> Server:
-        servers.append(Server(routes, tls))
-        return servers[-1]
-
-    yield start
-    stop.set()
-    for s in servers:
-        s.close()
-
-
-def send(h: http.server.BaseHTTPRequestHandler, body: bytes, *, status: int = 200, headers: dict[str, str] | None = None,
-         length: int | None = -1) -> None:
-    """Answer with ``body``; ``length=None`` omits Content-Length, any other value lies with it."""
-    h.send_response(status)
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    if length is not None:
-        h.send_header("Content-Length", str(len(body) if length == -1 else length))
-    h.send_header("Connection", "close")
-    h.end_headers()
-    h.wfile.write(body)
-
 
 def dripper(stop: threading.Event) -> Route:
     """200 with a large Content-Length, then one byte every 0.3 s for ever."""

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_gateway import MARKET, VERIFIER, FakeMarket, FixedClock, LiveClock
+from local_http import Route, send
 
 import greenproof.data
 from greenproof.adversaries.simulate import SimulatedRun, simulate_run
@@ -66,7 +67,6 @@ from verifier.votes import JobStage, SeatStage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-Route = Callable[[http.server.BaseHTTPRequestHandler], None]
 CHAIN_ID = 31337
 BOUND_S = 60.0  # an upper bound on anything the daemon waits for; not a speed test
 
@@ -74,73 +74,12 @@ BOUND_S = 60.0  # an upper bound on anything the daemon waits for; not a speed t
 # ----------------------------------------------------------------------------- artifact servers
 
 
-class Server:
-    """A local HTTP/1.1 server: the longest route prefix of a path answers it (else 404)."""
-
-    def __init__(self, routes: dict[str, Route]) -> None:
-        self.routes = dict(routes)
-        self.hits: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.hits.append(self.path)
-                prefixes = [p for p in server.routes if self.path.startswith(p)]
-                try:
-                    server.routes[max(prefixes, key=len)](self) if prefixes else send(self, b"", 404)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the reader gave up, as it should
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_port}"
-        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-@pytest.fixture
-def stop() -> threading.Event:
-    """Set when the test ends: servers that would talk (or stay silent) for ever stop then."""
-    return threading.Event()
-
-
-@pytest.fixture
-def serve(stop: threading.Event) -> Iterator[Callable[[dict[str, Route]], Server]]:
-    servers: list[Server] = []
-
-    def start(routes: dict[str, Route]) -> Server:
-        servers.append(Server(routes))
-        return servers[-1]
-
-    yield start
-    stop.set()
-    for s in servers:
-        s.close()
-
-
-def send(h: http.server.BaseHTTPRequestHandler, body: bytes, status: int = 200,
-         length: int | None = None) -> None:
-    h.send_response(status)
-    h.send_header("Content-Length", str(len(body) if length is None else length))
-    h.send_header("Connection", "close")
-    h.end_headers()
-    h.wfile.write(body)
-
-
 def body(raw: bytes) -> Route:
     return lambda h: send(h, raw)
 
 
 def not_found(h: http.server.BaseHTTPRequestHandler) -> None:
-    send(h, b"no such thing", 404)
+    send(h, b"no such thing", status=404)
 
 
 def dripper(stop: threading.Event) -> Route:
@@ -266,7 +205,7 @@ def test_drip_and_silent_servers_get_a_fraud_vote_before_the_commit_window_close
         honest, serve, stop, tmp_path, daemons):
     clock = LiveClock()
     market = FakeMarket(clock, commit_window=12, reveal_window=12)  # the budget: 12 - 3 = 9 s
-    server = serve({"/drip/": dripper(stop), "/silent/": silent(stop)})
+    server = serve({"/drip/": dripper(stop), "/silent/": silent(stop)}, prefix=True)
     started = time.monotonic()
     post(market, 1, honest, f"{server.url}/drip/1", [1, 2])
     post(market, 2, honest, f"{server.url}/silent/2", [1, 2])
@@ -299,7 +238,7 @@ def test_an_unreadable_job_is_skipped_with_its_reason_and_the_cheater_still_gets
     caplog.set_level(logging.WARNING)
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/spec.yaml": not_found})  # and 404 for every checkpoint
+    server = serve({"/spec.yaml": not_found}, prefix=True)  # and 404 for every checkpoint
     post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2], spec_uri=f"{server.url}/spec.yaml")
     post(market, 2, honest, f"{server.url}/artifacts/2", [1, 2])  # withholds its checkpoints
     post(market, 3, honest, f"{server.url}/artifacts/3", [1, 2],
@@ -327,7 +266,7 @@ def test_an_unreadable_job_is_skipped_with_its_reason_and_the_cheater_still_gets
 def test_a_reveal_goes_out_while_another_jobs_audit_is_stuck(honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     stuck, release = threading.Event(), threading.Event()
 
     def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
@@ -362,7 +301,7 @@ def test_replays_unfinished_by_the_deadline_are_an_abstention_and_the_late_resul
     caplog.set_level(logging.WARNING)
     clock = LiveClock()
     market = FakeMarket(clock, commit_window=8, reveal_window=8)  # the budget: 8 - 2 = 6 s
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     stuck, release = threading.Event(), threading.Event()
 
     def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
@@ -392,7 +331,7 @@ def test_replays_unfinished_by_the_deadline_are_an_abstention_and_the_late_resul
 def test_replays_at_once_never_exceed_max_parallel_across_jobs(honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=600, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     lock = threading.Lock()
     running, calls = [0], []
 
@@ -430,7 +369,7 @@ def test_a_removed_dataset_is_an_abstention_unless_the_provider_serves_it(
     monkeypatch.setattr(greenproof.data, "_cache", {})
     raw = npz()
     sha = hashlib.sha256(raw).hexdigest()
-    requester = serve({"/data/set.npz": body(raw)})
+    requester = serve({"/data/set.npz": body(raw)}, prefix=True)
     spec = tiny_spec(dataset={"uri": f"{requester.url}/data/set.npz", "sha256": sha}, batch_size=16)
     run = simulate_run(spec, measure_energy=False)  # an honest provider trained with it
     requester.routes["/data/set.npz"] = not_found  # then the requester removed it
@@ -439,7 +378,7 @@ def test_a_removed_dataset_is_an_abstention_unless_the_provider_serves_it(
 
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    provider = serve({"/artifacts/": checkpoints(run)})  # without the dataset
+    provider = serve({"/artifacts/": checkpoints(run)}, prefix=True)  # without the dataset
     daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
     daemons.append(daemon)
     post(market, 1, run, f"{provider.url}/artifacts/1", [1, 2])
@@ -482,7 +421,7 @@ class Counting:
 def test_a_restarted_daemon_does_not_check_finished_segments_again(honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=600, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     post(market, 1, honest, f"{server.url}/artifacts/1", [3, 0, 2, 1])
     first, second = Counting(block_at=2), Counting()
     try:
@@ -505,7 +444,7 @@ def test_a_restarted_daemon_does_not_check_finished_segments_again(honest, serve
 
 
 def test_a_checkpoint_that_breaks_a_rule_is_not_tried_again_a_missing_one_is(serve, tmp_path):
-    server = serve({"/big": lambda h: send(h, b"", length=10**6), "/gone": not_found})
+    server = serve({"/big": lambda h: send(h, b"", length=10**6), "/gone": not_found}, prefix=True)
     limits, policy, budget = FetchLimits(max_bytes=1000, deadline_s=30), FetchPolicy(3, 0.01), Budget.of(30)
     with pytest.raises(FetchTooLarge):
         fetch_file(f"{server.url}/big", tmp_path / "big", limits, policy, budget)
@@ -524,7 +463,7 @@ def test_only_seated_rounds_are_voted_two_seats_are_one_proven_vote_and_every_se
         honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     post(market, 1, honest, f"{server.url}/artifacts/1", [2, 0, 2], voters=[OTHER_A, OTHER_B, OTHER_A])
     post(market, 2, honest, f"{server.url}/artifacts/2", [3, 1, 1], voters=[VERIFIER, OTHER_A, VERIFIER])
     audited: list[int] = []
@@ -564,7 +503,7 @@ def test_a_round_without_a_majority_draws_another_and_the_verifier_votes_there_t
         honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     market.next_rounds[1] = [[OTHER_A, VERIFIER, OTHER_B]]
     post(market, 1, honest, f"{server.url}/artifacts/1", [1, 2], voters=[OTHER_A, VERIFIER, OTHER_B])
     daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
@@ -591,7 +530,7 @@ def test_a_round_without_a_majority_draws_another_and_the_verifier_votes_there_t
 def test_a_replay_in_another_class_cannot_prove_it_and_casts_no_ok_vote(honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60, max_rounds=1)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     other = dataclasses.replace(honest, provider_class=b"\x22" * 32)
     post(market, 1, other, f"{server.url}/artifacts/1", [1, 2])
     daemon = Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]
@@ -612,7 +551,7 @@ def test_an_end_seal_over_losses_the_replay_does_not_compute_gets_a_fraud_vote(
         honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     made_up = list(honest.work_digests)
     made_up[3] = work_digest([0.5, 0.25])  # segment 2's claimed losses; its states are honest
     liar = dataclasses.replace(honest, work_digests=made_up)
@@ -636,7 +575,7 @@ def test_a_commit_whose_receipt_was_lost_is_revealed_after_a_restart_with_the_jo
         honest, serve, tmp_path, daemons):
     clock = FixedClock()
     market = FakeMarket(clock, commit_window=60, reveal_window=60)
-    server = serve({"/artifacts/": checkpoints(honest)})
+    server = serve({"/artifacts/": checkpoints(honest)}, prefix=True)
     post(market, 1, honest, f"{server.url}/artifacts/1", [0, 3])
     sent = market.commit_vote
 
