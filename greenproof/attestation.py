@@ -9,6 +9,12 @@ under the domain ``{name: "greenproof", version: "1", chainId, verifyingContract
 registry}``. ``greenproof attestor sign`` writes the resulting
 :class:`SignedAttestation` as JSON; ``greenproof provider attest`` (or anyone)
 submits it with ``submit_attestation``.
+
+The registry keeps one nonce per (provider, attestor): an attestor's next
+attestation for a provider needs a nonce above the last one *it* signed for that
+provider (``GreenRegistry.nonce_of(provider, attestor)``). An attestation whose
+``valid_from`` is still in the future, or that starts before the one in force,
+is refused while one is in force: submit a pre-signed one once it starts.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ EIP712_DOMAIN_TYPE = [
     {"name": "verifyingContract", "type": "address"},
 ]
 U64 = 2**64 - 1
+#: GreenRegistry's ``MAX_CARBON_G_PER_KWH``: the highest grid intensity it accepts.
+MAX_CARBON_G_PER_KWH = 5_000
 
 
 class AttestationError(Exception):
@@ -79,7 +87,7 @@ class EnergyAttestation(BaseModel):
 
     provider: str
     green_bps: int = Field(ge=0, le=10_000)
-    carbon_g_per_kwh: int = Field(ge=0, le=2**32 - 1)
+    carbon_g_per_kwh: int = Field(ge=0, le=MAX_CARBON_G_PER_KWH)
     region: str = Field(description="0x + 64 hex digits (bytes32)")
     valid_from: int = Field(ge=0, le=U64)
     valid_until: int = Field(ge=0, le=U64)

@@ -1,4 +1,4 @@
-"""The one ``greenproof`` command for all four roles.
+"""The one ``greenproof`` command for every role.
 
 Sub-commands are loaded lazily so that ``greenproof --help`` stays fast and a
 provider's ``stake`` never imports torch.
@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "deploy": ("greenproof.cli.deploy_cmd", "deploy", "Deploy the contracts with web3 (dev nets; operators use `ape run deploy`)."),
     "provider": ("greenproof.cli.provider", "provider", "Provider: stake, unstake, withdraw, status, attest."),
     "attestor": ("greenproof.cli.attestor", "attestor", "Energy attestor: sign EIP-712 energy attestations."),
+    "allocator": ("greenproof.cli.allocator", "allocator", "Allocator: grant and revoke requesters' bonus-pool allowances."),
     "requester": ("greenproof.cli.requester", "requester", "Requester: post, status, watch, cancel, fetch jobs."),
     "worker": ("worker.cli", "worker", "The provider's worker daemon."),
     "verifier": ("verifier.cli", "verifier", "Verifier: stake, run the daemon, check a job."),

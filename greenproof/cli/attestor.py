@@ -2,18 +2,20 @@
 
 ``sign`` needs the registry address and chain id the signature is bound to: from
 the deployment (connects to ``--network``), or given offline with ``--registry``
-and ``--chain-id`` so an auditor can sign on an air-gapped machine.
+and ``--chain-id`` so an auditor can sign on an air-gapped machine. Nonces are
+per (provider, attestor) (docs/protocol.md §2.2): online, the default nonce is
+the last one this attestor signed for the provider, + 1.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from greenproof.cli.options import chain_options, gateway_from_options
+from greenproof.attestation import MAX_CARBON_G_PER_KWH
+from greenproof.cli.options import chain_options, gateway_from_options, role_commands
 
 DAY = 86_400
 
@@ -27,15 +29,16 @@ def attestor() -> None:
 @click.option("--provider", "provider_address", required=True, help="The attested provider's address.")
 @click.option("--green-bps", type=click.IntRange(0, 10_000), required=True,
               help="Renewable share in basis points (10000 = 100 %).")
-@click.option("--carbon", "carbon_g", type=click.IntRange(0, 2**32 - 1), required=True,
-              help="Grid carbon intensity, g CO2e per kWh.")
+@click.option("--carbon", "carbon_g", type=click.IntRange(0, MAX_CARBON_G_PER_KWH), required=True,
+              help="Grid carbon intensity, g CO2e per kWh (the registry accepts at most 5000).")
 @click.option("--region", required=True, help="Region / grid-zone tag (at most 32 bytes), e.g. EU-NO.")
 @click.option("--valid-days", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Validity from --valid-from, in days.")
 @click.option("--valid-from", type=click.IntRange(min=0), default=None,
               help="Start of validity, unix seconds (default: the chain's current time).")
-@click.option("--nonce", type=click.IntRange(min=1), default=None,
-              help="Attestation nonce (default: the provider's last nonce + 1, read from the chain).")
+@click.option("--nonce", type=click.IntRange(min=1, max=2**64 - 1), default=None,
+              help="Attestation nonce (default: the last nonce this attestor signed for the "
+                   "provider that the registry accepted, + 1, read from the chain).")
 @click.option("--registry", default=None, help="GreenRegistry address (offline signing).")
 @click.option("--chain-id", type=int, default=None, help="Chain id (offline signing, with --registry).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -46,10 +49,14 @@ def sign(provider_address: str, green_bps: int, carbon_g: int, region: str, vali
          out: Path, network: str, account: str | None, deployment: Path | None,
          confirmations: int) -> None:
     """Sign an energy attestation for a provider (as the attestor --account)."""
+    from eth_utils import is_address
+
     from greenproof.attestation import AttestationError, sign_attestation
     from greenproof.chain.accounts import AccountError, load_account
     from greenproof.chain.errors import ChainError
 
+    if not is_address(provider_address):
+        raise click.BadParameter(f"{provider_address!r} is not an address", param_hint="--provider")
     if (registry is None) != (chain_id is None):
         raise click.UsageError("--registry and --chain-id go together (offline signing)")
     if registry is not None and nonce is None:
@@ -63,7 +70,7 @@ def sign(provider_address: str, green_bps: int, carbon_g: int, region: str, vali
             if valid_from is None:
                 valid_from = gw.chain.timestamp()
             if nonce is None:
-                nonce = gw.attestation_nonce(provider_address) + 1
+                nonce = gw.attestation_nonce(provider_address, signer.address) + 1
         except ChainError as exc:
             raise click.ClickException(str(exc)) from None
     else:
@@ -90,38 +97,9 @@ def sign(provider_address: str, green_bps: int, carbon_g: int, region: str, vali
                f"{green_bps / 100:g}% green) by {signer.address} -> {out}")
 
 
-def _owner_tx(network: str, account: str | None, deployment: Path | None, confirmations: int,
-              add: bool, address: str) -> Any:
-    """``add_attestor`` (``add``) or ``remove_attestor`` ADDRESS as the registry owner."""
-    from eth_utils import is_address, to_checksum_address
-
-    from greenproof.chain.errors import ChainError
-
-    if not is_address(address):
-        raise click.BadParameter(f"{address!r} is not an address", param_hint="ADDRESS")
-    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
-    who = to_checksum_address(address)
-    try:
-        return gw.add_attestor(who) if add else gw.remove_attestor(who)
-    except ChainError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@attestor.command()
-@click.argument("address")
-@chain_options
-def add(address: str, network: str, account: str | None, deployment: Path | None,
-        confirmations: int) -> None:
-    """Register ADDRESS as an attestor (registry owner only)."""
-    _owner_tx(network, account, deployment, confirmations, True, address)
-    click.echo(f"attestor {address} registered")
-
-
-@attestor.command()
-@click.argument("address")
-@chain_options
-def remove(address: str, network: str, account: str | None, deployment: Path | None,
-           confirmations: int) -> None:
-    """Deregister attestor ADDRESS; what it signed stops counting (registry owner only)."""
-    _owner_tx(network, account, deployment, confirmations, False, address)
-    click.echo(f"attestor {address} removed")
+for _command in role_commands(
+    "attestor", lambda gw, who: gw.add_attestor(who), lambda gw, who: gw.remove_attestor(who),
+    add_help="Register ADDRESS as an attestor (registry owner only).",
+    remove_help="Deregister attestor ADDRESS; what it signed stops counting, for good (registry owner only).",
+):
+    attestor.add_command(_command)

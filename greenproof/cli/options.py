@@ -124,6 +124,51 @@ def gateway_from_options(
                                         confirmations=confirmations))
 
 
+def address_tx(network: str, account: str | None, deployment: Path | None, confirmations: int,
+               address: str, send: Callable[[Gateway, str], Any], *, param: str = "ADDRESS") -> Any:
+    """Send one transaction that takes an address argument (``send(gateway, checksummed)``),
+    turning a bad address into a usage error and a revert into a clean ``Error: …`` line.
+
+    The one path for the owner's ``add``/``remove`` of attestors and allocators and an
+    allocator's ``grant``/``revoke``.
+    """
+    from eth_utils import is_address, to_checksum_address
+
+    from greenproof.chain.errors import ChainError
+
+    if not is_address(address):
+        raise click.BadParameter(f"{address!r} is not an address", param_hint=param)
+    gw = gateway_from_options(network, account, deployment, confirmations=confirmations)
+    try:
+        return send(gw, to_checksum_address(address))
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def role_commands(role: str, add: Callable[[Gateway, str], Any], remove: Callable[[Gateway, str], Any],
+                  *, add_help: str, remove_help: str) -> list[click.Command]:
+    """``greenproof ROLE add ADDRESS`` and ``… remove ADDRESS``: the registry owner registers or
+    deregisters an account in a role (attestors, allocators); one pair of commands for each."""
+
+    @click.command("add", help=add_help)
+    @click.argument("address")
+    @chain_options
+    def add_command(address: str, network: str, account: str | None, deployment: Path | None,
+                    confirmations: int) -> None:
+        address_tx(network, account, deployment, confirmations, address, add)
+        click.echo(f"{role} {address} registered")
+
+    @click.command("remove", help=remove_help)
+    @click.argument("address")
+    @chain_options
+    def remove_command(address: str, network: str, account: str | None, deployment: Path | None,
+                       confirmations: int) -> None:
+        address_tx(network, account, deployment, confirmations, address, remove)
+        click.echo(f"{role} {address} removed")
+
+    return [add_command, remove_command]
+
+
 def daemon_logging() -> None:
     """Daemons report what they do (accepts, commits, verdicts, votes) at INFO by default.
 

@@ -21,7 +21,7 @@ Function scope:
   with ``@pytest.mark.keep_chain_state``.
 - ``chain_for(role)``: a :class:`greenproof.chain.Chain` signing as ``role``
   (``owner``, ``requester``, ``provider``, ``provider2``, ``verifier``,
-  ``verifier2``, ``verifier3``, ``attestor``, ``outsider``). Chains are made per
+  ``verifier2``, ``verifier3``, ``attestor``, ``outsider``, ``allocator``). Chains are made per
   test: their nonce counters must not outlive a snapshot revert.
 - ``gateway_for(role)``: the :class:`greenproof.chain.gateway.Gateway` on
   ``chain_for(role)`` — how production code reads and writes the contracts.
@@ -33,6 +33,8 @@ Function scope:
 Test modules cannot import this file (no package ``__init__``): use the fixtures.
 - ``cli_env``: environment for subprocesses / CliRunner (``GREENPROOF_NETWORK``
   = the anvil URL, ``GREENPROOF_DEPLOYMENT`` = the manifest).
+- ``run(*argv, ok=True)``: invokes ``greenproof …`` in-process with ``cli_env``,
+  checks the exit status (``ok=False``: must fail) and returns the output.
 - ``private_anvil``: a separate anvil + deployment for tests that stop,
   restart or otherwise abuse the node (fault tests); yields
   ``(anvil, deployment, manifest_path)``.
@@ -80,6 +82,7 @@ ROLES: dict[str, int] = {
     "verifier3": 6,
     "attestor": 7,
     "outsider": 8,
+    "allocator": 9,
 }
 TOKEN = 10**18
 START_TOKENS = 1_000_000 * TOKEN
@@ -211,6 +214,23 @@ def attestor() -> Any:
 def cli_env(anvil: Anvil, deployment: Any, deployment_path: Path) -> dict[str, str]:
     """Environment for CLIs/daemons under test: network = the anvil URL, the manifest path."""
     return {"GREENPROOF_NETWORK": anvil.rpc_url, "GREENPROOF_DEPLOYMENT": str(deployment_path)}
+
+
+@pytest.fixture
+def run(cli_env: dict[str, str]) -> Callable[..., str]:
+    """Invoke ``greenproof …`` in-process against the shared anvil deployment."""
+    from click.testing import CliRunner
+
+    from greenproof.cli import cli
+
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(cli, list(args), env=cli_env, catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    return invoke
 
 
 @pytest.fixture

@@ -12,22 +12,6 @@ from greenproof.cli import cli
 TOKEN = 10**18
 
 
-@pytest.fixture
-def run(cli_env, monkeypatch):
-    """Invoke ``greenproof …`` in-process against the shared anvil deployment."""
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(cli, list(args), env=cli_env, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        else:
-            assert result.exit_code != 0, result.output
-        return result.output
-
-    return invoke
-
-
 def _status(run, role_account: str) -> dict:
     return json.loads(run("provider", "status", "--json", "--account", role_account))
 
@@ -98,7 +82,54 @@ def test_attestor_signs_provider_submits_status_shows_green(run, chain_for, acco
     assert "90 %" in table and "EU-NO" in table
 
     again = run("provider", "attest", str(att_file), "--account", account_choice("provider"), ok=False)
-    assert "green: stale nonce" in again
+    assert "registry: stale nonce" in again
+
+
+def _sign(run, account_choice, tmp_path, provider, signer: str, name: str, *extra: str) -> tuple[str, str]:
+    """``attestor sign`` as role ``signer``; returns ``(output, path of the file)``."""
+    path = tmp_path / f"{name}.json"
+    out = run("attestor", "sign", "--provider", provider.address, "--green-bps", "8000",
+              "--carbon", "40", "--region", "EU-NO", *extra, "--account", account_choice(signer),
+              "--out", str(path))
+    return out, str(path)
+
+
+def test_each_attestor_numbers_its_own_attestations(run, account_choice, tmp_path, attestor,
+                                                    provider, account_for):
+    """Nonces are per (provider, attestor): a second attestor starts at 1 whatever the first used."""
+    second = account_for("outsider")  # registered as a second attestor in this test
+    for who in (attestor, second):
+        run("attestor", "add", who.address, "--account", account_choice("owner"))
+    out, first = _sign(run, account_choice, tmp_path, provider, "outsider", "first", "--nonce", str(2**64 - 1))
+    assert f"nonce {2**64 - 1}" in out
+    run("provider", "attest", first, "--account", account_choice("provider"))
+    out, mine = _sign(run, account_choice, tmp_path, provider, "attestor", "mine")
+    assert "nonce 1" in out  # default: this attestor's last accepted nonce for the provider + 1
+    run("provider", "attest", mine, "--account", account_choice("provider"))
+    assert _status(run, account_choice("provider"))["green"]["attestor"] == attestor.address
+    out, _ = _sign(run, account_choice, tmp_path, provider, "attestor", "again")
+    assert "nonce 2" in out
+
+
+def test_a_pre_signed_attestation_waits_until_it_starts(run, anvil, account_choice, tmp_path,
+                                                        attestor, provider):
+    run("attestor", "add", attestor.address, "--account", account_choice("owner"))
+    _, current = _sign(run, account_choice, tmp_path, provider, "attestor", "current")
+    run("provider", "attest", current, "--account", account_choice("provider"))
+    now = _status(run, account_choice("provider"))
+    next_month = now["green"]["valid_until"]
+    _, early = _sign(run, account_choice, tmp_path, provider, "attestor", "next", "--nonce", "2",
+                     "--valid-from", str(next_month))
+    out = run("provider", "attest", early, "--account", account_choice("outsider"), ok=False)
+    assert "starts" in out and "submit it then" in out
+    assert "Traceback" not in out
+    assert _status(run, account_choice("provider"))["green"]["in_force"]
+    anvil.evm_increase_time(next_month - now["block_time"])
+    anvil.mine(1)
+    out = run("provider", "attest", early, "--account", account_choice("outsider"))
+    assert "attestation in force" in out
+    green = _status(run, account_choice("provider"))["green"]
+    assert green["in_force"] and green["nonce"] == 2 and green["valid_from"] == next_month
 
 
 def test_offline_signing_for_another_registry_is_refused_on_submit(run, chain_for, account_choice,

@@ -5,26 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from click.testing import CliRunner
-
-from greenproof.cli import cli
 from verifier.classes import replayable_classes
 
 TOKEN = 10**18
-
-
-@pytest.fixture
-def run(cli_env):
-    """Invoke ``greenproof …`` in-process against the shared anvil deployment."""
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(cli, list(args), env=cli_env, catch_exceptions=False)
-        assert (result.exit_code == 0) == ok, result.output
-        return result.output
-
-    return invoke
 
 
 def _status(run, me: str) -> dict:

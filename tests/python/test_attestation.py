@@ -89,6 +89,8 @@ def test_json_roundtrip_and_tamper_detection(attestor, provider, tmp_path):
 
 @pytest.mark.parametrize("over, message", [
     ({"green_bps": 10_001}, "green_bps"),
+    ({"carbon_g_per_kwh": 5_001}, "carbon_g_per_kwh"),  # GreenRegistry.MAX_CARBON_G_PER_KWH
+    ({"nonce": 2**64}, "nonce"),
     ({"valid_until": 1_600_000_000}, "valid_until"),
     ({"nonce": 0}, "nonce"),
     ({"region": "x" * 33}, "longer than 32 bytes"),
@@ -96,6 +98,14 @@ def test_json_roundtrip_and_tamper_detection(attestor, provider, tmp_path):
 def test_invalid_fields_are_rejected(attestor, provider, over, message):
     with pytest.raises(AttestationError, match=message):
         _sign(attestor, provider, **over)
+
+
+def test_fields_at_their_bounds_sign(attestor, provider):
+    """The registry's bounds, inclusive: a rogue's nonce 2**64-1 still signs (the registry keeps
+    it per (provider, attestor), so it locks out only that attestor)."""
+    signed = _sign(attestor, provider, green_bps=10_000, carbon_g_per_kwh=5_000, nonce=2**64 - 1)
+    assert signed.verify() == attestor.address
+    assert signed.attestation.nonce == 2**64 - 1
 
 
 def test_region_encoding_roundtrip():

@@ -61,7 +61,7 @@ def _value_for(param: click.Parameter, files: dict[str, Path]) -> str:
         return str(t.choices[0])
     if isinstance(t, click.types.IntParamType | click.types.FloatParamType) or name.endswith("_id"):
         return "1"
-    if "address" in name or name in ("provider", "attestor", "account_address", "who"):
+    if "address" in name or name in ("provider", "attestor", "requester", "account_address", "who"):
         return "0x" + "11" * 20
     return "1"
 
