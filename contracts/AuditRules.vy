@@ -73,13 +73,16 @@ struct OpenJob:
 
 # @notice The job's opening progress: `mask` (bit `j` set once sample `j`
 #         is satisfied), `next_index` (least segment the next opening may
-#         have), `move_floor` (least start movement it may claim) and
-#         `seal_acc` (the end seals of the opened segments, chained).
+#         have), `move_floor` (least start movement it may claim),
+#         `seal_acc` (the end seals of the opened segments, chained) and
+#         `last_leaf` (the leaf of boundary `next_index`, the last opening's
+#         end; zero before the first).
 struct OpenState:
     mask: uint256
     next_index: uint256
     move_floor: uint256
     seal_acc: bytes32
+    last_leaf: bytes32
 
 
 @pure
@@ -93,9 +96,11 @@ def check_openings(job: OpenJob, state: OpenState, openings: DynArray[Opening, M
          sample; `end_move >= start_move >= move_floor`; `end_energy_mj >=
          start_energy_mj`; boundary 0 has energy 0, movement 0 and seal
          `keccak256(abi_encode(job_id, uint32(0), bytes32(0)))`; both leaves
-         verify against `root` with proofs of the canonical length; the last
-         segment ends at `final_state_hash`, `energy_mj` and `move_total`.
-         Each opening extends `seal_acc = keccak256(concat(seal_acc, end_seal))`.
+         verify against `root` with proofs of the canonical length; an
+         opening that starts where the previous one ended reveals the same
+         leaf for that boundary; the last segment ends at
+         `final_state_hash`, `energy_mj` and `move_total`. Each opening
+         extends `seal_acc = keccak256(concat(seal_acc, end_seal))`.
     @param job The job's commitment and draw.
     @param state The progress so far.
     @param openings 1 to 16 openings, ascending.
@@ -119,7 +124,11 @@ def check_openings(job: OpenJob, state: OpenState, openings: DynArray[Opening, M
         if index == 0:
             assert o.start_energy_mj == 0 and o.start_move == 0, "audit: boundary 0 not zero"
             assert o.start_seal == keccak256(abi_encode(job.job_id, convert(0, uint32), empty(bytes32))), "audit: bad seal at boundary 0"
-        self._check_proofs(job, o)
+        start_leaf: bytes32 = self._leaf(job.job_id, o.index, o.start_hash, o.start_energy_mj, o.start_move, o.start_seal)
+        end_leaf: bytes32 = self._leaf(job.job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_move, o.end_seal)
+        if index == out.next_index and out.last_leaf != empty(bytes32):
+            assert start_leaf == out.last_leaf, "audit: shared boundary differs"
+        self._check_proofs(job, o, start_leaf, end_leaf)
         if index + 1 == job.num_segments:
             assert o.end_hash == job.final_state_hash, "audit: final state mismatch"
             assert o.end_energy_mj == job.energy_mj, "audit: final energy mismatch"
@@ -128,6 +137,7 @@ def check_openings(job: OpenJob, state: OpenState, openings: DynArray[Opening, M
         out.next_index = index + 1
         out.move_floor = o.end_move
         out.seal_acc = keccak256(concat(out.seal_acc, o.end_seal))
+        out.last_leaf = end_leaf
     return out
 
 
@@ -176,7 +186,7 @@ def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint25
 
 @pure
 @internal
-def _check_proofs(job: OpenJob, o: Opening):
+def _check_proofs(job: OpenJob, o: Opening, start_leaf: bytes32, end_leaf: bytes32):
     """
     @dev Completes `end_proof` from `start_proof`'s tail (the siblings the
          two paths share above the level where leaves `index` and
@@ -190,12 +200,8 @@ def _check_proofs(job: OpenJob, o: Opening):
     full_end: DynArray[bytes32, MAX_PROOF] = o.end_proof
     for j: uint256 in range(start_len - (end_len - len(o.end_proof)), start_len, bound=MAX_PROOF):
         full_end.append(o.start_proof[j])
-    assert merkle_proof_verification._verify(
-        o.start_proof, job.root, self._leaf(job.job_id, o.index, o.start_hash, o.start_energy_mj, o.start_move, o.start_seal)
-    ), "audit: invalid start proof"
-    assert merkle_proof_verification._verify(
-        full_end, job.root, self._leaf(job.job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_move, o.end_seal)
-    ), "audit: invalid end proof"
+    assert merkle_proof_verification._verify(o.start_proof, job.root, start_leaf), "audit: invalid start proof"
+    assert merkle_proof_verification._verify(full_end, job.root, end_leaf), "audit: invalid end proof"
 
 
 @pure

@@ -6,9 +6,15 @@
 @license GNU Affero General Public License v3.0 only
 @notice Escrow and state machine of greenproof training jobs (docs/protocol.md §2.3);
         the vote is the VerifierCourt's (docs/court.md). Guarantees:
-        - a job's `payment + verifier_fee` sits in escrow from `post_job` until
-          the job ends, and is paid out exactly once (cancel, expire, unopened
-          slash or finalize);
+        - a job's `payment + verifier_fee + green_premium` sits in escrow from
+          `post_job` until the job ends, and is paid out exactly once (cancel,
+          expire, undrawn or unopened slash, finalize);
+        - a job's terms (`open_window`, `draw_window`, `seed_lookahead`,
+          `requester_share_bps` here, the court's windows, committee and
+          penalties there) are fixed when it is accepted: a later parameter
+          change applies to later jobs only;
+        - every state that waits on someone has a deadline and an exit anyone
+          may call (docs/protocol.md §2.3 "Deadlines and exits");
         - the provider's `collateral` is locked in the StakeManager from
           `accept_job` until the job ends, and is slashed when the provider
           misses the deadline, fails to open an audited segment in time, or
@@ -16,7 +22,12 @@
         - a job is accepted only in a determinism class whose court pool holds
           at least the court's `min_class_stake`;
         - audited segments are drawn from a block hash that did not exist when
-          the result was committed; openings come in ascending segment order,
+          the result was committed, read from EIP-2935 history (8191 blocks)
+          where the chain has it and `BLOCKHASH` (256) otherwise; a seed out
+          of reach slashes the job as undrawn, so it can never be re-rolled;
+          half the samples are uniform over segments, half uniform over the
+          committed movement (the opened segment's bracket must hold the draw);
+          openings come in ascending segment order,
           are Merkle-verified against the committed root in the leaf format of
           docs/protocol.md §3 (seals included) and accumulate the end seals
           into `seal_acc`, which the court's ok votes must reproduce;
@@ -32,18 +43,22 @@
           5 VOTING, 6 PAID, 7 SLASHED, 8 CANCELLED, 9 EXPIRED.
 
         Money rules (all divisions round down; the rounding rest is named):
-        - cancel: requester refunded payment + fee.
-        - expire / unopened slash: the provider's collateral is slashed
-          (`s` = what the StakeManager could take); the requester is credited
-          payment + fee + `s * requester_share_bps / 10000`; the rest of `s`
-          goes to the GreenRegistry bonus pool (no seat judged the job).
+        - cancel, or expire of an OPEN job: requester refunded payment + fee
+          + premium.
+        - expire / undrawn / unopened slash: the provider's collateral is
+          slashed (`s` = what the StakeManager could take); the requester is
+          credited payment + fee + premium + `s * requester_share_bps / 10000`;
+          the rest of `s` goes to the GreenRegistry bonus pool (no seat
+          judged the job).
         - finalize, FRAUD: collateral slashed; requester credited payment +
-          fee + `rs = s * requester_share_bps / 10000`; the pot of the fraud
-          seats is `s - rs`.
-        - finalize, OK: provider credited payment + green bonus; the pot of
-          the ok seats is the fee.
-        - finalize, NO_DECISION: provider credited payment + green bonus; the
-          fee goes back to the requester.
+          fee + premium + `rs = s * requester_share_bps / 10000`; the pot of
+          the fraud seats is `s - rs`.
+        - finalize, OK: provider credited payment + `premium * green_bps /
+          10000` (`green_bps` in force at commit) + the green bonus the
+          requester's allowance covers; the requester gets the rest of the
+          premium; the pot of the ok seats is the fee.
+        - finalize, NO_DECISION: as OK but without a bonus (no committee
+          judged the job ok), and the fee goes back to the requester.
         - the court fixes `reward_per_seat = pot // winning_seats`; the
           remainder goes to the requester at once; each winning seat is paid
           from the pot by `credit_from_pot`, each penalty (slashed to this
@@ -51,14 +66,10 @@
           `credit_penalty`.
 @dev Storage is packed by hand (Vyper does not pack struct fields): see
      `JobSlots` for the bit layout. `spec_uri` and `result_uri` are only
-     emitted, never stored. Ownership is snekmate's 2-step ownership; Merkle
-     proofs use snekmate's `merkle_proof_verification`.
-     Beyond docs/protocol.md: a proof must have exactly the length that leaf `k`
-     has in the canonical tree of `num_segments + 1` leaves
-     (`greenproof.merkle.MerkleTree.proof`). Sorted-pair trees do not bind positions; with the length
-     rule a provider cannot hide two different leaves for one boundary
-     without dropping another boundary (Kraft inequality), which the audit
-     then catches like any broken segment.
+     emitted, never stored. Ownership is snekmate's 2-step ownership. The
+     draw and the checks of openings (Merkle proofs, brackets, canonical
+     proof lengths) are the stateless AuditRules contract's, called
+     statically: split by concern so that both stay under the size limit.
      Compiled with `optimize codesize` to keep 10 % of the EIP-170 size limit free.
 """
 
@@ -69,8 +80,8 @@ from ethereum.ercs import IERC20
 
 from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
-from snekmate.utils import merkle_proof_verification
 
+from . import AuditRules
 from .interfaces import IGreenRegistry
 from .interfaces import IJobMarket
 from .interfaces import IStakeManager
@@ -104,6 +115,7 @@ event JobPosted:
     collateral: uint256
     deadline: uint256
     min_green_bps: uint256
+    green_premium: uint256
 
 
 event JobCancelled:
@@ -124,19 +136,18 @@ event ResultCommitted:
     root: bytes32
     final_state_hash: bytes32
     energy_mj: uint256
+    move_total: uint256
+    green_bps: uint256
     result_uri: String[MAX_URI]
     seed_block: uint256
-
-
-event AuditRearmed:
-    job_id: indexed(uint256)
-    seed_block: uint256
+    draw_deadline: uint256
 
 
 event AuditDrawn:
     job_id: indexed(uint256)
     seed: bytes32
     indices: DynArray[uint32, MAX_AUDIT_SAMPLES]
+    targets: DynArray[uint256, MAX_AUDIT_SAMPLES]
     open_deadline: uint256
 
 
@@ -145,9 +156,11 @@ event SegmentOpened:
     index: uint32
     start_hash: bytes32
     start_energy_mj: uint256
+    start_move: uint256
     start_seal: bytes32
     end_hash: bytes32
     end_energy_mj: uint256
+    end_move: uint256
     end_seal: bytes32
 
 
@@ -156,8 +169,9 @@ event JobFinalized:
     outcome: uint8
     paid: uint256
     bonus: uint256
+    premium: uint256
     energy_mj: uint256
-    carbon_g: uint256
+    carbon_mg: uint256
 
 
 event ProviderSlashed:
@@ -197,8 +211,9 @@ STATE_SLASHED: constant(uint8) = 7
 STATE_CANCELLED: constant(uint8) = 8
 STATE_EXPIRED: constant(uint8) = 9
 
-# @dev `VerifierCourt.decide` outcome that slashes the provider (0: next
-#      round drawn, 1: OK, 3: NO_DECISION pay the provider).
+# @dev `VerifierCourt.decide` outcomes (0: next round drawn, 3: NO_DECISION
+#      pay the provider without a bonus).
+OUTCOME_OK: constant(uint8) = 1
 OUTCOME_FRAUD: constant(uint8) = 2
 
 # @dev Hard cap of `max_audit_samples` (the opened set is a 64-bit mask).
@@ -206,18 +221,19 @@ MAX_AUDIT_SAMPLES: public(constant(uint256)) = 64
 # @dev Most openings in one `open_segments` call (bounds its memory). A job
 #      with more distinct audited indices opens them in several calls.
 MAX_OPENINGS: public(constant(uint256)) = 16
-# @dev Longest Merkle proof: `num_segments + 1 <= 2**32` leaves.
-MAX_PROOF: constant(uint256) = 32
 # @dev Longest `spec_uri` / `result_uri`. URIs are only emitted, never stored, so a
 #      spec can travel on chain as a `data:` URI (a few hundred bytes to a few KiB).
 MAX_URI: public(constant(uint256)) = 4096
 BPS: constant(uint256) = 10_000
-# @dev mJ per kWh: carbon_g = energy_mj * g_per_kwh / MJ_PER_KWH.
-MJ_PER_KWH: constant(uint256) = 3_600_000_000
-# @dev Added to `max_job_lifetime` for the draw (seed lookahead) and slack.
+# @dev mJ per kWh / 1000: carbon_mg = energy_mj * g_per_kwh / MJ_PER_KWH_MG.
+MJ_PER_KWH_MG: constant(uint256) = 3_600_000
+# @dev Added to `max_job_lifetime` for slack (block times, the last call).
 LIFETIME_MARGIN: public(constant(uint256)) = 3600
-# @dev Blocks whose hash the EVM still serves.
+# @dev Blocks whose hash the `BLOCKHASH` opcode still serves.
 BLOCKHASH_WINDOW: constant(uint256) = 256
+# @dev EIP-2935 block-hash history: the system contract and how many blocks it serves.
+HISTORY_CONTRACT: constant(address) = 0x0000F90827F1C53a10cb7A02335B175320002935
+HISTORY_WINDOW: constant(uint256) = 8191
 
 # Hard bounds of the owner-set parameters (inclusive).
 MIN_SEED_LOOKAHEAD: constant(uint256) = 1
@@ -228,6 +244,9 @@ MIN_COLLATERAL_BPS_FLOOR: constant(uint256) = 1_000
 MIN_COLLATERAL_BPS_CEIL: constant(uint256) = 100_000
 MIN_JOB_DURATION: constant(uint256) = 60
 MAX_JOB_DURATION: constant(uint256) = 180 * 86400
+MIN_DRAW_WINDOW: constant(uint256) = 60
+# @dev Least draw window per seed lookahead block (two 12 s slots).
+SECONDS_PER_LOOKAHEAD_BLOCK: public(constant(uint256)) = 24
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
 
 # Parameter ids (index into PARAM_MIN / PARAM_MAX).
@@ -237,10 +256,14 @@ P_MAX_AUDIT_SAMPLES: constant(uint256) = 2
 P_MIN_COLLATERAL_BPS: constant(uint256) = 3
 P_REQUESTER_SHARE_BPS: constant(uint256) = 4
 P_MAX_JOB_DURATION: constant(uint256) = 5
+P_MIN_JOB_DURATION: constant(uint256) = 6
+P_DRAW_WINDOW: constant(uint256) = 7
 # @dev Inclusive hard bounds.
-PARAM_MIN: constant(uint256[6]) = [MIN_SEED_LOOKAHEAD, MIN_WINDOW, 1, MIN_COLLATERAL_BPS_FLOOR, 0, MIN_JOB_DURATION]
-PARAM_MAX: constant(uint256[6]) = [
-    MAX_SEED_LOOKAHEAD, MAX_WINDOW, MAX_AUDIT_SAMPLES, MIN_COLLATERAL_BPS_CEIL, BPS, MAX_JOB_DURATION
+PARAM_MIN: constant(uint256[8]) = [
+    MIN_SEED_LOOKAHEAD, MIN_WINDOW, 1, MIN_COLLATERAL_BPS_FLOOR, 0, MIN_JOB_DURATION, MIN_JOB_DURATION, MIN_DRAW_WINDOW
+]
+PARAM_MAX: constant(uint256[8]) = [
+    MAX_SEED_LOOKAHEAD, MAX_WINDOW, MAX_AUDIT_SAMPLES, MIN_COLLATERAL_BPS_CEIL, BPS, MAX_JOB_DURATION, MAX_WINDOW, MAX_WINDOW
 ]
 MAX_COLLATERAL: constant(uint256) = 2**112 - 1
 
@@ -252,6 +275,12 @@ MASK112: constant(uint256) = 2**112 - 1
 MASK128: constant(uint256) = 2**128 - 1
 MASK160: constant(uint256) = 2**160 - 1
 
+# Job terms word (`JobSlots.jterms`), fixed by `accept_job`.
+T_OPEN_AT: constant(uint256) = 0  # open_window, 32 bits
+T_DRAW_AT: constant(uint256) = 32  # draw_window, 32 bits
+T_SHARE_AT: constant(uint256) = 64  # requester_share_bps, 16 bits
+T_LOOKAHEAD_AT: constant(uint256) = 80  # seed_lookahead, 8 bits
+
 
 # STRUCTS #
 
@@ -259,14 +288,22 @@ MASK160: constant(uint256) = 2**160 - 1
 #      head  = requester(0..159) | state(160..167) | audit_samples(168..175)
 #              | num_segments(176..207) | deadline(208..255)
 #      run   = provider(0..159) | seed_block(160..207) | phase_at(208..255)
-#              (phase_at: the draw time in AUDITING, voting start from VOTING)
+#              (phase_at: the commit time in COMMITTED, the draw time in
+#              AUDITING, voting start from VOTING)
 #      money = payment(0..127) | verifier_fee(128..255)
 #      terms = collateral(0..111) | min_green_bps(112..127) | energy_mj(128..255)
-#      audit = opened_mask(0..63) | next_index(64..127)
-#              (next_index: least segment the next opening may have)
+#      audit = opened_mask(0..63) | next_index(64..127) | move_floor(128..255)
+#              (next_index: least segment the next opening may have;
+#              move_floor: least start movement it may claim)
 #      seal_acc = keccak256 chain of the opened segments' end seals
 #      dclass   = the provider's determinism class (set by `accept_job`)
 #      pot   = tokens held for the winning seats, not yet credited
+#      green = green_premium(0..127) | green_bps at commit(128..143)
+#      move_total = the committed movement `move_N` (< 2**128)
+#      jterms = the job's terms (`T_*_AT`), court_terms = the court's terms
+#               word, both copied by `accept_job`
+#      last_leaf = the leaf of the last opening's end boundary (a later
+#                  opening starting there must reveal the same leaf)
 struct JobSlots:
     head: uint256
     run: uint256
@@ -280,6 +317,11 @@ struct JobSlots:
     seal_acc: bytes32
     dclass: bytes32
     pot: uint256
+    green: uint256
+    move_total: uint256
+    jterms: uint256
+    court_terms: uint256
+    last_leaf: bytes32
 
 
 # @notice A job as `get_job` returns it.
@@ -287,13 +329,17 @@ struct JobSlots:
 #      the states above), `spec_hash`, `num_segments`, `audit_samples`,
 #      `payment`, `verifier_fee`, `collateral`, `deadline` (unix s),
 #      `min_green_bps`, `determinism_class` (set by `accept_job`), `root`,
-#      `final_state_hash`, `energy_mj` (set by `commit_result`), `seed_block`
-#      (block whose hash seeds the draw), `seed` (set by `draw_audit`),
-#      `open_deadline` (end of the open window, AUDITING), `voting_start`
-#      (VOTING on: when round 0 of the court started), `opened_mask` (bit `j`
-#      set when the `j`-th audited index is open), `seal_acc` (the end seals
-#      of the opened segments, chained), `pot` (tokens left for the winning
-#      seats once finalized).
+#      `final_state_hash`, `energy_mj`, `move_total`, `green_bps` (set by
+#      `commit_result`), `seed_block` (block whose hash seeds the draw),
+#      `draw_deadline` (COMMITTED: draw by then or be slashed as undrawn),
+#      `seed` (set by `draw_audit`), `open_deadline` (end of the open window,
+#      AUDITING), `voting_start` (VOTING on: when round 0 of the court
+#      started), `opened_mask` (bit `j` set when the `j`-th sample is
+#      satisfied), `next_open_index` (least segment the next opening may
+#      have), `seal_acc` (the end seals of the opened segments, chained),
+#      `pot` (tokens left for the winning seats once finalized),
+#      `green_premium`, and the terms fixed at acceptance (`open_window`,
+#      `draw_window`, `requester_share_bps`, `seed_lookahead`, `court_terms`).
 struct Job:
     requester: address
     provider: address
@@ -306,45 +352,27 @@ struct Job:
     collateral: uint256
     deadline: uint256
     min_green_bps: uint256
+    green_premium: uint256
     determinism_class: bytes32
     root: bytes32
     final_state_hash: bytes32
     energy_mj: uint256
+    move_total: uint256
+    green_bps: uint256
     seed_block: uint256
+    draw_deadline: uint256
     seed: bytes32
     open_deadline: uint256
     voting_start: uint256
     opened_mask: uint256
+    next_open_index: uint256
     seal_acc: bytes32
     pot: uint256
-
-
-# @notice One segment opening for `open_segments`: the leaves of boundaries
-#         `index` and `index + 1` (state hash, cumulative energy, seal) and
-#         their proofs.
-struct Opening:
-    index: uint32
-    start_hash: bytes32
-    start_energy_mj: uint256
-    start_seal: bytes32
-    end_hash: bytes32
-    end_energy_mj: uint256
-    end_seal: bytes32
-    start_proof: DynArray[bytes32, MAX_PROOF]
-    end_proof: DynArray[bytes32, MAX_PROOF]
-
-
-# @dev Working state of an `open_segment(s)` call.
-struct OpenCtx:
-    head: uint256
-    run: uint256
-    mask: uint256
-    next_index: uint256
-    seal_acc: bytes32
-    num_segments: uint256
-    samples: uint256
-    root: bytes32
-    indices: DynArray[uint32, MAX_AUDIT_SAMPLES]
+    open_window: uint256
+    draw_window: uint256
+    requester_share_bps: uint256
+    seed_lookahead: uint256
+    court_terms: uint256
 
 
 # STORAGE #
@@ -354,24 +382,36 @@ stake_manager: public(immutable(IStakeManager))
 registry: public(immutable(IGreenRegistry))
 # @notice The VerifierCourt that judges every audited job.
 court: public(immutable(IVerifierCourt))
+# @notice The stateless AuditRules: the draw and the checks of openings.
+audit_rules: public(immutable(AuditRules.__interface__))
 
 # @notice Blocks between `commit_result` and the block whose hash seeds the
-#         audit draw. Default 2, bounds [1, 64].
+#         audit draw. Default 2, bounds [1, 64]. Fixed per job at acceptance.
 seed_lookahead: public(uint256)
 # @notice Seconds after the draw to open every audited segment.
-#         Default 3600, bounds [10, 604800].
+#         Default 3600, bounds [10, 604800]. Fixed per job at acceptance.
 open_window: public(uint256)
+# @notice Seconds after `commit_result` within which the job must be drawn
+#         (by its provider, or anyone); after it, or once the seed block's
+#         hash is out of reach, the job is slashed as undrawn. Default 3600,
+#         bounds [60, 604800]. Fixed per job at acceptance.
+draw_window: public(uint256)
 # @notice Most audit samples a job may ask for. Default 32, bounds [1, 64].
 max_audit_samples: public(uint256)
 # @notice Least collateral, in bps of the payment. Default 10000 (collateral
 #         >= payment), bounds [1000, 100000].
 min_collateral_bps: public(uint256)
 # @notice Share of slashed collateral that goes to the requester. Default
-#         5000 (50 %), bounds [0, 10000].
+#         5000 (50 %), bounds [0, 10000]. Fixed per job at acceptance.
 requester_share_bps: public(uint256)
 # @notice Longest `deadline - now` at posting. Default 604800 (7 days),
 #         bounds [60, 15552000].
 max_job_duration: public(uint256)
+# @notice Shortest `deadline - now` at posting (no bait jobs due at once).
+#         Default 300, bounds [60, 604800], at most `max_job_duration`.
+min_job_duration: public(uint256)
+# @dev The longest stake lock any accepted job was given (see `max_job_lifetime`).
+_lifetime_high: uint256
 
 # @notice Id the next posted job gets (ids start at 1).
 next_job_id: public(uint256)
@@ -384,19 +424,20 @@ _jobs: HashMap[uint256, JobSlots]
 # CONSTRUCTOR #
 
 @deploy
-def __init__(token_: address, stake_manager_: address, registry_: address, court_: address):
+def __init__(token_: address, stake_manager_: address, registry_: address, court_: address, audit_rules_: address):
     """
     @notice Deploys the market with the default parameters; the deployer
             becomes the owner. Wire it afterwards with
             `StakeManager.set_market`, `GreenRegistry.set_market` and
             `VerifierCourt.set_market`.
     @dev Reverts unless the StakeManager's `unbonding_period` exceeds
-         `max_job_lifetime()` at the defaults (7 d + 1 h + the court's
-         3 x 2 h + 1 h = 633600 s).
+         `max_job_lifetime()` at the defaults (7 d + 1 h draw + 1 h open +
+         the court's 3 x 2 h + 1 h = 637200 s).
     @param token_ The settlement ERC20 token.
     @param stake_manager_ The StakeManager (same token).
     @param registry_ The GreenRegistry (same token).
     @param court_ The VerifierCourt (same StakeManager).
+    @param audit_rules_ The AuditRules contract.
     """
     assert token_ != empty(address), "market: token is zero address"
     assert staticcall IStakeManager(stake_manager_).token() == token_, "market: stake token mismatch"
@@ -408,12 +449,16 @@ def __init__(token_: address, stake_manager_: address, registry_: address, court
     stake_manager = IStakeManager(stake_manager_)
     registry = IGreenRegistry(registry_)
     court = IVerifierCourt(court_)
+    assert audit_rules_.is_contract, "market: audit rules not a contract"
+    audit_rules = AuditRules.__interface__(audit_rules_)
     self.seed_lookahead = 2
     self.open_window = 3600
     self.max_audit_samples = 32
     self.min_collateral_bps = 10_000
     self.requester_share_bps = 5_000
     self.max_job_duration = 7 * 86400
+    self.min_job_duration = 300
+    self.draw_window = 3600
     self.next_job_id = 1
     self._check_lifetime()
 
@@ -432,10 +477,11 @@ def post_job(
     collateral: uint256,
     deadline: uint256,
     min_green_bps: uint256,
+    green_premium: uint256,
 ) -> uint256:
     """
-    @notice Posts a training job and pulls `payment + verifier_fee` into escrow
-            (needs an ERC20 approval).
+    @notice Posts a training job and pulls `payment + verifier_fee +
+            green_premium` into escrow (needs an ERC20 approval).
     @param spec_hash keccak256 of the canonical job spec JSON (docs/protocol.md §3).
     @param spec_uri Where the spec can be fetched (emitted only).
     @param num_segments Segments of the run, > 0 (the tree has one more leaf).
@@ -445,8 +491,11 @@ def post_job(
     @param collateral Provider stake locked on accept,
            `>= payment * min_collateral_bps / 10000`, `< 2**112`.
     @param deadline Unix time by which the result must be committed,
-           `now < deadline <= now + max_job_duration`.
+           `now + min_job_duration <= deadline <= now + max_job_duration`.
     @param min_green_bps Least green share a provider must have attested, `<= 10000`.
+    @param green_premium Paid for green compute, `< 2**128`: on PAID the provider
+           gets `green_premium * green_bps / 10000` (its attested share at
+           commit) and the requester the rest; refunded on every other end.
     @return uint256 The new job id.
     """
     assert spec_hash != empty(bytes32), "market: empty spec hash"
@@ -454,10 +503,10 @@ def post_job(
     assert audit_samples > 0, "market: zero audit samples"
     assert audit_samples <= self.max_audit_samples, "market: too many audit samples"
     assert payment > 0, "market: zero payment"
-    assert payment <= MAX_AMOUNT and verifier_fee <= MAX_AMOUNT, "market: amount too large"
+    assert payment <= MAX_AMOUNT and verifier_fee <= MAX_AMOUNT and green_premium <= MAX_AMOUNT, "market: amount too large"
     assert collateral * BPS >= payment * self.min_collateral_bps, "market: collateral too low"
     assert collateral <= MAX_COLLATERAL, "market: collateral too large"
-    assert deadline > block.timestamp, "market: deadline in the past"
+    assert deadline >= block.timestamp + self.min_job_duration, "market: deadline too soon"
     assert deadline <= block.timestamp + self.max_job_duration, "market: deadline too far"
     assert min_green_bps <= BPS, "market: green bps above 10000"
 
@@ -472,6 +521,7 @@ def post_job(
     )
     self._jobs[job_id].money = payment | (verifier_fee << 128)
     self._jobs[job_id].terms = collateral | (min_green_bps << 112)
+    self._jobs[job_id].green = green_premium
     self._jobs[job_id].spec_hash = spec_hash
     log JobPosted(
         job_id=job_id,
@@ -485,8 +535,9 @@ def post_job(
         collateral=collateral,
         deadline=deadline,
         min_green_bps=min_green_bps,
+        green_premium=green_premium,
     )
-    assert extcall token.transferFrom(msg.sender, self, payment + verifier_fee, default_return_value=True), "market: transferFrom failed"
+    assert extcall token.transferFrom(msg.sender, self, payment + verifier_fee + green_premium, default_return_value=True), "market: transferFrom failed"
     return job_id
 
 
@@ -494,15 +545,15 @@ def post_job(
 @nonreentrant
 def cancel_job(job_id: uint256):
     """
-    @notice Cancels an OPEN job and refunds its escrow to the requester at once.
+    @notice Cancels an OPEN job and refunds its escrow (payment, fee and
+            premium) to the requester at once.
     @param job_id The job.
     """
     head: uint256 = self._jobs[job_id].head
     assert self._state(head) == STATE_OPEN, "market: job not open"
     assert msg.sender == self._addr(head), "market: caller is not the requester"
     self._jobs[job_id].head = self._with_state(head, STATE_CANCELLED)
-    money: uint256 = self._jobs[job_id].money
-    refund: uint256 = (money & MASK128) + (money >> 128)
+    refund: uint256 = self._escrow(job_id)
     log JobCancelled(job_id=job_id, refund=refund)
     self._transfer(msg.sender, refund)
 
@@ -517,7 +568,11 @@ def accept_job(job_id: uint256, determinism_class: bytes32):
             whose court pool will judge the job.
     @dev The court's pool of `determinism_class` must hold at least its
          `min_class_stake`. If the job sets `min_green_bps`, the caller's
-         attestation in force must meet it.
+         attestation in force must meet it. Fixes the job's terms: this
+         market's `open_window`, `draw_window`, `requester_share_bps` and
+         `seed_lookahead`, and the court's `current_terms()`. The stake lock
+         this can need (`deadline - now` + draw + open + voting + margin)
+         must stay below the StakeManager's unbonding period.
     @param job_id The job.
     @param determinism_class The provider's determinism class (docs/protocol.md §3.9).
     """
@@ -532,9 +587,21 @@ def accept_job(job_id: uint256, determinism_class: bytes32):
         assert staticcall registry.green_bps_of(msg.sender) >= min_green, "market: provider not green enough"
     assert staticcall stake_manager.free_stake(msg.sender) >= collateral, "market: insufficient free stake"
     assert staticcall court.pool_stake(determinism_class) >= staticcall court.min_class_stake(), "market: class pool too small"
+    jterms: uint256 = (
+        (self.open_window << T_OPEN_AT)
+        | (self.draw_window << T_DRAW_AT)
+        | (self.requester_share_bps << T_SHARE_AT)
+        | (self.seed_lookahead << T_LOOKAHEAD_AT)
+    )
+    lock: uint256 = (head >> 208) - block.timestamp + self.draw_window + self.open_window + staticcall court.max_voting_time() + LIFETIME_MARGIN
+    assert lock < staticcall stake_manager.unbonding_period(), "market: job outlives unbonding"
+    if lock > self._lifetime_high:
+        self._lifetime_high = lock
     self._jobs[job_id].head = self._with_state(head, STATE_ACCEPTED)
     self._jobs[job_id].run = convert(msg.sender, uint256)
     self._jobs[job_id].dclass = determinism_class
+    self._jobs[job_id].jterms = jterms
+    self._jobs[job_id].court_terms = staticcall court.current_terms()
     log JobAccepted(job_id=job_id, provider=msg.sender, determinism_class=determinism_class, collateral=collateral)
     extcall stake_manager.lock(msg.sender, collateral)
 
@@ -545,16 +612,21 @@ def commit_result(
     root: bytes32,
     final_state_hash: bytes32,
     energy_mj: uint256,
+    move_total: uint256,
     result_uri: String[MAX_URI],
 ):
     """
     @notice Commits the run: the Merkle root over its `num_segments + 1`
-            boundaries, the final state and the total energy. Arms the audit
-            seed `seed_lookahead` blocks ahead.
+            boundaries, the final state, the total energy and the total
+            movement. Arms the audit seed the job's `seed_lookahead` blocks
+            ahead and records the provider's green share in force (it
+            prices the premium). The job must then be drawn within its
+            `draw_window`.
     @param job_id The job (ACCEPTED, caller its provider, before the deadline).
     @param root Root of the commitment tree (docs/protocol.md §3), non-zero.
     @param final_state_hash state_hash at boundary `num_segments`.
     @param energy_mj Cumulative energy at boundary `num_segments`, `< 2**128`.
+    @param move_total Cumulative movement `move_N` at boundary `num_segments`, `< 2**128`.
     @param result_uri Base URI of the checkpoints (emitted only).
     """
     head: uint256 = self._jobs[job_id].head
@@ -563,110 +635,138 @@ def commit_result(
     assert msg.sender == self._addr(run), "market: caller is not the provider"
     assert block.timestamp < head >> 208, "market: deadline passed"
     assert root != empty(bytes32), "market: empty root"
-    assert energy_mj <= MAX_AMOUNT, "market: energy too large"
-    seed_block: uint256 = block.number + self.seed_lookahead
+    assert energy_mj <= MAX_AMOUNT and move_total <= MAX_AMOUNT, "market: energy or movement too large"
+    jterms: uint256 = self._jobs[job_id].jterms
+    seed_block: uint256 = block.number + ((jterms >> T_LOOKAHEAD_AT) & 255)
+    green_bps: uint256 = staticcall registry.green_bps_of(msg.sender)
     self._jobs[job_id].head = self._with_state(head, STATE_COMMITTED)
-    self._jobs[job_id].run = (run & MASK160) | (seed_block << 160)
+    self._jobs[job_id].run = (run & MASK160) | (seed_block << 160) | (block.timestamp << 208)
     self._jobs[job_id].root = root
     self._jobs[job_id].final_state_hash = final_state_hash
     self._jobs[job_id].terms = (self._jobs[job_id].terms & MASK128) | (energy_mj << 128)
+    self._jobs[job_id].move_total = move_total
+    self._jobs[job_id].green = (self._jobs[job_id].green & MASK128) | (green_bps << 128)
     log ResultCommitted(
         job_id=job_id,
         provider=msg.sender,
         root=root,
         final_state_hash=final_state_hash,
         energy_mj=energy_mj,
+        move_total=move_total,
+        green_bps=green_bps,
         result_uri=result_uri,
         seed_block=seed_block,
+        draw_deadline=block.timestamp + ((jterms >> T_DRAW_AT) & MASK32),
     )
 
 
 @external
-def open_segment(
-    job_id: uint256,
-    index: uint32,
-    start_hash: bytes32,
-    start_energy_mj: uint256,
-    start_seal: bytes32,
-    end_hash: bytes32,
-    end_energy_mj: uint256,
-    end_seal: bytes32,
-    start_proof: DynArray[bytes32, MAX_PROOF],
-    end_proof: DynArray[bytes32, MAX_PROOF],
-):
+def open_segments(job_id: uint256, openings: DynArray[AuditRules.Opening, MAX_OPENINGS]):
     """
-    @notice Opens one audited segment: reveals the leaves of boundaries
-            `index` and `index + 1` with their Merkle proofs.
-    @dev See `open_segments` for the rules.
-    @param job_id The job (AUDITING, caller its provider, inside the open window).
-    @param index The audited segment, above every segment opened before.
-    @param start_hash state_hash at boundary `index`.
-    @param start_energy_mj Cumulative energy at boundary `index`.
-    @param start_seal seal at boundary `index`.
-    @param end_hash state_hash at boundary `index + 1`.
-    @param end_energy_mj Cumulative energy at boundary `index + 1`.
-    @param end_seal seal at boundary `index + 1`.
-    @param start_proof Proof of leaf `index`.
-    @param end_proof Proof of leaf `index + 1`.
-    """
-    ctx: OpenCtx = self._open_begin(job_id)
-    ctx = self._open_one(
-        job_id,
-        ctx,
-        Opening(
-            index=index,
-            start_hash=start_hash,
-            start_energy_mj=start_energy_mj,
-            start_seal=start_seal,
-            end_hash=end_hash,
-            end_energy_mj=end_energy_mj,
-            end_seal=end_seal,
-            start_proof=start_proof,
-            end_proof=end_proof,
-        ),
-    )
-    self._open_end(job_id, ctx)
-
-
-@external
-def open_segments(job_id: uint256, openings: DynArray[Opening, MAX_OPENINGS]):
-    """
-    @notice Opens several audited segments in one transaction. When every
-            audited index is open the job moves to VOTING and the court's
+    @notice Opens audited segments: reveals the leaves of boundaries `index`
+            and `index + 1` of each, with their Merkle proofs. When every
+            sample is satisfied the job moves to VOTING and the court's
             round 0 starts.
-    @dev Per opening: `index` is an audited index above every index opened
-         before (openings come in strictly ascending order across calls);
-         both leaves verify against `root` with proofs of the canonical
-         length; `end_energy_mj >= start_energy_mj`; boundary 0 has energy 0
-         and seal `keccak256(abi_encode(job_id, uint32(0), bytes32(0)))`; the
-         last segment ends at `final_state_hash` / `energy_mj`. Each opening
+    @dev `AuditRules.check_openings` checks them (static call): each
+         `index` above every index opened before (ascending across calls),
+         each satisfying a uniform sample with that index or a movement
+         sample `u` with `start_move <= u < end_move`; movement and energy
+         monotone; boundary 0 zero; both leaves verified against `root`
+         with proofs of the canonical length; the last segment ending at
+         `final_state_hash`, `energy_mj` and `move_total`. Each opening
          extends `seal_acc = keccak256(concat(seal_acc, end_seal))`.
     @param job_id The job (AUDITING, caller its provider, inside the open window).
     @param openings The segments to open, 1 to `MAX_OPENINGS` (16), ascending.
     """
-    assert len(openings) > 0, "market: no openings"
-    ctx: OpenCtx = self._open_begin(job_id)
-    for o: Opening in openings:
-        ctx = self._open_one(job_id, ctx, o)
-    self._open_end(job_id, ctx)
+    s: JobSlots = self._jobs[job_id]
+    assert self._state(s.head) == STATE_AUDITING, "market: job not auditing"
+    assert msg.sender == self._addr(s.run), "market: caller is not the provider"
+    assert block.timestamp < (s.run >> 208) + (s.jterms & MASK32), "market: open window passed"
+    samples: uint256 = (s.head >> 168) & 255
+    st: AuditRules.OpenState = staticcall audit_rules.check_openings(
+        AuditRules.OpenJob(
+            job_id=job_id,
+            root=s.root,
+            num_segments=(s.head >> 176) & MASK32,
+            samples=samples,
+            seed=s.seed,
+            final_state_hash=s.final_state_hash,
+            energy_mj=s.terms >> 128,
+            move_total=s.move_total,
+        ),
+        AuditRules.OpenState(
+            mask=s.audit & MASK64, next_index=(s.audit >> 64) & MASK64, move_floor=s.audit >> 128, seal_acc=s.seal_acc, last_leaf=s.last_leaf
+        ),
+        openings,
+    )
+    for o: AuditRules.Opening in openings:
+        log SegmentOpened(
+            job_id=job_id,
+            index=o.index,
+            start_hash=o.start_hash,
+            start_energy_mj=o.start_energy_mj,
+            start_move=o.start_move,
+            start_seal=o.start_seal,
+            end_hash=o.end_hash,
+            end_energy_mj=o.end_energy_mj,
+            end_move=o.end_move,
+            end_seal=o.end_seal,
+        )
+    self._jobs[job_id].audit = st.mask | (st.next_index << 64) | (st.move_floor << 128)
+    self._jobs[job_id].seal_acc = st.seal_acc
+    self._jobs[job_id].last_leaf = st.last_leaf
+    if st.mask == (1 << samples) - 1:
+        self._jobs[job_id].head = self._with_state(s.head, STATE_VOTING)
+        self._jobs[job_id].run = (s.run & (MASK160 | (MASK48 << 160))) | (block.timestamp << 208)
+        extcall court.start_voting(job_id, st.seal_acc)
 
 
 @external
 @nonreentrant
 def expire_job(job_id: uint256):
     """
-    @notice Ends an ACCEPTED job whose deadline passed without a commitment:
-            slashes the collateral (reason "expired").
-    @dev Requester credited payment + fee + `requester_share_bps` of the
-         slashed amount; the rest funds the green bonus pool. Anyone may call.
+    @notice Ends a job whose commit deadline passed: an OPEN job (nobody
+            took it) is refunded to its requester; an ACCEPTED job (no
+            commitment) has its collateral slashed (reason "expired").
+    @dev Anyone may call. ACCEPTED: requester credited payment + fee +
+         premium + the job's `requester_share_bps` of the slashed amount; the
+         rest funds the green bonus pool. OPEN: requester credited payment +
+         fee + premium.
     @param job_id The job.
     """
     head: uint256 = self._jobs[job_id].head
-    assert self._state(head) == STATE_ACCEPTED, "market: job not accepted"
+    state: uint8 = self._state(head)
+    assert state == STATE_OPEN or state == STATE_ACCEPTED, "market: job not open or accepted"
     assert block.timestamp >= head >> 208, "market: deadline not passed"
     self._jobs[job_id].head = self._with_state(head, STATE_EXPIRED)
-    slashed: uint256 = self._slash_provider_no_voters(job_id, head, "expired")
+    slashed: uint256 = 0
+    if state == STATE_OPEN:
+        self.claimable[self._addr(head)] += self._escrow(job_id)
+    else:
+        slashed = self._slash_provider_no_voters(job_id, head, "expired")
     log JobExpired(job_id=job_id, slashed=slashed)
+
+
+@external
+@nonreentrant
+def slash_undrawn(job_id: uint256):
+    """
+    @notice Slashes a COMMITTED job that was not drawn in time (reason
+            "undrawn"): its `draw_window` passed, or its seed block's hash
+            is out of reach (older than 8191 blocks with EIP-2935 history,
+            256 without). Drawing is the provider's duty; a seed it
+            dislikes can never be re-rolled.
+    @dev Same split as `expire_job`. Anyone may call.
+    @param job_id The job.
+    """
+    head: uint256 = self._jobs[job_id].head
+    assert self._state(head) == STATE_COMMITTED, "market: job not committed"
+    run: uint256 = self._jobs[job_id].run
+    seed_block: uint256 = (run >> 160) & MASK48
+    late: bool = block.timestamp >= (run >> 208) + ((self._jobs[job_id].jterms >> T_DRAW_AT) & MASK32)
+    assert late or (block.number > seed_block and self._seed_of(seed_block) == empty(bytes32)), "market: draw still possible"
+    self._jobs[job_id].head = self._with_state(head, STATE_SLASHED)
+    self._slash_provider_no_voters(job_id, head, "undrawn")
 
 
 @external
@@ -674,15 +774,16 @@ def expire_job(job_id: uint256):
 def slash_unopened(job_id: uint256):
     """
     @notice Slashes a provider that did not open every audited segment within
-            the open window (reason "unopened"); the job ends SLASHED and its
-            court case is dropped (round 0's seats are freed, unpaid and unpenalised).
+            the job's open window (reason "unopened"); the job ends SLASHED and
+            its court case is dropped (round 0's seats are freed, unpaid and
+            unpenalised).
     @dev Same split as `expire_job`. Anyone may call.
     @param job_id The job.
     """
     head: uint256 = self._jobs[job_id].head
     assert self._state(head) == STATE_AUDITING, "market: job not auditing"
     run: uint256 = self._jobs[job_id].run
-    assert block.timestamp >= (run >> 208) + self.open_window, "market: open window not passed"
+    assert block.timestamp >= (run >> 208) + (self._jobs[job_id].jterms & MASK32), "market: open window not passed"
     self._jobs[job_id].head = self._with_state(head, STATE_SLASHED)
     self._slash_provider_no_voters(job_id, head, "unopened")
     extcall court.drop_case(job_id)
@@ -693,15 +794,18 @@ def slash_unopened(job_id: uint256):
 @external
 def draw_audit(job_id: uint256):
     """
-    @notice Draws the audited segments from `blockhash(seed_block)`, starts
-            the open window and opens the court's case (which draws round 0's
-            committee from the pool of the job's class). If that block is more
-            than 256 blocks old its hash is gone: the draw re-arms
-            `seed_block = now + seed_lookahead` (event `AuditRearmed`) instead
-            of reverting.
-    @dev Anyone may call, once `block.number > seed_block`. Requesters and
-         verifiers should draw promptly: a re-arm lets the provider see one
-         more seed before the draw.
+    @notice Draws the audited segments from the hash of the job's seed
+            block, starts the open window and opens the court's case (which
+            draws round 0's committee from the pool of the job's class,
+            under the court terms fixed at acceptance).
+    @dev Anyone may call, once `block.number > seed_block` and before the
+         job's draw deadline (`commit time + draw_window`), while the seed
+         block's hash is in reach: EIP-2935 history (8191 blocks) where the
+         chain has it, `BLOCKHASH` (256 blocks) otherwise. Past either
+         limit the only exit is `slash_undrawn`. Samples `j < ceil(s/2)` are
+         uniform over segments, the rest uniform over `move_total` (all
+         uniform when `move_total == 0`): `AuditRules.draws`, emitted in
+         `AuditDrawn`.
     @param job_id The job (COMMITTED).
     """
     head: uint256 = self._jobs[job_id].head
@@ -709,20 +813,20 @@ def draw_audit(job_id: uint256):
     run: uint256 = self._jobs[job_id].run
     seed_block: uint256 = (run >> 160) & MASK48
     assert block.number > seed_block, "market: seed block not reached"
-    if block.number > seed_block + BLOCKHASH_WINDOW:
-        seed_block = block.number + self.seed_lookahead
-        self._jobs[job_id].run = (run & MASK160) | (seed_block << 160)
-        log AuditRearmed(job_id=job_id, seed_block=seed_block)
-        return
-    seed: bytes32 = blockhash(seed_block)
+    jterms: uint256 = self._jobs[job_id].jterms
+    assert block.timestamp < (run >> 208) + ((jterms >> T_DRAW_AT) & MASK32), "market: draw window passed"
+    seed: bytes32 = self._seed_of(seed_block)
+    assert seed != empty(bytes32), "market: seed out of reach"
     self._jobs[job_id].seed = seed
     self._jobs[job_id].head = self._with_state(head, STATE_AUDITING)
     self._jobs[job_id].run = (run & (MASK160 | (MASK48 << 160))) | (block.timestamp << 208)
-    indices: DynArray[uint32, MAX_AUDIT_SAMPLES] = self._indices(
-        seed, job_id, (head >> 176) & MASK32, (head >> 168) & 255
-    )
-    log AuditDrawn(job_id=job_id, seed=seed, indices=indices, open_deadline=block.timestamp + self.open_window)
-    extcall court.open_case(job_id, self._jobs[job_id].dclass, seed)
+    num_segments: uint256 = (head >> 176) & MASK32
+    samples: uint256 = (head >> 168) & 255
+    indices: DynArray[uint32, MAX_AUDIT_SAMPLES] = []
+    targets: DynArray[uint256, MAX_AUDIT_SAMPLES] = []
+    indices, targets = staticcall audit_rules.draws(seed, job_id, num_segments, samples, self._jobs[job_id].move_total)
+    log AuditDrawn(job_id=job_id, seed=seed, indices=indices, targets=targets, open_deadline=block.timestamp + (jterms & MASK32))
+    extcall court.open_case(job_id, self._jobs[job_id].dclass, seed, self._jobs[job_id].court_terms)
 
 
 # EXTERNAL: DECISION #
@@ -735,14 +839,17 @@ def finalize(job_id: uint256):
             O(1): FRAUD -> SLASHED (reason "fraud"); OK or NO_DECISION ->
             PAID; an undecided round with rounds left draws the next round
             and the job stays VOTING (call again after its reveal window).
-    @dev Paid: the provider is credited payment + the green bonus
-         (`GreenRegistry.pay_bonus`, capped by the pool). The pot (OK: the
-         fee; FRAUD: the slashed collateral minus the requester's share;
-         NO_DECISION: the fee, all of it back to the requester) goes to the
-         court, which fixes the reward per winning seat and returns the
-         remainder, credited to the requester. `JobFinalized` reports the
-         energy and `carbon_g = energy_mj * carbon_intensity / 3_600_000_000`;
-         both are 0 for a slashed job (its claim is void).
+    @dev Paid: the provider is credited payment + `green_premium *
+         green_bps / 10000` (the share recorded at commit; the requester gets
+         the rest of the premium) and, on OK only (a committee judged the
+         job), the green bonus the requester's allowance covers
+         (`GreenRegistry.pay_bonus`). The pot (OK: the fee; FRAUD: the
+         slashed collateral minus the job's requester share; NO_DECISION:
+         the fee, all of it back to the requester) goes to the court, which
+         fixes the reward per winning seat and returns the remainder,
+         credited to the requester. `JobFinalized` reports the energy and
+         `carbon_mg = energy_mj * carbon_intensity / 3_600_000` (g/kWh in,
+         milligrams out); both are 0 for a slashed job (its claim is void).
     @param job_id The job.
     """
     head: uint256 = self._jobs[job_id].head
@@ -758,6 +865,8 @@ def finalize(job_id: uint256):
     payment: uint256 = money & MASK128
     fee: uint256 = money >> 128
     terms: uint256 = self._jobs[job_id].terms
+    green: uint256 = self._jobs[job_id].green
+    premium: uint256 = green & MASK128
     state: uint8 = STATE_PAID
     if outcome == OUTCOME_FRAUD:
         state = STATE_SLASHED
@@ -766,24 +875,28 @@ def finalize(job_id: uint256):
     pot: uint256 = fee
     paid: uint256 = 0
     bonus: uint256 = 0
+    earned: uint256 = 0
     energy_mj: uint256 = 0
-    carbon_g: uint256 = 0
+    carbon_mg: uint256 = 0
     if outcome == OUTCOME_FRAUD:
         slashed: uint256 = extcall stake_manager.slash(provider, terms & MASK112, self)
-        to_requester: uint256 = slashed * self.requester_share_bps // BPS
-        self.claimable[requester] += payment + fee + to_requester
+        to_requester: uint256 = slashed * self._share_bps(job_id) // BPS
+        self.claimable[requester] += payment + fee + premium + to_requester
         pot = slashed - to_requester
         log ProviderSlashed(job_id=job_id, provider=provider, amount=slashed, reason="fraud")
     else:
-        bonus = extcall registry.pay_bonus(provider, payment)
+        if outcome == OUTCOME_OK:
+            bonus = extcall registry.pay_bonus(provider, requester, payment)
+        earned = premium * (green >> 128) // BPS
         paid = payment
-        self.claimable[provider] += payment + bonus
+        self.claimable[provider] += payment + earned + bonus
+        self.claimable[requester] += premium - earned
         energy_mj = terms >> 128
-        carbon_g = energy_mj * staticcall registry.carbon_intensity_of(provider) // MJ_PER_KWH
+        carbon_mg = energy_mj * staticcall registry.carbon_intensity_of(provider) // MJ_PER_KWH_MG
     remainder: uint256 = extcall court.set_pot(job_id, pot)
     self.claimable[requester] += remainder
     self._jobs[job_id].pot = pot - remainder
-    log JobFinalized(job_id=job_id, outcome=state, paid=paid, bonus=bonus, energy_mj=energy_mj, carbon_g=carbon_g)
+    log JobFinalized(job_id=job_id, outcome=state, paid=paid, bonus=bonus, premium=earned, energy_mj=energy_mj, carbon_mg=carbon_mg)
 
 
 # EXTERNAL: COURT #
@@ -839,17 +952,18 @@ def withdraw() -> uint256:
 @external
 def set_seed_lookahead(blocks: uint256):
     """
-    @notice Sets `seed_lookahead` (blocks), bounds [1, 64].
+    @notice Sets `seed_lookahead` (blocks), bounds [1, 64], at most `draw_window / 24`. Accepted jobs keep theirs.
     @dev Owner only; emits `ParameterSet("seed_lookahead", old, new)`.
     @param blocks The new value.
     """
     self.seed_lookahead = self._set_parameter(P_SEED_LOOKAHEAD, "seed_lookahead", self.seed_lookahead, blocks)
+    self._check_draw_room()
 
 
 @external
 def set_open_window(seconds: uint256):
     """
-    @notice Sets `open_window` (seconds), bounds [10, 604800]; `max_job_lifetime` must stay below the unbonding period.
+    @notice Sets `open_window` (seconds), bounds [10, 604800]; `max_job_lifetime` must stay below the unbonding period. Accepted jobs keep theirs.
     @dev Owner only; emits `ParameterSet("open_window", old, new)`.
     @param seconds The new value.
     """
@@ -879,7 +993,7 @@ def set_min_collateral_bps(bps: uint256):
 @external
 def set_requester_share_bps(bps: uint256):
     """
-    @notice Sets `requester_share_bps`, bounds [0, 10000].
+    @notice Sets `requester_share_bps`, bounds [0, 10000]. Accepted jobs keep theirs.
     @dev Owner only; emits `ParameterSet("requester_share_bps", old, new)`.
     @param bps The new value.
     """
@@ -894,6 +1008,29 @@ def set_max_job_duration(seconds: uint256):
     @param seconds The new value.
     """
     self.max_job_duration = self._set_parameter(P_MAX_JOB_DURATION, "max_job_duration", self.max_job_duration, seconds)
+    assert self.min_job_duration <= seconds, "market: max below min job duration"
+
+
+@external
+def set_min_job_duration(seconds: uint256):
+    """
+    @notice Sets `min_job_duration` (seconds), bounds [60, 604800], at most `max_job_duration`. Posted jobs keep their deadline.
+    @dev Owner only; emits `ParameterSet("min_job_duration", old, new)`.
+    @param seconds The new value.
+    """
+    self.min_job_duration = self._set_parameter(P_MIN_JOB_DURATION, "min_job_duration", self.min_job_duration, seconds)
+    assert seconds <= self.max_job_duration, "market: min above max job duration"
+
+
+@external
+def set_draw_window(seconds: uint256):
+    """
+    @notice Sets `draw_window` (seconds), bounds [60, 604800], at least `24 * seed_lookahead`; `max_job_lifetime` must stay below the unbonding period. Accepted jobs keep theirs.
+    @dev Owner only; emits `ParameterSet("draw_window", old, new)`.
+    @param seconds The new value.
+    """
+    self.draw_window = self._set_parameter(P_DRAW_WINDOW, "draw_window", self.draw_window, seconds)
+    self._check_draw_room()
 
 
 # EXTERNAL: VIEWS #
@@ -902,12 +1039,21 @@ def set_max_job_duration(seconds: uint256):
 @external
 def max_job_lifetime() -> uint256:
     """
-    @notice The longest a job can hold stake: `max_job_duration + open_window
-            + court.max_voting_time() + LIFETIME_MARGIN`, where the court's
-            part covers every round (`max_rounds * (commit_window + reveal_window)`).
+    @notice The longest a job can hold stake: the larger of what the current
+            parameters allow (`max_job_duration + draw_window + open_window +
+            court.max_voting_time() + LIFETIME_MARGIN`, the court's part
+            covering every round) and the longest lock any accepted job was
+            given under the terms fixed at its acceptance. The StakeManager
+            keeps its unbonding period above it.
+    @dev Every deadline is in the job's terms and every exit may be called by
+         anyone, so a job is final (or can be made final by anyone) within this
+         time when each exit is called once it opens. A court round starts
+         when `finalize` draws it, so a `finalize` called late postpones the
+         later rounds by its lateness; the stake stays locked meanwhile (it
+         cannot escape a slash), it just ends later.
     @return uint256 Seconds.
     """
-    return self._max_job_lifetime()
+    return max(self._max_job_lifetime(), self._lifetime_high)
 
 
 @view
@@ -932,11 +1078,14 @@ def get_job(job_id: uint256) -> Job:
     s: JobSlots = self._jobs[job_id]
     state: uint8 = self._state(s.head)
     phase_at: uint256 = s.run >> 208
+    draw_deadline: uint256 = 0
     open_deadline: uint256 = 0
     voting_start: uint256 = 0
-    if state == STATE_AUDITING:
-        open_deadline = phase_at + self.open_window
-    elif state >= STATE_VOTING and phase_at > 0:
+    if state == STATE_COMMITTED:
+        draw_deadline = phase_at + ((s.jterms >> T_DRAW_AT) & MASK32)
+    elif state == STATE_AUDITING:
+        open_deadline = phase_at + (s.jterms & MASK32)
+    elif state >= STATE_VOTING and s.seed != empty(bytes32) and s.audit & MASK64 == (1 << ((s.head >> 168) & 255)) - 1:
         voting_start = phase_at
     return Job(
         requester=self._addr(s.head),
@@ -950,172 +1099,44 @@ def get_job(job_id: uint256) -> Job:
         collateral=s.terms & MASK112,
         deadline=s.head >> 208,
         min_green_bps=(s.terms >> 112) & MASK16,
+        green_premium=s.green & MASK128,
         determinism_class=s.dclass,
         root=s.root,
         final_state_hash=s.final_state_hash,
         energy_mj=s.terms >> 128,
+        move_total=s.move_total,
+        green_bps=s.green >> 128,
         seed_block=(s.run >> 160) & MASK48,
+        draw_deadline=draw_deadline,
         seed=s.seed,
         open_deadline=open_deadline,
         voting_start=voting_start,
         opened_mask=s.audit & MASK64,
+        next_open_index=(s.audit >> 64) & MASK64,
         seal_acc=s.seal_acc,
         pot=s.pot,
+        open_window=s.jterms & MASK32,
+        draw_window=(s.jterms >> T_DRAW_AT) & MASK32,
+        requester_share_bps=(s.jterms >> T_SHARE_AT) & MASK16,
+        seed_lookahead=(s.jterms >> T_LOOKAHEAD_AT) & 255,
+        court_terms=s.court_terms,
     )
-
-
-@view
-@external
-def audit_indices(job_id: uint256) -> DynArray[uint32, MAX_AUDIT_SAMPLES]:
-    """
-    @notice The audited segments: the `j`-th is
-            `uint32(keccak256(abi_encode(seed, job_id, j)) % num_segments)`
-            (`bytes32, uint256, uint256`), duplicates allowed.
-    @param job_id The job.
-    @return DynArray[uint32, 64] Empty until `draw_audit`.
-    """
-    seed: bytes32 = self._jobs[job_id].seed
-    if seed == empty(bytes32):
-        return []
-    head: uint256 = self._jobs[job_id].head
-    return self._indices(seed, job_id, (head >> 176) & MASK32, (head >> 168) & 255)
-
-
-@view
-@external
-def is_opened(job_id: uint256, index: uint32) -> bool:
-    """
-    @notice Whether audited segment `index` has been opened.
-    @param job_id The job.
-    @param index The segment.
-    @return bool False for an index that is not audited.
-    """
-    seed: bytes32 = self._jobs[job_id].seed
-    if seed == empty(bytes32):
-        return False
-    head: uint256 = self._jobs[job_id].head
-    indices: DynArray[uint32, MAX_AUDIT_SAMPLES] = self._indices(seed, job_id, (head >> 176) & MASK32, (head >> 168) & 255)
-    bits: uint256 = self._bits_of(indices, index)
-    return bits != 0 and (self._jobs[job_id].audit & bits) == bits
-
-
-@pure
-@external
-def leaf_hash(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256, seal: bytes32) -> bytes32:
-    """
-    @notice Leaf `k` of the commitment tree (docs/protocol.md §3.6):
-            `keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj, seal)))`.
-    @param job_id The job.
-    @param k The boundary, `0 <= k <= num_segments`.
-    @param state_hash state_hash at boundary `k`.
-    @param energy_mj Cumulative energy at boundary `k`.
-    @param seal seal at boundary `k`: `keccak256(abi_encode(job_id, k, w_k))`.
-    @return bytes32 The leaf.
-    """
-    return self._leaf(job_id, k, state_hash, energy_mj, seal)
-
-
-# INTERNAL #
-
-@view
-@internal
-def _open_begin(job_id: uint256) -> OpenCtx:
-    head: uint256 = self._jobs[job_id].head
-    assert self._state(head) == STATE_AUDITING, "market: job not auditing"
-    run: uint256 = self._jobs[job_id].run
-    assert msg.sender == self._addr(run), "market: caller is not the provider"
-    assert block.timestamp < (run >> 208) + self.open_window, "market: open window passed"
-    num_segments: uint256 = (head >> 176) & MASK32
-    samples: uint256 = (head >> 168) & 255
-    audit: uint256 = self._jobs[job_id].audit
-    return OpenCtx(
-        head=head,
-        run=run,
-        mask=audit & MASK64,
-        next_index=audit >> 64,
-        seal_acc=self._jobs[job_id].seal_acc,
-        num_segments=num_segments,
-        samples=samples,
-        root=self._jobs[job_id].root,
-        indices=self._indices(self._jobs[job_id].seed, job_id, num_segments, samples),
-    )
-
-
-@internal
-def _open_one(job_id: uint256, ctx: OpenCtx, o: Opening) -> OpenCtx:
-    """
-    @dev Checks one opening and returns `ctx` with it folded in (mask, next
-         index, seal accumulator). `end_proof` may leave out its tail where it equals
-         `start_proof`'s tail (above the level where the paths of leaves
-         `index` and `index + 1` meet); the missing siblings are taken from
-         `start_proof`. Either way the completed proof must have the
-         canonical length and verify, so this only saves calldata.
-    """
-    index: uint256 = convert(o.index, uint256)
-    assert index >= ctx.next_index, "market: openings not ascending"
-    bits: uint256 = self._bits_of(ctx.indices, o.index)
-    assert bits != 0, "market: index not audited"
-    ctx.mask |= bits
-    ctx.next_index = index + 1
-    ctx.seal_acc = keccak256(concat(ctx.seal_acc, o.end_seal))
-    num_segments: uint256 = ctx.num_segments
-    assert o.end_energy_mj >= o.start_energy_mj, "market: energy not monotone"
-    if index == 0:
-        assert o.start_energy_mj == 0, "market: start energy not zero"
-        assert o.start_seal == keccak256(abi_encode(job_id, convert(0, uint32), empty(bytes32))), "market: bad seal at boundary 0"
-    start_len: uint256 = len(o.start_proof)
-    assert start_len == self._proof_length(index, num_segments + 1), "market: bad start proof length"
-    end_len: uint256 = self._proof_length(index + 1, num_segments + 1)
-    assert len(o.end_proof) <= end_len and end_len - len(o.end_proof) <= start_len, "market: bad end proof length"
-    full_end: DynArray[bytes32, MAX_PROOF] = o.end_proof
-    for j: uint256 in range(start_len - (end_len - len(o.end_proof)), start_len, bound=MAX_PROOF):
-        full_end.append(o.start_proof[j])
-    assert merkle_proof_verification._verify(
-        o.start_proof, ctx.root, self._leaf(job_id, o.index, o.start_hash, o.start_energy_mj, o.start_seal)
-    ), "market: invalid start proof"
-    assert merkle_proof_verification._verify(
-        full_end, ctx.root, self._leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_seal)
-    ), "market: invalid end proof"
-    if index + 1 == num_segments:
-        assert o.end_hash == self._jobs[job_id].final_state_hash, "market: final state mismatch"
-        assert o.end_energy_mj == self._jobs[job_id].terms >> 128, "market: final energy mismatch"
-    log SegmentOpened(
-        job_id=job_id,
-        index=o.index,
-        start_hash=o.start_hash,
-        start_energy_mj=o.start_energy_mj,
-        start_seal=o.start_seal,
-        end_hash=o.end_hash,
-        end_energy_mj=o.end_energy_mj,
-        end_seal=o.end_seal,
-    )
-    return ctx
-
-
-@internal
-def _open_end(job_id: uint256, ctx: OpenCtx):
-    self._jobs[job_id].audit = ctx.mask | (ctx.next_index << 64)
-    self._jobs[job_id].seal_acc = ctx.seal_acc
-    if ctx.mask == (1 << ctx.samples) - 1:
-        self._jobs[job_id].head = self._with_state(ctx.head, STATE_VOTING)
-        self._jobs[job_id].run = (ctx.run & (MASK160 | (MASK48 << 160))) | (block.timestamp << 208)
-        extcall court.start_voting(job_id, ctx.seal_acc)
 
 
 @internal
 def _slash_provider_no_voters(job_id: uint256, head: uint256, reason: String[16]) -> uint256:
     """
-    @dev Slashes the collateral of a job without voters (expired, unopened):
-         requester credited payment + fee + its share; the rest funds the
-         green bonus pool. The job's state is already final.
+    @dev Slashes the collateral of a job without voters (expired, undrawn,
+         unopened): requester credited payment + fee + premium + the job's
+         share; the rest funds the green bonus pool. The job's state is
+         already final.
     """
     provider: address = self._addr(self._jobs[job_id].run)
     collateral: uint256 = self._jobs[job_id].terms & MASK112
-    money: uint256 = self._jobs[job_id].money
     extcall stake_manager.unlock(provider, collateral)
     slashed: uint256 = extcall stake_manager.slash(provider, collateral, self)
-    to_requester: uint256 = slashed * self.requester_share_bps // BPS
-    self.claimable[self._addr(head)] += (money & MASK128) + (money >> 128) + to_requester
+    to_requester: uint256 = slashed * self._share_bps(job_id) // BPS
+    self.claimable[self._addr(head)] += self._escrow(job_id) + to_requester
     log ProviderSlashed(job_id=job_id, provider=provider, amount=slashed, reason=reason)
     to_pool: uint256 = slashed - to_requester
     if to_pool > 0:
@@ -1124,17 +1145,55 @@ def _slash_provider_no_voters(job_id: uint256, head: uint256, reason: String[16]
     return slashed
 
 
+@view
+@internal
+def _escrow(job_id: uint256) -> uint256:
+    """@dev payment + verifier fee + green premium."""
+    money: uint256 = self._jobs[job_id].money
+    return (money & MASK128) + (money >> 128) + (self._jobs[job_id].green & MASK128)
+
+
+@view
+@internal
+def _share_bps(job_id: uint256) -> uint256:
+    """@dev The job's `requester_share_bps`, fixed at acceptance."""
+    return (self._jobs[job_id].jterms >> T_SHARE_AT) & MASK16
+
+
+@view
+@internal
+def _seed_of(seed_block: uint256) -> bytes32:
+    """
+    @dev The hash of `seed_block` (< block.number), or zero once it is out of
+         reach: EIP-2935 history where the chain has the contract (8191
+         blocks), `BLOCKHASH` (256 blocks) otherwise. A zero answer from the
+         history (the contract exists but never recorded the block: deployed
+         before its fork activated, or on a chain that does not fill it) is
+         no answer, so `BLOCKHASH` still serves.
+    """
+    age: uint256 = block.number - seed_block
+    if HISTORY_CONTRACT.codesize > 0 and age <= HISTORY_WINDOW:
+        ok: bool = False
+        out: Bytes[32] = b""
+        ok, out = raw_call(HISTORY_CONTRACT, abi_encode(seed_block), max_outsize=32, is_static_call=True, revert_on_failure=False)
+        if ok and len(out) == 32 and convert(out, bytes32) != empty(bytes32):
+            return convert(out, bytes32)
+    if age <= BLOCKHASH_WINDOW:
+        return blockhash(seed_block)
+    return empty(bytes32)
+
+
 @internal
 def _set_parameter(param: uint256, name: String[20], old: uint256, new: uint256) -> uint256:
     """
     @dev Checks the owner and the hard bounds of parameter `param`, logs the
-         change and returns `new`. For the two timing parameters it checks
+         change and returns `new`. For the three timing parameters it checks
          that `max_job_lifetime` with the new value stays below the
          StakeManager's unbonding period.
     """
     ownable._check_owner()
     assert new >= PARAM_MIN[param] and new <= PARAM_MAX[param], "market: parameter out of bounds"
-    if param == P_OPEN_WINDOW or param == P_MAX_JOB_DURATION:
+    if param == P_OPEN_WINDOW or param == P_MAX_JOB_DURATION or param == P_DRAW_WINDOW:
         assert self._max_job_lifetime() - old + new < staticcall stake_manager.unbonding_period(), "market: lifetime exceeds unbonding"
     log ParameterSet(name=name, old_value=old, new_value=new)
     return new
@@ -1142,49 +1201,20 @@ def _set_parameter(param: uint256, name: String[20], old: uint256, new: uint256)
 
 @view
 @internal
-def _indices(seed: bytes32, job_id: uint256, num_segments: uint256, samples: uint256) -> DynArray[uint32, MAX_AUDIT_SAMPLES]:
-    out: DynArray[uint32, MAX_AUDIT_SAMPLES] = []
-    for j: uint256 in range(samples, bound=MAX_AUDIT_SAMPLES):
-        out.append(convert(convert(keccak256(abi_encode(seed, job_id, j)), uint256) % num_segments, uint32))
-    return out
-
-
-@pure
-@internal
-def _bits_of(indices: DynArray[uint32, MAX_AUDIT_SAMPLES], index: uint32) -> uint256:
-    bits: uint256 = 0
-    for j: uint256 in range(len(indices), bound=MAX_AUDIT_SAMPLES):
-        if indices[j] == index:
-            bits |= 1 << j
-    return bits
-
-
-@pure
-@internal
-def _leaf(job_id: uint256, k: uint32, state_hash: bytes32, energy_mj: uint256, seal: bytes32) -> bytes32:
-    return keccak256(keccak256(abi_encode(job_id, k, state_hash, energy_mj, seal)))
-
-
-@pure
-@internal
-def _proof_length(k: uint256, num_leaves: uint256) -> uint256:
-    i: uint256 = k
-    n: uint256 = num_leaves
-    d: uint256 = 0
-    for _: uint256 in range(MAX_PROOF + 1):
-        if n <= 1:
-            break
-        if i ^ 1 < n:
-            d += 1
-        i >>= 1
-        n = (n + 1) >> 1
-    return d
+def _max_job_lifetime() -> uint256:
+    return self.max_job_duration + self.draw_window + self.open_window + staticcall court.max_voting_time() + LIFETIME_MARGIN
 
 
 @view
 @internal
-def _max_job_lifetime() -> uint256:
-    return self.max_job_duration + self.open_window + staticcall court.max_voting_time() + LIFETIME_MARGIN
+def _check_draw_room():
+    """
+    @dev The draw window leaves room for the seed block to arrive: at least
+         `SECONDS_PER_LOOKAHEAD_BLOCK` (24 s, two 12 s slots) per lookahead
+         block, so an honest provider is never slashed as undrawn because its
+         seed block came after the window closed.
+    """
+    assert self.draw_window >= self.seed_lookahead * SECONDS_PER_LOOKAHEAD_BLOCK, "market: draw window too short for the lookahead"
 
 
 @view

@@ -467,11 +467,12 @@ def leave(dclass: bytes32, seats: uint256):
 # EXTERNAL: MARKET #
 
 @external
-def open_case(job_id: uint256, dclass: bytes32, seed: bytes32):
+def open_case(job_id: uint256, dclass: bytes32, seed: bytes32, terms: uint256):
     """
-    @notice Opens the case of a job whose audit was just drawn: copies the
-            court's parameters as its terms and draws round 0
-            (`committee_size` seats) from the pool of `dclass`.
+    @notice Opens the case of a job whose audit was just drawn, under the
+            terms the market fixed when the job was accepted (this court's
+            `current_terms()` then), and draws round 0 (`committee_size`
+            seats of those terms) from the pool of `dclass`.
     @dev Market only. Round 0's seed is `keccak256(abi_encode(seed, job_id))`
          (`bytes32, uint256`), so jobs drawn from one block get different
          committees; seat `j` of a round with seed `s` is the member whose
@@ -480,21 +481,12 @@ def open_case(job_id: uint256, dclass: bytes32, seed: bytes32):
     @param job_id The job.
     @param dclass The provider's determinism class.
     @param seed The job's audit seed.
+    @param terms The case's terms word (`current_terms()` at acceptance).
     """
     self._check_market()
     assert self._cases[job_id].terms == 0, "court: case exists"
-    committee: uint256 = self.committee_size
-    rounds: uint256 = self.max_rounds
-    commit_window: uint256 = self.commit_window
-    reveal_window: uint256 = self.reveal_window
-    voter_bps: uint256 = self.voter_slash_bps
-    noshow_bps: uint256 = self.noshow_slash_bps
-    terms: uint256 = self._put(0, COMMITTEE_AT, COMMITTEE_BITS, committee)
-    terms = self._put(terms, ROUNDS_AT, ROUNDS_BITS, rounds)
-    terms = self._put(terms, COMMIT_AT, COMMIT_BITS, commit_window)
-    terms = self._put(terms, REVEAL_AT, REVEAL_BITS, reveal_window)
-    terms = self._put(terms, VOTER_BPS_AT, BPS_BITS, voter_bps)
-    terms = self._put(terms, NOSHOW_BPS_AT, BPS_BITS, noshow_bps)
+    assert terms != 0, "court: no terms"
+    committee: uint256 = self._get(terms, COMMITTEE_AT, COMMITTEE_BITS)
     seed0: bytes32 = keccak256(abi_encode(seed, job_id))
     self._cases[job_id].dclass = dclass
     self._cases[job_id].seed = seed0
@@ -503,11 +495,11 @@ def open_case(job_id: uint256, dclass: bytes32, seed: bytes32):
         job_id=job_id,
         dclass=dclass,
         committee_size=committee,
-        max_rounds=rounds,
-        commit_window=commit_window,
-        reveal_window=reveal_window,
-        voter_slash_bps=voter_bps,
-        noshow_slash_bps=noshow_bps,
+        max_rounds=self._get(terms, ROUNDS_AT, ROUNDS_BITS),
+        commit_window=self._get(terms, COMMIT_AT, COMMIT_BITS),
+        reveal_window=self._get(terms, REVEAL_AT, REVEAL_BITS),
+        voter_slash_bps=self._get(terms, VOTER_BPS_AT, BPS_BITS),
+        noshow_slash_bps=self._get(terms, NOSHOW_BPS_AT, BPS_BITS),
     )
     drawn: uint256 = self._draw_round(job_id, dclass, seed0, 0, committee)
     self._cases[job_id].status = self._put(0, DRAWN_AT, COUNT_BITS, drawn)
@@ -662,20 +654,29 @@ def commit_vote(job_id: uint256, commitment: bytes32):
 
 
 @external
-def reveal_vote(job_id: uint256, fraud: bool, salt: bytes32, digests: DynArray[bytes32, MAX_AUDIT_SAMPLES]):
+def reveal_vote(
+    job_id: uint256,
+    fraud: bool,
+    salt: bytes32,
+    digests: DynArray[bytes32, MAX_AUDIT_SAMPLES],
+    segments: DynArray[uint32, MAX_AUDIT_SAMPLES],
+):
     """
     @notice Reveals the caller's vote of the current round. A fraud vote
             counts its seats as fraud seats whatever `digests` holds; an ok
             vote counts them as ok seats only if `digests` proves the
             replay, otherwise it is recorded as a no-show.
-    @dev Proof of replay: `digests[j]` is the work digest `w_{k_j + 1}` of
-         the `j`-th distinct audited segment `k_j` in ascending order, and
+    @dev Proof of replay: `segments` are the opened segments `k_j` in
+         ascending order (from `SegmentOpened`), `digests[j]` the work digest
+         `w_{k_j + 1}` of segment `k_j`, and
          `acc_j = keccak256(concat(acc_{j-1}, keccak256(abi_encode(job_id, uint32(k_j + 1), digests[j]))))`
-         from `acc_{-1} = 0` ends at the job's `seal_acc`.
+         from `acc_{-1} = 0` ends at the job's `seal_acc`. The chain binds
+         every `k_j` and `w`, so only the opened segments' true digests match.
     @param job_id The job (voting, inside the round's reveal window).
     @param fraud True for "the audited work is fraudulent".
     @param salt The salt of the commitment.
     @param digests The replayed work digests (see `@dev`).
+    @param segments The opened segments the digests belong to, ascending.
     """
     status: uint256 = self._cases[job_id].status
     start: uint256 = self._voting_start(status)
@@ -693,7 +694,7 @@ def reveal_vote(job_id: uint256, fraud: bool, salt: bytes32, digests: DynArray[b
     if fraud:
         seat_status = SEAT_FRAUD
         status = self._put(status, FRAUD_AT, COUNT_BITS, self._get(status, FRAUD_AT, COUNT_BITS) + seats)
-    elif self._proves_replay(job_id, digests, self._cases[job_id].seal_acc):
+    elif self._proves_replay(job_id, digests, segments, self._cases[job_id].seal_acc):
         seat_status = SEAT_OK
         status = self._put(status, OK_AT, COUNT_BITS, self._get(status, OK_AT, COUNT_BITS) + seats)
     else:
@@ -887,6 +888,25 @@ def set_min_class_stake(amount: uint256):
 
 
 # EXTERNAL: VIEWS #
+
+@view
+@external
+def current_terms() -> uint256:
+    """
+    @notice The court's parameters packed as a case's terms word
+            (`committee_size | max_rounds << 8 | commit_window << 16 |
+            reveal_window << 48 | voter_slash_bps << 80 | noshow_slash_bps
+            << 96`). JobMarket copies it when a job is accepted, so later
+            parameter changes never apply to an accepted job.
+    @return uint256 The terms word.
+    """
+    terms: uint256 = self._put(0, COMMITTEE_AT, COMMITTEE_BITS, self.committee_size)
+    terms = self._put(terms, ROUNDS_AT, ROUNDS_BITS, self.max_rounds)
+    terms = self._put(terms, COMMIT_AT, COMMIT_BITS, self.commit_window)
+    terms = self._put(terms, REVEAL_AT, REVEAL_BITS, self.reveal_window)
+    terms = self._put(terms, VOTER_BPS_AT, BPS_BITS, self.voter_slash_bps)
+    return self._put(terms, NOSHOW_BPS_AT, BPS_BITS, self.noshow_slash_bps)
+
 
 @view
 @external
@@ -1200,42 +1220,18 @@ def _commitment(job_id: uint256, voter: address, fraud: bool, salt: bytes32, dig
     return keccak256(abi_encode(job_id, voter, fraud, salt, keccak256(abi_encode(digests))))
 
 
-@view
+@pure
 @internal
-def _proves_replay(job_id: uint256, digests: DynArray[bytes32, MAX_AUDIT_SAMPLES], seal_acc: bytes32) -> bool:
+def _proves_replay(job_id: uint256, digests: DynArray[bytes32, MAX_AUDIT_SAMPLES], segments: DynArray[uint32, MAX_AUDIT_SAMPLES], seal_acc: bytes32) -> bool:
     """
-    @dev Rebuilds the seals of the distinct audited segments (ascending)
-         from `digests` and compares their accumulator with `seal_acc`.
+    @dev Rebuilds the seal accumulator of `segments` from `digests` and
+         compares it with `seal_acc` (see `reveal_vote`).
     """
-    indices: DynArray[uint32, MAX_AUDIT_SAMPLES] = staticcall self.market.audit_indices(job_id)
-    # insertion sort of the distinct indices
-    ks: uint256[MAX_AUDIT_SAMPLES] = empty(uint256[MAX_AUDIT_SAMPLES])
-    n: uint256 = 0
-    for x: uint32 in indices:
-        k: uint256 = convert(x, uint256)
-        pos: uint256 = n
-        duplicate: bool = False
-        for _: uint256 in range(MAX_AUDIT_SAMPLES):
-            if pos == 0:
-                break
-            if ks[pos - 1] == k:
-                duplicate = True
-                break
-            if ks[pos - 1] < k:
-                break
-            pos -= 1
-        if duplicate:
-            continue
-        for t: uint256 in range(n - pos, bound=MAX_AUDIT_SAMPLES):
-            ks[n - t] = ks[n - t - 1]
-        ks[pos] = k
-        n += 1
-    if n == 0 or len(digests) != n:
+    if len(digests) == 0 or len(digests) != len(segments):
         return False
     acc: bytes32 = empty(bytes32)
-    for j: uint256 in range(n, bound=MAX_AUDIT_SAMPLES):
-        seal: bytes32 = keccak256(abi_encode(job_id, convert(ks[j] + 1, uint32), digests[j]))
-        acc = keccak256(concat(acc, seal))
+    for j: uint256 in range(len(digests), bound=MAX_AUDIT_SAMPLES):
+        acc = keccak256(concat(acc, keccak256(abi_encode(job_id, segments[j] + 1, digests[j]))))
     return acc == seal_acc
 
 

@@ -60,12 +60,13 @@ def set_court(court_: address):
 @external
 def open_case(job_id: uint256, dclass: bytes32, seed: bytes32):
     """
-    @notice Passes `open_case` through to the court.
+    @notice Passes `open_case` through to the court, under the court's
+            `current_terms()` (as if the job had been accepted just now).
     @param job_id The job.
     @param dclass The class.
     @param seed The seed.
     """
-    extcall IVerifierCourt(self.court).open_case(job_id, dclass, seed)
+    extcall IVerifierCourt(self.court).open_case(job_id, dclass, seed, staticcall IVerifierCourt(self.court).current_terms())
 
 
 @external
@@ -151,14 +152,15 @@ def slash(account: address, amount: uint256, to: address) -> uint256:
 
 
 @external
-def pay_bonus(provider: address, payment: uint256) -> uint256:
+def pay_bonus(provider: address, requester: address, payment: uint256) -> uint256:
     """
     @notice Passes `pay_bonus` through to the GreenRegistry (the bonus lands here).
     @param provider The provider.
+    @param requester The requester whose allowance pays.
     @param payment The job payment.
     @return uint256 The bonus received.
     """
-    return extcall self.green_registry.pay_bonus(provider, payment)
+    return extcall self.green_registry.pay_bonus(provider, requester, payment)
 
 
 @view

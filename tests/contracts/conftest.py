@@ -148,6 +148,7 @@ class System:
     green_registry: Any
     court: Any
     market: Any
+    rules: Any
 
 
 # ==================================================================
@@ -169,12 +170,13 @@ def deploy_system(
         project.GreenRegistry, token, max_bonus_bps, default_carbon_g_per_kwh
     )
     court = owner.deploy(project.VerifierCourt, stake_manager, seat_stake)
-    market = owner.deploy(project.JobMarket, token, stake_manager, green_registry, court)
+    rules = owner.deploy(project.AuditRules)
+    market = owner.deploy(project.JobMarket, token, stake_manager, green_registry, court, rules)
     stake_manager.set_market(market, sender=owner)
     stake_manager.set_court(court, sender=owner)
     green_registry.set_market(market, sender=owner)
     court.set_market(market, sender=owner)
-    return System(token, stake_manager, green_registry, court, market)
+    return System(token, stake_manager, green_registry, court, market, rules)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from greenproof.merkle import (
     seal,
     vote_commitment,
 )
+from verifier.sampling import segment_of_target
 
 TOKEN = 10**18
 PAYMENT = 100 * TOKEN
@@ -36,6 +37,8 @@ SPEC_URI = "ipfs://spec-mlp-tiny"
 RESULT_URI = "http://127.0.0.1:8765/artifacts"
 DETERMINISM = keccak(b"cpu/x86_64/torch-2.13/fp32/deterministic")
 OTHER_CLASS = keccak(b"cuda/sm_90/torch-2.13/bf16/deterministic")
+# EIP-2935 block-hash history contract (JobMarket.HISTORY_CONTRACT)
+HISTORY = "0x0000F90827F1C53a10cb7A02335B175320002935"
 
 # Job states (JobMarket.vy)
 OPEN, ACCEPTED, COMMITTED, AUDITING, VOTING, PAID, SLASHED, CANCELLED, EXPIRED = range(1, 10)
@@ -75,6 +78,7 @@ def post(market, requester, chain, **kw) -> int:
         "collateral": COLLATERAL,
         "deadline": chain.pending_timestamp + 3_600,
         "min_green_bps": 0,
+        "green_premium": 0,
     }
     args.update(kw)
     tx = market.post_job(*args.values(), sender=requester)
@@ -84,12 +88,14 @@ def post(market, requester, chain, **kw) -> int:
 
 @dataclass
 class Run:
-    """A fake training run: per boundary a state hash, cumulative energy and
-    work digest (``digests[0]`` is zero), with the seals and tree they commit to."""
+    """A fake training run: per boundary a state hash, cumulative energy,
+    cumulative movement and work digest (``digests[0]`` is zero), with the
+    seals and tree they commit to."""
 
     job_id: int
     hashes: list[bytes]
     energies: list[int]
+    moves: list[int]
     digests: list[bytes]
     seals: list[bytes] = field(init=False)
     tree: MerkleTree = field(init=False)
@@ -98,7 +104,7 @@ class Run:
         self.seals = [boundary0_seal(self.job_id)] + [
             seal(self.job_id, k, d) for k, d in enumerate(self.digests) if k > 0
         ]
-        self.tree = commitment_tree(self.job_id, self.hashes, self.energies, self.seals)
+        self.tree = commitment_tree(self.job_id, self.hashes, self.energies, self.moves, self.seals)
 
     @property
     def num_segments(self) -> int:
@@ -112,15 +118,21 @@ class Run:
     def energy(self) -> int:
         return self.energies[-1]
 
+    @property
+    def move(self) -> int:
+        return self.moves[-1]
+
     def opening(self, index: int) -> tuple:
         """The ``Opening`` struct (as a tuple) for segment ``index``."""
         return (
             index,
             self.hashes[index],
             self.energies[index],
+            self.moves[index],
             self.seals[index],
             self.hashes[index + 1],
             self.energies[index + 1],
+            self.moves[index + 1],
             self.seals[index + 1],
             self.tree.proof(index),
             self.tree.proof(index + 1),
@@ -131,11 +143,15 @@ class Run:
         return [self.digests[k + 1] for k in unique(indices)]
 
 
-def make_run(job_id: int, num_segments: int, *, energy_step: int = 3_600_000, salt: bytes = b"") -> Run:
+def make_run(job_id: int, num_segments: int, *, energy_step: int = 3_600_000, move_step: int = 1_000,
+             moves: list[int] | None = None, salt: bytes = b"") -> Run:
+    """A run whose segments each moved ``move_step`` (or the cumulative ``moves`` given)."""
     hashes = [keccak(b"state" + salt + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(num_segments + 1)]
     energies = [k * energy_step for k in range(num_segments + 1)]
     digests = [ZERO32] + [keccak(b"losses" + salt + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(1, num_segments + 1)]
-    return Run(job_id, hashes, energies, digests)
+    if moves is None:
+        moves = [k * move_step for k in range(num_segments + 1)]
+    return Run(job_id, hashes, energies, list(moves), digests)
 
 
 def unique(indices) -> list[int]:
@@ -144,28 +160,47 @@ def unique(indices) -> list[int]:
 
 def accept_and_commit(market, provider, job_id: int, run: Run, dclass: bytes = DETERMINISM) -> None:
     market.accept_job(job_id, dclass, sender=provider)
-    market.commit_result(job_id, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
+    market.commit_result(job_id, run.tree.root, run.final_hash, run.energy, run.move, RESULT_URI, sender=provider)
 
 
-def draw(market, chain, job_id: int, anyone) -> list[int]:
-    """Mine past the seed block and draw; returns the audited indices."""
+def draw(market, chain, job_id: int, anyone, run: Run | None = None) -> list[int]:
+    """Mine past the seed block and draw; returns the uniform samples' indices and,
+    given the ``run``, the segments whose movement brackets hold the movement samples."""
     job = market.get_job(job_id)
     while chain.blocks.head.number < job.seed_block:
         chain.mine(1)
-    market.draw_audit(job_id, sender=anyone)
-    return [int(i) for i in market.audit_indices(job_id)]
+    tx = market.draw_audit(job_id, sender=anyone)
+    ev = tx.events.filter(market.AuditDrawn)[0]
+    out = [int(i) for i in ev.indices]
+    if ev.targets:
+        assert run is not None, "draw: movement samples need the run to map them to segments"
+        out += [segment_of_target(run.moves, int(u)) for u in ev.targets]
+    return out
 
 
 def to_voting(market, chain, provider, job_id: int, run: Run, anyone, dclass: bytes = DETERMINISM) -> list[int]:
     """Accept, commit, draw and open every audited segment (one batch): job is VOTING."""
     accept_and_commit(market, provider, job_id, run, dclass)
-    indices = draw(market, chain, job_id, anyone)
+    indices = draw(market, chain, job_id, anyone, run)
     market.open_segments(job_id, [run.opening(i) for i in unique(indices)], sender=provider)
     return indices
 
 
 def salt_of(voter, job_id: int = 0, rnd: int = 0) -> bytes:
     return keccak(b"salt" + bytes.fromhex(str(voter.address)[2:]) + abi_encode(["uint256", "uint256"], [job_id, rnd]))
+
+
+def set_code(chain, address: str, code: bytes) -> None:
+    """Put ``code`` at ``address`` on ape's in-process chain (py-evm): ape's test provider
+    has no ``set_code``, so write it into the pending block's state, which the next
+    transaction or mined block builds on (and a snapshot restore rolls back)."""
+    from eth_utils import to_canonical_address
+
+    backend = chain.provider.evm_backend
+    vm = backend.chain.get_vm()
+    vm.state.set_code(to_canonical_address(address), code)
+    vm.state.persist()
+    backend.chain.header = backend.chain.header.copy(state_root=vm.state.state_root)
 
 
 def warp(chain, seconds: int) -> None:
@@ -204,13 +239,14 @@ class Ballot:
 
     fraud: bool = False
     digests: list[bytes] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
     commit: bool = True
     reveal: bool = True
 
 
 def ok(run: Run, indices) -> Ballot:
     """An honest ok vote: the replayed digests of the audited segments."""
-    return Ballot(False, run.replay(indices))
+    return Ballot(False, run.replay(indices), unique(indices))
 
 
 def lazy() -> Ballot:
@@ -236,7 +272,7 @@ def vote(court, chain, job_id: int, ballots: dict) -> None:
     to_reveal(court, chain, job_id)
     for voter, b in ballots.items():
         if b.commit and b.reveal:
-            court.reveal_vote(job_id, b.fraud, salt_of(voter, job_id, rnd), b.digests, sender=voter)
+            court.reveal_vote(job_id, b.fraud, salt_of(voter, job_id, rnd), b.digests, b.segments, sender=voter)
 
 
 def decide(market, court, chain, job_id: int, anyone):
@@ -250,6 +286,15 @@ def held(system) -> int:
     t = system.token
     assert t.balanceOf(system.court) == 0
     return t.balanceOf(system.market) + t.balanceOf(system.stake_manager) + t.balanceOf(system.green_registry)
+
+
+def allow(system, owner, allocator, requester, amount: int) -> None:
+    """Make ``allocator`` an allocator (once) and grant ``requester`` an allowance of ``amount``
+    bonus on the pool (the only way a job draws a green bonus)."""
+    registry = system.green_registry
+    if not registry.is_allocator(allocator):
+        registry.add_allocator(allocator, sender=owner)
+    registry.grant_allowance(requester, amount, sender=allocator)
 
 
 def attest(system, chain, owner, attestor, provider, *, green_bps: int, carbon: int = 50) -> None:
@@ -269,6 +314,6 @@ def attest(system, chain, owner, attestor, provider, *, green_bps: int, carbon: 
         Account.from_key(attestor.private_key), str(registry.address), chain.chain_id,
         provider=str(provider.address), green_bps=green_bps, carbon_g_per_kwh=carbon,
         region="EU-DE", valid_from=now - 60, valid_until=now + 30 * 86_400,
-        nonce=int(registry.nonce_of(provider)) + 1,
+        nonce=int(registry.nonce_of(provider, attestor)) + 1,
     )
     registry.submit_attestation(*signed.submit_args(), sender=attestor)

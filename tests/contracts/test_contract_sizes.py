@@ -12,7 +12,7 @@ import pytest
 EIP170 = 24_576
 LIMIT = EIP170 * 9 // 10  # 22 118 bytes
 
-DEPLOYABLE = ["StakeManager", "GreenRegistry", "VerifierCourt", "JobMarket"]
+DEPLOYABLE = ["StakeManager", "GreenRegistry", "VerifierCourt", "JobMarket", "AuditRules"]
 
 
 @pytest.mark.parametrize("name", DEPLOYABLE)

@@ -16,7 +16,9 @@ PARAMS = {
     "max_audit_samples": (32, 1, 64),
     "min_collateral_bps": (10_000, 1_000, 100_000),
     "requester_share_bps": (5_000, 0, 10_000),
-    "max_job_duration": (7 * DAY, 60, 180 * DAY),
+    "max_job_duration": (7 * DAY, 300, 180 * DAY),  # low: at least min_job_duration (300)
+    "min_job_duration": (300, 60, 7 * DAY),
+    "draw_window": (3_600, 60, 7 * DAY),
 }
 
 
@@ -26,9 +28,9 @@ def test_defaults_and_lifetime(market, system):
     for gone in ("vote_commit_window", "min_verifier_stake", "max_vote_stake", "voter_slash_bps", "commit_vote", "vote_of"):
         assert not hasattr(market, gone), gone  # the vote lives in the court
     assert market.court() == system.court.address
-    # deadline + open window + every round of the court (3 x (1 h + 1 h)) + 1 h margin
+    # deadline + draw window + open window + every round of the court (3 x (1 h + 1 h)) + 1 h margin
     assert system.court.max_voting_time() == 3 * 2 * 3_600
-    assert market.max_job_lifetime() == 7 * DAY + 3_600 + 6 * 3_600 + 3_600
+    assert market.max_job_lifetime() == 7 * DAY + 3_600 + 3_600 + 6 * 3_600 + 3_600 == 637_200
     assert market.max_job_lifetime() < system.stake_manager.unbonding_period()
     assert market.owner() == system.stake_manager.owner()
 
@@ -39,12 +41,13 @@ def test_setter_bounds_and_event(market, system, owner, stranger, name):
     setter = getattr(market, f"set_{name}")
     with ape.reverts("ownable: caller is not the owner"):
         setter(lo, sender=stranger)
-    if lo > 0:
+    bound_lo = 60 if name == "max_job_duration" else lo  # the hard bound; min_job_duration's is tighter
+    if bound_lo > 0:
         with ape.reverts("market: parameter out of bounds"):
-            setter(lo - 1, sender=owner)
+            setter(bound_lo - 1, sender=owner)
     if name == "max_job_duration":
         system.stake_manager.set_unbonding_period(365 * DAY, sender=owner)
-    elif name == "open_window":
+    elif name in ("open_window", "draw_window"):
         system.stake_manager.set_unbonding_period(30 * DAY, sender=owner)
     with ape.reverts("market: parameter out of bounds"):
         setter(hi + 1, sender=owner)
@@ -64,6 +67,8 @@ def test_lifetime_must_stay_below_unbonding(market, system, owner):
         market.set_max_job_duration(market.max_job_duration() + room, sender=owner)
     with ape.reverts("market: lifetime exceeds unbonding"):
         market.set_open_window(market.open_window() + room, sender=owner)
+    with ape.reverts("market: lifetime exceeds unbonding"):
+        market.set_draw_window(market.draw_window() + room, sender=owner)
     market.set_open_window(market.open_window() + room - 1, sender=owner)
     assert market.max_job_lifetime() == unbonding - 1
     # and the StakeManager cannot shorten its period below it
@@ -93,18 +98,25 @@ def test_lifetime_counts_every_round_of_the_court(market, system, owner):
 def test_constructor_checks_unbonding_and_tokens(project, owner, system):
     from ape import reverts
 
-    short = owner.deploy(project.StakeManager, system.token, 7 * DAY)
+    rules = system.rules
+    # the defaults need 637 200 s (7 d + 1 h draw + 1 h open + 3 x 2 h of rounds + 1 h)
+    short = owner.deploy(project.StakeManager, system.token, 637_200)
     short_court = owner.deploy(project.VerifierCourt, short, 10**20)
     with reverts("market: lifetime exceeds unbonding"):
-        owner.deploy(project.JobMarket, system.token, short, system.green_registry, short_court)
+        owner.deploy(project.JobMarket, system.token, short, system.green_registry, short_court, rules)
+    enough = owner.deploy(project.StakeManager, system.token, 637_201)
+    owner.deploy(project.JobMarket, system.token, enough, system.green_registry,
+                 owner.deploy(project.VerifierCourt, enough, 10**20), rules)
     with reverts("market: court stake mismatch"):
-        owner.deploy(project.JobMarket, system.token, system.stake_manager, system.green_registry, short_court)
+        owner.deploy(project.JobMarket, system.token, system.stake_manager, system.green_registry, short_court, rules)
     other = owner.deploy(project.MockToken, "Other", "OTH", 18)
     with reverts("market: stake token mismatch"):
-        owner.deploy(project.JobMarket, other, system.stake_manager, system.green_registry, system.court)
+        owner.deploy(project.JobMarket, other, system.stake_manager, system.green_registry, system.court, rules)
     stake_other = owner.deploy(project.StakeManager, other, 14 * DAY)
     with reverts("market: registry token mismatch"):
-        owner.deploy(project.JobMarket, other, stake_other, system.green_registry, system.court)
+        owner.deploy(project.JobMarket, other, stake_other, system.green_registry, system.court, rules)
+    with reverts("market: audit rules not a contract"):
+        owner.deploy(project.JobMarket, system.token, system.stake_manager, system.green_registry, system.court, owner)
 
 
 def test_only_the_court_credits(market, stranger, owner):

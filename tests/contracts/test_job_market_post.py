@@ -15,6 +15,7 @@ from job_market_helpers import (
     PROVIDER_STAKE,
     SPEC_HASH,
     SPEC_URI,
+    TOKEN,
     attest,
     fund,
     post,
@@ -35,19 +36,23 @@ def test_post_job_escrows_and_emits_every_parameter(s, chain, requester):
     m = s.market
     before = s.token.balanceOf(requester)
     deadline = chain.pending_timestamp + 600
-    job = post(m, requester, chain, deadline=deadline, min_green_bps=2_500)
+    premium = 7 * TOKEN
+    job = post(m, requester, chain, deadline=deadline, min_green_bps=2_500, green_premium=premium)
     assert job == 1 and m.next_job_id() == 2
-    assert s.token.balanceOf(requester) == before - PAYMENT - FEE
-    assert s.token.balanceOf(m) == PAYMENT + FEE
+    assert s.token.balanceOf(requester) == before - PAYMENT - FEE - premium
+    assert s.token.balanceOf(m) == PAYMENT + FEE + premium
     j = m.get_job(job)
     assert (j.requester, j.state, j.num_segments, j.audit_samples) == (requester.address, OPEN, 8, 4)
-    assert (j.payment, j.verifier_fee, j.collateral, j.deadline, j.min_green_bps) == (
-        PAYMENT, FEE, COLLATERAL, deadline, 2_500)
+    assert (j.payment, j.verifier_fee, j.collateral, j.deadline, j.min_green_bps, j.green_premium) == (
+        PAYMENT, FEE, COLLATERAL, deadline, 2_500, premium)
     assert j.spec_hash == SPEC_HASH
     logs = list(m.JobPosted.range(0, chain.blocks.head.number + 1))
     ev = logs[-1]
     assert ev.spec_uri == SPEC_URI and ev.spec_hash == SPEC_HASH and ev.collateral == COLLATERAL
     assert ev.deadline == deadline and ev.min_green_bps == 2_500 and ev.num_segments == 8
+    assert ev.green_premium == premium
+    m.cancel_job(job, sender=requester)  # the premium comes back with the rest
+    assert s.token.balanceOf(requester) == before
 
 
 def test_a_spec_travels_as_a_data_uri_of_up_to_max_uri_bytes(s, chain, requester):
@@ -74,7 +79,8 @@ def test_a_spec_travels_as_a_data_uri_of_up_to_max_uri_bytes(s, chain, requester
         ({"verifier_fee": 2**128}, "market: amount too large"),
         ({"collateral": PAYMENT - 1}, "market: collateral too low"),
         ({"payment": 2**112, "collateral": 2**112}, "market: collateral too large"),
-        ({"deadline": 1}, "market: deadline in the past"),
+        ({"deadline": 1}, "market: deadline too soon"),
+        ({"green_premium": 2**128}, "market: amount too large"),
         ({"deadline": 2**40}, "market: deadline too far"),
         ({"min_green_bps": 10_001}, "market: green bps above 10000"),
     ],
@@ -131,12 +137,12 @@ def test_accept_needs_a_class_pool_of_min_class_stake(s, chain, owner, requester
 
 def test_accept_rules(s, chain, owner, attestor, requester, provider, provider2):
     m = s.market
-    job = post(m, requester, chain, deadline=chain.pending_timestamp + 100)
+    job = post(m, requester, chain, deadline=chain.pending_timestamp + m.min_job_duration())
     with ape.reverts("market: requester cannot accept"):
         m.accept_job(job, DETERMINISM, sender=requester)
     with ape.reverts("market: insufficient free stake"):
         m.accept_job(job, DETERMINISM, sender=provider2)
-    chain.mine(1, timestamp=chain.pending_timestamp + 100)
+    chain.mine(1, timestamp=m.get_job(job).deadline)
     with ape.reverts("market: deadline passed"):
         m.accept_job(job, DETERMINISM, sender=provider)
     green = post(m, requester, chain, min_green_bps=6_000)

@@ -24,12 +24,19 @@ from job_market_helpers import (
     unique,
 )
 
-from greenproof.merkle import leaf, seal, seal_accumulator, short_end_proof, vote_commitment
+from greenproof.merkle import (
+    leaf,
+    proof_length,
+    seal,
+    seal_accumulator,
+    short_end_proof,
+    vote_commitment,
+)
 
 VECTORS = [
-    (1, 0, b"\x00" * 32, 0, seal(1, 0, b"\x00" * 32)),
-    (7, 3, keccak(b"state 3"), 123_456_789, seal(7, 3, keccak(b"losses"))),
-    (2**256 - 1, 2**32 - 1, b"\xff" * 32, 2**256 - 1, b"\xff" * 32),
+    (1, 0, b"\x00" * 32, 0, 0, seal(1, 0, b"\x00" * 32)),
+    (7, 3, keccak(b"state 3"), 123_456_789, 987_654_321, seal(7, 3, keccak(b"losses"))),
+    (2**256 - 1, 2**32 - 1, b"\xff" * 32, 2**256 - 1, 2**256 - 1, b"\xff" * 32),
 ]
 
 
@@ -41,13 +48,13 @@ def s(system, requester, provider, verifier, verifier2, verifier3):
     return system
 
 
-@pytest.mark.parametrize(("job_id", "k", "state_hash", "energy", "seal_k"), VECTORS)
-def test_leaf_hash_matches(market, job_id, k, state_hash, energy, seal_k):
+@pytest.mark.parametrize(("job_id", "k", "state_hash", "energy", "move", "seal_k"), VECTORS)
+def test_leaf_hash_matches(system, job_id, k, state_hash, energy, move, seal_k):
     expected = keccak(keccak(encode(
-        ["uint256", "uint32", "bytes32", "uint256", "bytes32"], [job_id, k, state_hash, energy, seal_k]
+        ["uint256", "uint32", "bytes32", "uint256", "uint256", "bytes32"], [job_id, k, state_hash, energy, move, seal_k]
     )))
-    assert leaf(job_id, k, state_hash, energy, seal_k) == expected
-    assert market.leaf_hash(job_id, k, state_hash, energy, seal_k) == expected
+    assert leaf(job_id, k, state_hash, energy, move, seal_k) == expected
+    assert system.rules.leaf_hash(job_id, k, state_hash, energy, move, seal_k) == expected
 
 
 @pytest.mark.parametrize("digests", [[], [b"\x01" * 32], [keccak(b"w%d" % i) for i in range(64)]])
@@ -64,16 +71,17 @@ def test_python_proofs_open_on_chain(s, chain, requester, provider, num_segments
     job = post(m, requester, chain, num_segments=num_segments, audit_samples=min(num_segments, 16))
     run = make_run(job, num_segments)
     m.accept_job(job, DETERMINISM, sender=provider)
-    m.commit_result(job, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
-    indices = unique(draw(m, chain, job, requester))
+    m.commit_result(job, run.tree.root, run.final_hash, run.energy, run.move, RESULT_URI, sender=provider)
+    indices = unique(draw(m, chain, job, requester, run))
     openings = []
     for n, i in enumerate(indices):
         o = list(run.opening(i))
         if n % 2:  # every other opening with a short end proof
-            o[8] = short_end_proof(o[7], o[8])
+            o[10] = short_end_proof(o[9], o[10])
         openings.append(o)
     m.open_segments(job, openings, sender=provider)
-    assert all(m.is_opened(job, i) for i in indices)
+    assert m.job_state(job) == 5  # VOTING: every sample satisfied
+    assert m.get_job(job).next_open_index == indices[-1] + 1
     assert m.get_job(job).seal_acc == seal_accumulator([run.seals[i + 1] for i in indices])
 
 
@@ -82,17 +90,21 @@ def test_proof_of_another_index_is_rejected(s, chain, requester, provider):
     job = post(m, requester, chain, num_segments=16, audit_samples=1)
     run = make_run(job, 16)
     m.accept_job(job, DETERMINISM, sender=provider)
-    m.commit_result(job, run.tree.root, run.final_hash, run.energy, RESULT_URI, sender=provider)
-    (i,) = draw(m, chain, job, requester)
+    m.commit_result(job, run.tree.root, run.final_hash, run.energy, run.move, RESULT_URI, sender=provider)
+    (i,) = draw(m, chain, job, requester, run)
     other = (i + 4) % 16  # same proof length (a full tree of 16 + 1 leaves: depth 5 except the last)
     o = list(run.opening(i))
     wrong = list(run.opening(other))
-    with ape.reverts("market: invalid start proof"):
-        m.open_segment(job, *(o[:7] + [wrong[7], o[8]]), sender=provider)
-    with ape.reverts("market: invalid end proof"):
-        m.open_segment(job, *(o[:8] + [run.tree.proof(other + 1)]), sender=provider)
-    # the leaf of another job with the same state is not in this tree
+    with ape.reverts("audit: invalid start proof"):
+        m.open_segments(job, [tuple(o[:9] + [wrong[9], o[10]])], sender=provider)
+    # the end proof of another leaf of the same proof length (leaf 16, the odd one carried
+    # up, has no such twin: then the same leaf's proof in another job's tree)
     foreign = make_run(job + 1, 16)
-    with ape.reverts("market: invalid start proof"):
-        m.open_segment(job, *(o[:7] + [foreign.tree.proof(i), o[8]]), sender=provider)
-    m.open_segment(job, *o, sender=provider)
+    twins = [k for k in range(17) if k != i + 1 and proof_length(k, 17) == proof_length(i + 1, 17)]
+    end_wrong = run.tree.proof(twins[0]) if twins else foreign.tree.proof(i + 1)
+    with ape.reverts("audit: invalid end proof"):
+        m.open_segments(job, [tuple(o[:10] + [end_wrong])], sender=provider)
+    # the leaf of another job with the same state is not in this tree
+    with ape.reverts("audit: invalid start proof"):
+        m.open_segments(job, [tuple(o[:9] + [foreign.tree.proof(i), o[10]])], sender=provider)
+    m.open_segments(job, [tuple(o)], sender=provider)

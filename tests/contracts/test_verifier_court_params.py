@@ -116,7 +116,7 @@ def test_set_market_rules(project, owner, stranger, system):
     while that market's lifetime (with the court's rounds) fits the unbonding period."""
     sm = owner.deploy(project.StakeManager, system.token, UNBONDING_PERIOD)
     court = owner.deploy(project.VerifierCourt, sm, SEAT_STAKE)
-    market = owner.deploy(project.JobMarket, system.token, sm, system.green_registry, court)
+    market = owner.deploy(project.JobMarket, system.token, sm, system.green_registry, court, system.rules)
     with ape.reverts("ownable: caller is not the owner"):
         court.set_market(market, sender=stranger)
     with ape.reverts("court: market is zero address"):

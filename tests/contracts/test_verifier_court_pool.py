@@ -152,8 +152,9 @@ def test_a_round_is_drawn_short_when_the_pool_runs_out(
     c.set_committee_size(7, sender=owner)
     c.set_max_rounds(1, sender=owner)
     job = post(m, requester, chain)
-    accept_and_commit(m, provider, job, make_run(job, 8))
-    draw(m, chain, job, stranger)
+    run = make_run(job, 8)
+    accept_and_commit(m, provider, job, run)
+    draw(m, chain, job, stranger, run)
     assert c.case_of(job).drawn_seats == 3  # all the pool had
     assert c.pool_of(DETERMINISM).free_seats == 0
 

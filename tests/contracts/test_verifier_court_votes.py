@@ -32,6 +32,7 @@ from job_market_helpers import (
     to_decide,
     to_reveal,
     to_voting,
+    unique,
     vote,
 )
 
@@ -62,7 +63,7 @@ def commitment(job, voter, fraud, digests, rnd=0):
 def test_only_the_market_drives_cases(s, stranger):
     c = s.court
     for call in (
-        lambda: c.open_case(1, DETERMINISM, b"\x01" * 32, sender=stranger),
+        lambda: c.open_case(1, DETERMINISM, b"\x01" * 32, c.current_terms(), sender=stranger),
         lambda: c.start_voting(1, b"\x01" * 32, sender=stranger),
         lambda: c.drop_case(1, sender=stranger),
         lambda: c.decide(1, sender=stranger),
@@ -77,7 +78,7 @@ def test_commit_rules(s, chain, requester, provider, stranger, verifier, verifie
     job = post(m, requester, chain)
     run = make_run(job, 8)
     accept_and_commit(m, provider, job, run)
-    indices = draw(m, chain, job, stranger)
+    indices = draw(m, chain, job, stranger, run)
     assert m.job_state(job) == AUDITING and c.seat_of(job, 0, verifier).seats == 1
     digests = run.replay(indices)
     with ape.reverts("court: case not voting"):  # seated, but the openings are not in yet
@@ -106,28 +107,29 @@ def test_reveal_rules(s, chain, voting, verifier, verifier2, verifier3, stranger
     c = s.court
     job, run, indices = voting
     digests = run.replay(indices)
+    segs = unique(indices)
     c.commit_vote(job, commitment(job, verifier, False, digests), sender=verifier)
     c.commit_vote(job, commitment(job, verifier2, True, []), sender=verifier2)
     salt = salt_of(verifier, job, 0)
     with ape.reverts("court: reveal window not open"):
-        c.reveal_vote(job, False, salt, digests, sender=verifier)
+        c.reveal_vote(job, False, salt, digests, segs, sender=verifier)
     to_reveal(c, chain, job)
     with ape.reverts("court: no vote committed"):
-        c.reveal_vote(job, False, salt_of(verifier3, job, 0), digests, sender=verifier3)  # seated, silent
+        c.reveal_vote(job, False, salt_of(verifier3, job, 0), digests, segs, sender=verifier3)  # seated, silent
     with ape.reverts("court: no vote committed"):
-        c.reveal_vote(job, False, salt_of(stranger, job, 0), digests, sender=stranger)  # not seated
+        c.reveal_vote(job, False, salt_of(stranger, job, 0), digests, segs, sender=stranger)  # not seated
     with ape.reverts("court: commitment mismatch"):
-        c.reveal_vote(job, True, salt, digests, sender=verifier)
+        c.reveal_vote(job, True, salt, digests, segs, sender=verifier)
     with ape.reverts("court: commitment mismatch"):
-        c.reveal_vote(job, False, salt_of(verifier2, job, 0), digests, sender=verifier)
+        c.reveal_vote(job, False, salt_of(verifier2, job, 0), digests, segs, sender=verifier)
     with ape.reverts("court: commitment mismatch"):
-        c.reveal_vote(job, False, salt, digests[:-1], sender=verifier)
-    tx = c.reveal_vote(job, False, salt, digests, sender=verifier)
+        c.reveal_vote(job, False, salt, digests[:-1], segs[:-1], sender=verifier)
+    tx = c.reveal_vote(job, False, salt, digests, segs, sender=verifier)
     ev = tx.events.filter(c.VoteRevealed)[0]
     assert (ev.round, ev.fraud, ev.counted, ev.seats) == (0, False, True, 1)
     with ape.reverts("court: already revealed"):
-        c.reveal_vote(job, False, salt, digests, sender=verifier)
-    c.reveal_vote(job, True, salt_of(verifier2, job, 0), [], sender=verifier2)
+        c.reveal_vote(job, False, salt, digests, segs, sender=verifier)
+    c.reveal_vote(job, True, salt_of(verifier2, job, 0), [], [], sender=verifier2)
     assert c.seat_of(job, 0, verifier).status == REVEALED_OK
     assert c.seat_of(job, 0, verifier2).status == REVEALED_FRAUD
     assert c.seat_of(job, 0, verifier3).status == SEATED
@@ -137,22 +139,23 @@ def test_reveal_rules(s, chain, voting, verifier, verifier2, verifier3, stranger
         s.market.finalize(job, sender=stranger)
     to_decide(c, chain, job)
     with ape.reverts("court: reveal window closed"):
-        c.reveal_vote(job, False, salt, digests, sender=verifier)
+        c.reveal_vote(job, False, salt, digests, segs, sender=verifier)
 
 
-@pytest.mark.parametrize("forge", ["reordered", "one missing", "one extra", "one wrong"])
+@pytest.mark.parametrize("forge", ["reordered", "one missing", "one extra", "one wrong", "other segments"])
 def test_an_ok_vote_needs_every_replayed_digest_in_order(s, chain, voting, verifier, forge):
     c = s.court
     job, run, indices = voting
-    digests = run.replay(indices)
+    digests, segs = run.replay(indices), unique(indices)
     assert len(digests) >= 2
-    forged = {
-        "reordered": digests[1:] + digests[:1],
-        "one missing": digests[:-1],
-        "one extra": digests + [digests[0]],
-        "one wrong": digests[:-1] + [keccak(b"guess")],
+    forged, segments = {
+        "reordered": (digests[1:] + digests[:1], segs),
+        "one missing": (digests[:-1], segs[:-1]),
+        "one extra": (digests + [digests[0]], segs + [segs[-1] + 1]),
+        "one wrong": (digests[:-1] + [keccak(b"guess")], segs),
+        "other segments": (digests, [k + 1 for k in segs]),  # the digests, bound to the wrong segments
     }[forge]
-    vote(c, chain, job, {verifier: Ballot(False, forged)})
+    vote(c, chain, job, {verifier: Ballot(False, forged, segments)})
     assert c.seat_of(job, 0, verifier).status == NO_PROOF
     assert c.case_of(job).ok_seats == 0
 

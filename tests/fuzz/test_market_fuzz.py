@@ -1,16 +1,21 @@
 """Stateful fuzz of the whole protocol on titanoboa (hypothesis ``RuleBasedStateMachine``).
 
 Random sequences of every user action (stake, unstake, withdraw, join and leave
-the court's class pool, post, cancel, accept, commit with honest or garbage
-roots, expire, draw with the committee, open with real Merkle proofs and seals
-from ``greenproof.merkle``, slash_unopened, commit/reveal votes that are honest
-(ok with the replayed digests), lazy (ok without them), fraud or silent,
-finalize through every round, settle seats in random order, withdraw
-claimables, fund the pool, attest, change the court's parameters) with time
-travel in between. After every step:
+the court's class pool, post with or without a green premium (now and then due
+too soon), cancel, accept, commit with honest or garbage roots and the run's
+committed movement, expire OPEN and ACCEPTED jobs, draw with the committee (on
+time, or late in blocks or in seconds), slash undrawn jobs, open with real
+Merkle proofs and seals from ``greenproof.merkle`` the segments
+``greenproof.sampling`` says the draw audits (by index and by movement),
+slash_unopened, commit/reveal votes that are honest (ok with the replayed
+digests), lazy (ok without them), fraud or silent, finalize through every
+round, settle seats in random order, withdraw claimables, fund the pool,
+attest, grant and revoke allowances, change the market's and the court's
+parameters under running jobs) with time travel in between. After every step:
 
-- conservation of tokens: the market holds escrow + pots + claimables, the
-  StakeManager stake + unbonding, the registry its pool, the court nothing;
+- conservation of tokens: the market holds escrow (payment + fee + premium) +
+  pots + claimables, the StakeManager stake + unbonding, the registry its
+  pool, the court nothing;
 - conservation with seats: every staker's ``locked`` is the collateral of its
   live jobs plus ``SEAT_STAKE`` per seat it holds in the pool (free or busy),
   and its busy seats are exactly its unsettled seats in the model;
@@ -22,6 +27,22 @@ travel in between. After every step:
   exactly once, a slash never takes more than the account had and a
   provider's slash always takes its full collateral ("unstaking never dodges a
   slash");
+- terms fixed at acceptance: every expectation about a job (its windows,
+  requester share, seed lookahead, committee, rounds and penalties) comes from
+  the terms the model read when it was accepted, whatever the owner changed
+  since;
+- green money: on PAID the provider gets ``premium * green_bps / 10000`` (its
+  share in force at commit) and, only when a committee judged the job ok, the
+  bonus its requester's allowance covers (the allowance shrinks by it); the
+  requester gets the rest of the premium back, and all of it on every other end;
+- no job stays non-final past its maximum lifetime: once ``now`` is past an
+  OPEN job's deadline, or past ``accepted_at + lock`` (``lock`` as
+  ``accept_job`` computes it from the job's terms: deadline, draw window, open
+  window, every round of the court, 1 h margin) of an accepted one, an exit
+  anyone may call (``expire_job``, ``slash_undrawn``, ``slash_unopened``,
+  ``finalize``) ends it, and ``max_job_lifetime()`` covers every lock. The one
+  extension: a court round that a late ``finalize`` started late ends that much
+  later (the model adds the delay; a round must give its voters their windows);
 
 and at the end of every sequence every job is driven to a final state and
 every seat settled: nothing stays locked or busy.
@@ -50,6 +71,7 @@ from vyper.compiler.output import build_layout_output
 
 from greenproof.attestation import sign_attestation
 from greenproof.merkle import ZERO32, boundary0_seal, commitment_tree, seal, vote_commitment
+from greenproof.sampling import audited_segments
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
@@ -58,10 +80,14 @@ FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 E = 10**18
 DAY = 86_400
 BPS = 10_000
-WINDOW = 600  # open, commit and reveal windows (s)
+WINDOW = 600  # open, commit and reveal windows at deployment (s)
+DRAW_WINDOW = 3_600  # JobMarket's default
 SEED_LOOKAHEAD = 1
 MAX_JOB_DURATION = DAY
+MIN_JOB_DURATION = 300  # JobMarket's default
 REQUESTER_SHARE_BPS = 5_000
+LIFETIME_MARGIN = 3_600  # JobMarket.LIFETIME_MARGIN
+BLOCKHASH_WINDOW = 256
 MAX_BONUS_BPS = 2_000
 START_BALANCE = 10**6 * E
 SEAT = 5 * E  # VerifierCourt.SEAT_STAKE
@@ -82,6 +108,7 @@ OUTCOME_NAMES = {OUTCOME_OK: "OK", OUTCOME_FRAUD: "FRAUD", NO_DECISION: "NO_DECI
 BALLOTS = ("ok", "ok", "ok", "lazy", "fraud", "silent")
 BRIBED = ("fraud", "fraud", "fraud", "ok", "lazy", "silent")  # a committee leaning to "fraud"
 
+ZERO_ADDRESS = "0x" + "00" * 20
 ATTESTOR_KEY = "0x" + "a7" * 32
 ATTESTATION_VALID_UNTIL = 4_000_000_000  # year 2096: never expires within a sequence
 
@@ -168,15 +195,18 @@ class World:
     market: object
     owner: str
     attestor: str
+    allocator: str
     requesters: list[str]
     providers: list[str]
     verifiers: list[str]
     reader: Readers = field(init=False)
     chain_id: int = field(init=False)
+    anyone: str = field(init=False)  # calls the exits that anyone may call
 
     def __post_init__(self) -> None:
         self.reader = Readers(self.token, self.stake, self.registry, self.market)
         self.chain_id = int(self.registry.eip712Domain()[3])
+        self.anyone = boa.env.generate_address("anyone")
 
     @property
     def stakers(self) -> list[str]:
@@ -221,8 +251,10 @@ def deploy_world() -> World:
         stake = boa.load(CONTRACTS / "StakeManager.vy", token.address, 365 * DAY)
         registry = boa.load(CONTRACTS / "GreenRegistry.vy", token.address, MAX_BONUS_BPS, 400)
         court = boa.load(CONTRACTS / "VerifierCourt.vy", stake.address, SEAT)
+        rules = boa.load(CONTRACTS / "AuditRules.vy")
         market = boa.load(
-            CONTRACTS / "JobMarket.vy", token.address, stake.address, registry.address, court.address
+            CONTRACTS / "JobMarket.vy", token.address, stake.address, registry.address, court.address,
+            rules.address,
         )
         market.set_seed_lookahead(SEED_LOOKAHEAD)
         market.set_open_window(WINDOW)
@@ -240,6 +272,9 @@ def deploy_world() -> World:
         court.set_market(market.address)
         stake.set_unbonding_period(market.max_job_lifetime() + DAY)
         registry.add_attestor(attestor)
+        allocator = boa.env.generate_address("allocator")
+        registry.add_allocator(allocator)
+    assert int(market.draw_window()) == DRAW_WINDOW and int(market.min_job_duration()) == MIN_JOB_DURATION
     w = World(
         token,
         stake,
@@ -248,6 +283,7 @@ def deploy_world() -> World:
         market,
         owner,
         attestor,
+        allocator,
         requesters=[boa.env.generate_address(f"requester{i}") for i in range(2)],
         providers=[boa.env.generate_address(f"provider{i}") for i in range(2)],
         verifiers=[boa.env.generate_address(f"verifier{i}") for i in range(4)],
@@ -307,9 +343,43 @@ class Run:
     honest: bool
     state_hashes: list[bytes]
     energies: list[int]
+    moves: list[int]  # cumulative movement, moves[0] = 0
     digests: list[bytes]  # w_k, w_0 = 0
     seals: list[bytes]
     root: bytes
+
+    def tree(self, job_id: int):
+        """The honest tree of this run (a garbage run committed another root)."""
+        return commitment_tree(job_id, self.state_hashes, self.energies, self.moves, self.seals)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A job's terms, read when it is accepted (``get_job``): the market's and the court's."""
+
+    open_window: int
+    draw_window: int
+    share_bps: int
+    lookahead: int
+    committee: int
+    max_rounds: int
+    commit_window: int
+    reveal_window: int
+    voter_bps: int
+    noshow_bps: int
+
+    @classmethod
+    def of(cls, g) -> Terms:
+        court = int(g.court_terms)
+        return cls(
+            int(g.open_window), int(g.draw_window), int(g.requester_share_bps), int(g.seed_lookahead),
+            court & 0xFF, (court >> 8) & 0xFF, (court >> 16) & 0xFFFFFFFF, (court >> 48) & 0xFFFFFFFF,
+            (court >> 80) & 0xFFFF, (court >> 96) & 0xFFFF,
+        )
+
+    @property
+    def round_time(self) -> int:
+        return self.commit_window + self.reveal_window
 
 
 @dataclass
@@ -319,8 +389,11 @@ class Case:
     voter_bps: int
     noshow_bps: int
     max_rounds: int
+    commit_window: int
+    reveal_window: int
     rounds: list[dict[str, int]]  # seats per voter, per round
     round_start: int = 0  # current round's voting start (0: not voting yet)
+    late: int = 0  # seconds later rounds started after their predecessor's end (a late finalize)
     ballots: dict[tuple[int, str], str] = field(default_factory=dict)  # committed: ok/lazy/fraud/silent
     salts: dict[tuple[int, str], bytes] = field(default_factory=dict)
     revealed: set[tuple[int, str]] = field(default_factory=set)
@@ -388,12 +461,35 @@ class JobModel:
     num_segments: int
     samples: int
     min_green: int
+    premium: int = 0
     provider: str | None = None
     run: Run | None = None
     deadline: int = 0
+    terms: Terms | None = None  # fixed by accept_job
+    accepted_at: int = 0
+    lock: int = 0  # what accept_job locked the job's stake for (s)
+    committed_at: int = 0
+    seed_block: int = 0
+    green_at_commit: int = 0
+    segments: list[int] = field(default_factory=list)  # audited segments, ascending
     case: Case | None = None
     state: int = OPEN  # as of the last invariant check (i.e. before the current step)
     final_state: int | None = None
+
+    @property
+    def escrow(self) -> int:
+        return self.payment + self.fee + self.premium
+
+    def share(self) -> int:
+        """The requester's part of a slashed collateral, at the job's share."""
+        return self.collateral * self.terms.share_bps // BPS
+
+    def lifetime_end(self) -> int:
+        """When the job must be endable by anyone: its deadline while OPEN, else acceptance +
+        lock, plus any delay a late finalize gave a later court round."""
+        if self.terms is None:
+            return self.deadline
+        return self.accepted_at + self.lock + (self.case.late if self.case else 0)
 
 
 def bonded(w: World, a: str) -> int:
@@ -401,13 +497,18 @@ def bonded(w: World, a: str) -> int:
 
 
 def make_run(job_id: int, n: int, honest: bool) -> Run:
+    """A run of ``n`` segments; each moves 0, 1, 2 or 3 units (a job id divisible by 5
+    moves nothing: every sample is then uniform)."""
     hashes = [keccak(abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(n + 1)]
     energies = [k * 1_000_000 for k in range(n + 1)]
+    moves = [0]
+    for k in range(1, n + 1):
+        step = 0 if job_id % 5 == 0 else keccak(abi_encode(["uint256", "uint256"], [job_id, k]))[0] % 4 * 1_000
+        moves.append(moves[-1] + step)
     digests = [ZERO32] + [keccak(b"losses" + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(1, n + 1)]
     seals = [boundary0_seal(job_id)] + [seal(job_id, k, digests[k]) for k in range(1, n + 1)]
-    root = commitment_tree(job_id, hashes, energies, seals).root if honest else keccak(b"garbage")
-    return Run(honest, hashes, energies, digests, seals, root)
-
+    root = commitment_tree(job_id, hashes, energies, moves, seals).root if honest else keccak(b"garbage")
+    return Run(honest, hashes, energies, moves, digests, seals, root)
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -541,9 +642,11 @@ class MarketMachine(RuleBasedStateMachine):
         rounds=st.sampled_from([1, 2, 3]),
         noshow=st.sampled_from([1_500, 2_000, 4_000]),
         voter=st.sampled_from([0, 500, 1_000]),
+        commit_window=st.sampled_from([300, WINDOW, 2 * WINDOW]),
+        reveal_window=st.sampled_from([300, WINDOW, 2 * WINDOW]),
     )
-    def set_court_parameters(self, committee, rounds, noshow, voter):
-        """Cases keep the terms they opened with (the model reads them at the draw)."""
+    def set_court_parameters(self, committee, rounds, noshow, voter, commit_window, reveal_window):
+        """Accepted jobs keep the court's terms of their acceptance (the model reads them then)."""
         c = self.w.court
         with boa.env.prank(self.w.owner):
             c.set_max_rounds(1)
@@ -552,6 +655,26 @@ class MarketMachine(RuleBasedStateMachine):
             c.set_voter_slash_bps(0)
             c.set_noshow_slash_bps(noshow)
             c.set_voter_slash_bps(voter)
+            c.set_commit_window(commit_window)
+            c.set_reveal_window(reveal_window)
+
+    @rule(
+        open_window=st.sampled_from([300, WINDOW, 2 * WINDOW]),
+        draw_window=st.sampled_from([120, WINDOW, DRAW_WINDOW]),
+        share=st.sampled_from([0, REQUESTER_SHARE_BPS, BPS]),
+        lookahead=st.sampled_from([1, 2, 5]),
+    )
+    def set_market_parameters(self, open_window, draw_window, share, lookahead):
+        """Accepted jobs keep the market's terms of their acceptance (the model reads them then)."""
+        m = self.w.market
+        with boa.env.prank(self.w.owner):
+            m.set_open_window(open_window)
+            m.set_draw_window(draw_window)
+            m.set_requester_share_bps(share)
+            m.set_seed_lookahead(lookahead)
+        for job in self.jobs:  # a running job's terms never move
+            if job.terms is not None and job.state not in FINAL:
+                assert Terms.of(m.get_job(job.job_id)) == job.terms
 
     # -------------------------------------------------------------- green registry
 
@@ -573,8 +696,22 @@ class MarketMachine(RuleBasedStateMachine):
         self.attest_nonce[p] = nonce
         assert int(self.w.registry.green_bps_of(p)) == green_bps
         # replaying the same nonce is rejected
-        with boa.reverts("green: stale nonce"):
+        with boa.reverts("registry: stale nonce"):
             self.w.registry.submit_attestation(*args, sig, sender=self.w.requesters[1])
+
+    @rule(r=st.integers(0, 1), amount=st.sampled_from([0, 1, 3, 40]))
+    def grant_allowance(self, r, amount):
+        """The allocator grants a requester an allowance on the pool (0: revokes it)."""
+        reg, req = self.w.registry, self.w.requesters[r]
+        if amount == 0:
+            if reg.allocator_of(req) == ZERO_ADDRESS:  # nothing granted (or revoked already)
+                with boa.reverts("registry: no allowance"):
+                    reg.revoke_allowance(req, sender=self.w.allocator)
+                return
+            reg.revoke_allowance(req, sender=self.w.allocator)
+        else:
+            reg.grant_allowance(req, amount * E, sender=self.w.allocator)
+        assert int(reg.allowance_of(req)) == amount * E
 
     # -------------------------------------------------------------- requester
 
@@ -585,27 +722,38 @@ class MarketMachine(RuleBasedStateMachine):
         payment=st.integers(1, 30),
         fee=st.integers(0, 5),
         extra=st.integers(0, 10),
-        duration=st.integers(120, MAX_JOB_DURATION),
+        duration=st.integers(MIN_JOB_DURATION, MAX_JOB_DURATION),
+        bait=st.sampled_from([0] * 9 + [1, MIN_JOB_DURATION - 1]),
         green=st.sampled_from([0, 0, 0, 5_000]),
+        premium=st.sampled_from([0, 0, 3, 17]),
     )
-    def post_job(self, r, segments, samples, payment, fee, extra, duration, green):
+    def post_job(self, r, segments, samples, payment, fee, extra, duration, bait, green, premium):
+        """``bait``: a job due that many seconds after posting (too soon)."""
         requester = self.w.requesters[r]
         collateral = payment + extra  # min_collateral_bps is 100 %
+        duration = bait or duration
         deadline = self.now() + duration
-        job_id = int(
-            self.w.market.post_job(
-                keccak(b"spec" + bytes([segments])),
-                "ipfs://spec",
-                segments,
-                samples,
-                payment * E,
-                fee * E + fee,  # odd fees: the rounding rest of a pot is exercised
-                collateral * E,
-                deadline,
-                green,
-                sender=requester,
-            )
+        premium_units = premium * E + premium  # odd: the provider's share rounds down
+        post = lambda: self.w.market.post_job(  # noqa: E731
+            keccak(b"spec" + bytes([segments])),
+            "ipfs://spec",
+            segments,
+            samples,
+            payment * E,
+            fee * E + fee,  # odd fees: the rounding rest of a pot is exercised
+            collateral * E,
+            deadline,
+            green,
+            premium_units,
+            sender=requester,
         )
+        if duration < MIN_JOB_DURATION:  # a bait job, due (almost) at once
+            with boa.reverts("market: deadline too soon"):
+                post()
+            return
+        before = int(self.w.token.balanceOf(requester))
+        job_id = int(post())
+        assert int(self.w.token.balanceOf(requester)) == before - payment * E - fee * E - fee - premium_units
         assert self.w.reader.job_state(job_id) == int(self.w.market.job_state(job_id)) == OPEN
         self.jobs.append(
             JobModel(
@@ -617,6 +765,7 @@ class MarketMachine(RuleBasedStateMachine):
                 segments,
                 samples,
                 green,
+                premium=premium_units,
                 deadline=deadline,
             )
         )
@@ -633,7 +782,7 @@ class MarketMachine(RuleBasedStateMachine):
             return
         before = int(self.w.token.balanceOf(job.requester))
         self.w.market.cancel_job(job.job_id, sender=job.requester)
-        assert int(self.w.token.balanceOf(job.requester)) == before + job.payment + job.fee
+        assert int(self.w.token.balanceOf(job.requester)) == before + job.escrow
 
     # -------------------------------------------------------------- provider
 
@@ -644,7 +793,8 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _accept(self, job: JobModel, p: str, empty_class: bool = False) -> None:
         dclass = EMPTY_CLASS if empty_class else CLASS
-        accept = lambda: self.w.market.accept_job(job.job_id, dclass, sender=p)  # noqa: E731
+        m = self.w.market
+        accept = lambda: m.accept_job(job.job_id, dclass, sender=p)  # noqa: E731
         if job.state != OPEN:
             with boa.reverts("market: job not open"):
                 accept()
@@ -666,10 +816,23 @@ class MarketMachine(RuleBasedStateMachine):
                 accept()
             return
         locked = int(self.w.stake.locked(p))
+        current = (
+            int(m.open_window()), int(m.draw_window()), int(m.requester_share_bps()), int(m.seed_lookahead()),
+            int(self.w.court.current_terms()),
+        )
         accept()
         assert int(self.w.stake.locked(p)) == locked + job.collateral
-        assert bytes(self.w.market.get_job(job.job_id).determinism_class) == CLASS
-        job.provider = p
+        g = m.get_job(job.job_id)
+        assert bytes(g.determinism_class) == CLASS
+        # the terms in force are the job's from now on
+        assert (int(g.open_window), int(g.draw_window), int(g.requester_share_bps), int(g.seed_lookahead),
+                int(g.court_terms)) == current
+        job.provider, job.terms, job.accepted_at = p, Terms.of(g), self.now()
+        t = job.terms
+        job.lock = job.deadline - self.now() + t.draw_window + t.open_window + t.max_rounds * t.round_time
+        job.lock += LIFETIME_MARGIN
+        assert int(m.max_job_lifetime()) >= job.lock
+        assert int(self.w.stake.unbonding_period()) > int(m.max_job_lifetime())
 
     @precondition(lambda self: self.jobs_in(ACCEPTED))
     @rule(data=st.data(), honest=st.sampled_from([True, True, False]))
@@ -680,70 +843,119 @@ class MarketMachine(RuleBasedStateMachine):
         if self.now() >= job.deadline:
             with boa.reverts("market: deadline passed"):
                 self.w.market.commit_result(
-                    job.job_id, b"\x01" * 32, b"\x02" * 32, 1, "", sender=job.provider
+                    job.job_id, b"\x01" * 32, b"\x02" * 32, 1, 1, "", sender=job.provider
                 )
             return
         run = make_run(job.job_id, job.num_segments, honest)
         self.w.market.commit_result(
-            job.job_id, run.root, run.state_hashes[-1], run.energies[-1], "http://artifacts",
+            job.job_id, run.root, run.state_hashes[-1], run.energies[-1], run.moves[-1], "http://artifacts",
             sender=job.provider,
         )
         job.run = run
+        job.committed_at = self.now()
+        job.seed_block = boa.env.evm.patch.block_number + job.terms.lookahead
+        job.green_at_commit = int(self.w.registry.green_bps_of(job.provider))
+        g = self.w.market.get_job(job.job_id)
+        assert (int(g.seed_block), int(g.green_bps), int(g.move_total)) == (
+            job.seed_block, job.green_at_commit, run.moves[-1])
+        assert int(g.draw_deadline) == job.committed_at + job.terms.draw_window
 
-    @precondition(lambda self: self.jobs_in(ACCEPTED))
+    @precondition(lambda self: self.jobs_in(OPEN, ACCEPTED))
     @rule(data=st.data())
     def expire_job(self, data):
-        self._expire(data.draw(st.sampled_from(self.jobs_in(ACCEPTED))))
+        self._expire(data.draw(st.sampled_from(self.jobs_in(OPEN, ACCEPTED))))
 
     def _expire(self, job: JobModel) -> None:
+        expire = lambda: self.w.market.expire_job(job.job_id, sender=self.w.verifiers[0])  # noqa: E731
         if self.now() < job.deadline:
             with boa.reverts("market: deadline not passed"):
-                self.w.market.expire_job(job.job_id, sender=self.w.verifiers[0])
+                expire()
             return
-        self._slash_without_voters(
-            job, lambda: self.w.market.expire_job(job.job_id, sender=self.w.verifiers[0])
-        )
+        if job.state == OPEN:  # nobody took it: anyone ends it, the requester gets everything back
+            claim = int(self.w.market.claimable(job.requester))
+            bonded_before = {a: bonded(self.w, a) for a in self.w.stakers}
+            expire()
+            assert int(self.w.market.claimable(job.requester)) == claim + job.escrow
+            assert {a: bonded(self.w, a) for a in self.w.stakers} == bonded_before
+            event("OPEN job expired")
+            return
+        self._slash_without_voters(job, expire)
 
     def _slash_without_voters(self, job: JobModel, action) -> None:
+        """An exit without a committee decision: the collateral is slashed; the requester
+        gets payment + fee + premium + the job's share of it; the rest funds the pool."""
         claim = int(self.w.market.claimable(job.requester))
         pool = int(self.w.registry.pool())
         self.market_slash_check([(job.provider, job.collateral)], action)
-        share = job.collateral * REQUESTER_SHARE_BPS // BPS
-        assert int(self.w.market.claimable(job.requester)) == claim + job.payment + job.fee + share
+        share = job.share()
+        assert int(self.w.market.claimable(job.requester)) == claim + job.escrow + share
         assert int(self.w.registry.pool()) == pool + job.collateral - share
 
     # -------------------------------------------------------------- audit
 
     @precondition(lambda self: self.jobs_in(COMMITTED))
-    @rule(data=st.data(), lag=st.sampled_from([0, 0, 1, 5, 300]))
+    @rule(data=st.data(), lag=st.sampled_from([0, 0, 1, 5, 260, 300]))
     def draw_audit(self, data, lag):
-        """``lag``: blocks past the seed block; past 256 the draw re-arms."""
+        """``lag``: blocks past the seed block (12 s each): past 256 the seed is out of reach,
+        and whenever the job's draw window closed first, it is too late; then slash_undrawn."""
         self._draw(data.draw(st.sampled_from(self.jobs_in(COMMITTED))), lag)
 
     def _draw(self, job: JobModel, lag: int = 0) -> None:
-        seed_block = int(self.w.market.get_job(job.job_id).seed_block)
-        if boa.env.evm.patch.block_number <= seed_block:
+        m = self.w.market
+        draw = lambda: m.draw_audit(job.job_id, sender=self.w.verifiers[1])  # noqa: E731
+        if boa.env.evm.patch.block_number <= job.seed_block:
             with boa.reverts("market: seed block not reached"):
-                self.w.market.draw_audit(job.job_id, sender=self.w.verifiers[1])
-        target = seed_block + 1 + lag
+                draw()
+        target = job.seed_block + 1 + lag
         if boa.env.evm.patch.block_number < target:
             travel(blocks=target - boa.env.evm.patch.block_number)
-        rearm = boa.env.evm.patch.block_number > seed_block + 256
-        free_before = int(self.w.court.pool_of(CLASS).free_seats)
-        committee = int(self.w.court.committee_size())
-        self.w.market.draw_audit(job.job_id, sender=self.w.verifiers[1])
-        g = self.w.market.get_job(job.job_id)
-        if rearm:  # the seed block's hash is out of reach: a new seed block
-            assert int(g.state) == COMMITTED
-            assert int(g.seed_block) == boa.env.evm.patch.block_number + SEED_LOOKAHEAD
+        if self.now() >= job.committed_at + job.terms.draw_window:
+            with boa.reverts("market: draw window passed"):
+                draw()
+            event("undrawn: draw window passed")
+            self._slash_undrawn(job)
             return
+        if boa.env.evm.patch.block_number - job.seed_block > BLOCKHASH_WINDOW:
+            with boa.reverts("market: seed out of reach"):  # no re-roll: the seed block stays
+                draw()
+            assert int(m.get_job(job.job_id).seed_block) == job.seed_block
+            event("undrawn: seed out of reach")
+            self._slash_undrawn(job)
+            return
+        free_before = int(self.w.court.pool_of(CLASS).free_seats)
+        draw()
+        g = m.get_job(job.job_id)
         assert int(g.state) == AUDITING
-        assert bytes(g.seed) == block_hash(seed_block)
+        seed = bytes(g.seed)
+        assert seed == block_hash(job.seed_block)
+        assert int(g.open_deadline) == self.now() + job.terms.open_window
         c = self.w.court.case_of(job.job_id)
-        job.case = Case(int(c.voter_slash_bps), int(c.noshow_slash_bps), int(c.max_rounds), [])
+        t = job.terms
+        # the case runs under the court's terms of the job's acceptance
+        assert (int(c.committee_size), int(c.max_rounds), int(c.commit_window), int(c.reveal_window),
+                int(c.voter_slash_bps), int(c.noshow_slash_bps)) == (
+            t.committee, t.max_rounds, t.commit_window, t.reveal_window, t.voter_bps, t.noshow_bps)
+        job.case = Case(t.voter_bps, t.noshow_bps, t.max_rounds, t.commit_window, t.reveal_window, [])
         job.case.rounds.append(self.read_round(job, 0))
         drawn = sum(job.case.rounds[0].values())
-        assert drawn == int(c.drawn_seats) == min(committee, free_before)
+        assert drawn == int(c.drawn_seats) == min(t.committee, free_before)
+        # the segments to open: by index and by movement (the Python twin of the draw)
+        job.segments = audited_segments(seed, job.job_id, job.samples, job.run.moves)
+
+    @precondition(lambda self: self.jobs_in(COMMITTED))
+    @rule(data=st.data())
+    def slash_undrawn(self, data):
+        self._slash_undrawn(data.draw(st.sampled_from(self.jobs_in(COMMITTED))))
+
+    def _slash_undrawn(self, job: JobModel) -> None:
+        slash = lambda: self.w.market.slash_undrawn(job.job_id, sender=self.w.verifiers[3])  # noqa: E731
+        late = self.now() >= job.committed_at + job.terms.draw_window
+        number = boa.env.evm.patch.block_number
+        if not (late or (number > job.seed_block and number - job.seed_block > BLOCKHASH_WINDOW)):
+            with boa.reverts("market: draw still possible"):
+                slash()
+            return
+        self._slash_without_voters(job, slash)
 
     @precondition(lambda self: self.jobs_in(AUDITING))
     @rule(data=st.data())
@@ -754,34 +966,21 @@ class MarketMachine(RuleBasedStateMachine):
         if self.now() >= int(self.w.market.get_job(job.job_id).open_deadline):
             return  # too late: slash_unopened's turn
         run = job.run
-        honest_tree = commitment_tree(job.job_id, run.state_hashes, run.energies, run.seals)
-        indices = sorted({int(i) for i in self.w.market.audit_indices(job.job_id)})
-        for idx in indices:
-            if not run.honest:
-                # no valid proof exists against a garbage root
-                with boa.reverts("market: invalid start proof"):
-                    self._open(job, idx, honest_tree)
-                return
-            self._open(job, idx, honest_tree)
+        tree = run.tree(job.job_id)
+        openings = [
+            (k, run.state_hashes[k], run.energies[k], run.moves[k], run.seals[k],
+             run.state_hashes[k + 1], run.energies[k + 1], run.moves[k + 1], run.seals[k + 1],
+             tree.proof(k), tree.proof(k + 1))
+            for k in job.segments
+        ]
+        if not run.honest:  # no valid proof exists against a garbage root
+            with boa.reverts("audit: invalid start proof"):
+                self.w.market.open_segments(job.job_id, openings, sender=job.provider)
+            return
+        self.w.market.open_segments(job.job_id, openings, sender=job.provider)
         assert int(self.w.market.job_state(job.job_id)) == VOTING
         job.case.round_start = self.now()
         assert int(self.w.court.case_of(job.job_id).voting_start) == self.now()
-
-    def _open(self, job: JobModel, idx: int, tree) -> None:
-        run = job.run
-        self.w.market.open_segment(
-            job.job_id,
-            idx,
-            run.state_hashes[idx],
-            run.energies[idx],
-            run.seals[idx],
-            run.state_hashes[idx + 1],
-            run.energies[idx + 1],
-            run.seals[idx + 1],
-            tree.proof(idx),
-            tree.proof(idx + 1),
-            sender=job.provider,
-        )
 
     @precondition(lambda self: self.jobs_in(AUDITING))
     @rule(data=st.data())
@@ -801,11 +1000,10 @@ class MarketMachine(RuleBasedStateMachine):
     # -------------------------------------------------------------- voting
 
     def _digests(self, job: JobModel, kind: str) -> list[bytes]:
-        indices = sorted({int(i) for i in self.w.market.audit_indices(job.job_id)})
         if kind == "ok":
-            return [job.run.digests[k + 1] for k in indices]
+            return [job.run.digests[k + 1] for k in job.segments]
         if kind == "lazy":
-            return [keccak(b"did not replay %d" % k) for k in indices]
+            return [keccak(b"did not replay %d" % k) for k in job.segments]
         return []
 
     @precondition(lambda self: self.jobs_in(VOTING))
@@ -825,7 +1023,7 @@ class MarketMachine(RuleBasedStateMachine):
         salt = keccak(abi_encode(["uint256", "address", "uint256"], [job.job_id, voter, rnd]))
         c = vote_commitment(job.job_id, voter, kind == "fraud", salt, self._digests(job, kind))
         commit = lambda: self.w.court.commit_vote(job.job_id, c, sender=voter)  # noqa: E731
-        if self.now() >= case.round_start + WINDOW:
+        if self.now() >= case.round_start + case.commit_window:
             with boa.reverts("court: commit window closed"):
                 commit()
             return
@@ -848,17 +1046,19 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _reveal(self, job: JobModel) -> None:
         case = job.case
-        start = case.round_start
-        if self.now() < start + WINDOW:
-            travel(seconds=start + WINDOW - self.now())
-        if self.now() >= start + 2 * WINDOW:
+        commit_end = case.round_start + case.commit_window
+        if self.now() < commit_end:
+            travel(seconds=commit_end - self.now())
+        if self.now() >= commit_end + case.reveal_window:
             return  # reveal window over: the unrevealed are no-shows now
         rnd = case.round
         for (r, voter), kind in list(case.ballots.items()):
             if r != rnd or kind == "silent" or (r, voter) in case.revealed:
                 continue
+            segments = [] if kind == "fraud" else job.segments
             self.w.court.reveal_vote(
-                job.job_id, kind == "fraud", case.salts[(r, voter)], self._digests(job, kind), sender=voter
+                job.job_id, kind == "fraud", case.salts[(r, voter)], self._digests(job, kind), segments,
+                sender=voter,
             )
             case.revealed.add((r, voter))
             status = int(self.w.court.seat_of(job.job_id, r, voter).status)
@@ -876,36 +1076,50 @@ class MarketMachine(RuleBasedStateMachine):
         case = job.case
         caller = self.w.requesters[1]
         finalize = lambda: self.w.market.finalize(job.job_id, sender=caller)  # noqa: E731
-        if self.now() < case.round_start + 2 * WINDOW:
+        round_end = case.round_start + case.commit_window + case.reveal_window
+        if self.now() < round_end:
             with boa.reverts("court: round not over"):
                 finalize()
             return
         drawn, ok, fraud = case.counts(case.round)
         p, r = job.provider, job.requester
+        reg = self.w.registry
         paid_before = int(self.w.market.claimable(p))
         claim_before = int(self.w.market.claimable(r))
-        bonus = int(self.w.registry.bonus_for(p, job.payment))
+        allowance_before = int(reg.allowance_of(r))
+        bonus_if_ok = int(reg.bonus_for(p, r, job.payment))
         if fraud * 2 > drawn:
             self.market_slash_check([(p, job.collateral)], finalize)
             assert int(self.w.market.job_state(job.job_id)) == SLASHED
             assert int(self.w.market.claimable(p)) == paid_before
-            share = job.collateral * REQUESTER_SHARE_BPS // BPS
+            share = job.share()
             pot = job.collateral - share
             case.outcome, case.reward = OUTCOME_FRAUD, pot // fraud
-            requester_gets = job.payment + job.fee + share + pot - case.reward * fraud
+            requester_gets = job.escrow + share + pot - case.reward * fraud
         elif ok * 2 > drawn or case.round + 1 >= case.max_rounds:
             finalize()
             assert int(self.w.market.job_state(job.job_id)) == PAID
-            # paid exactly once: payment plus the green bonus
-            assert int(self.w.market.claimable(p)) == paid_before + job.payment + bonus
-            if ok * 2 > drawn:
+            judged = ok * 2 > drawn
+            # paid exactly once: payment, the premium's green share at commit, and a bonus
+            # only when a committee judged the job ok, as far as the allowance goes
+            earned = job.premium * job.green_at_commit // BPS
+            bonus = bonus_if_ok if judged else 0
+            assert bonus <= allowance_before
+            assert int(self.w.market.claimable(p)) == paid_before + job.payment + earned + bonus
+            assert int(reg.allowance_of(r)) == allowance_before - bonus
+            if bonus:
+                event("bonus paid")
+            elif bonus_if_ok and not judged:
+                event("no bonus: no committee judged the job")
+            if judged:
                 case.outcome, case.reward = OUTCOME_OK, job.fee // ok
-                requester_gets = job.fee - case.reward * ok
+                requester_gets = job.premium - earned + job.fee - case.reward * ok
             else:
                 case.outcome, case.reward = NO_DECISION, 0
-                requester_gets = job.fee
+                requester_gets = job.premium - earned + job.fee
         else:  # a larger committee from a fresh seed
-            committee = int(self.w.court.case_of(job.job_id).committee_size)
+            committee = case_committee = int(self.w.court.case_of(job.job_id).committee_size)
+            assert case_committee == job.terms.committee
             free_before = int(self.w.court.pool_of(CLASS).free_seats)
             finalize()
             assert int(self.w.market.job_state(job.job_id)) == VOTING
@@ -915,6 +1129,9 @@ class MarketMachine(RuleBasedStateMachine):
             case.rounds.append(self.read_round(job, case.round + 1))
             drawn_now = (sum(case.rounds[-1].values()), int(view.drawn_seats))
             assert drawn_now == (min(size, free_before),) * 2, (drawn_now, size, free_before)
+            if self.now() > round_end:  # a late finalize starts the next round late
+                case.late += self.now() - round_end
+                event("court round started late")
             case.round_start = self.now()
             event(f"round {case.round} drawn")
             return
@@ -976,6 +1193,10 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _advance_once(self, job: JobModel, data) -> None:
         if job.state == OPEN:
+            if not data.draw(st.integers(0, 7)):  # nobody takes it
+                travel(seconds=max(1, job.deadline - self.now()))
+                self._expire(job)
+                return
             i = data.draw(st.integers(0, 1))
             p = self.w.providers[i]
             if job.min_green and int(self.w.registry.green_bps_of(p)) < job.min_green:
@@ -989,27 +1210,32 @@ class MarketMachine(RuleBasedStateMachine):
                 travel(seconds=max(1, job.deadline - self.now()))
                 self._expire(job)
         elif job.state == COMMITTED:
-            self._draw(job)
+            lag = data.draw(st.sampled_from([0, 0, 0, 1, 260, -1]))
+            if lag < 0:  # nobody draws in time
+                travel(seconds=max(1, job.committed_at + job.terms.draw_window - self.now()))
+            self._draw(job, max(lag, 0))
         elif job.state == AUDITING:
             if job.run.honest and data.draw(st.integers(0, 5)):
                 self._open_all(job)
             else:
-                travel(seconds=WINDOW)
+                deadline = int(self.w.market.get_job(job.job_id).open_deadline)
+                travel(seconds=max(1, deadline - self.now()))
                 self._slash_unopened(job)
         elif job.state == VOTING:
             case = job.case
             start = case.round_start
+            commit_end = start + case.commit_window
             pending = sorted(v for v in case.rounds[-1] if (case.round, v) not in case.ballots)
-            if self.now() < start + WINDOW and pending and data.draw(st.integers(0, 3)):
+            if self.now() < commit_end and pending and data.draw(st.integers(0, 3)):
                 # the whole committee commits, leaning one way or the other
                 leaning = data.draw(st.sampled_from([BALLOTS, BALLOTS, BRIBED]))
                 for v in pending:
                     self._commit_vote(job, v, data.draw(st.sampled_from(leaning)))
-            elif self.now() < start + 2 * WINDOW and any(r == case.round for r, _ in case.ballots):
+            elif self.now() < commit_end + case.reveal_window and any(r == case.round for r, _ in case.ballots):
                 self._reveal(job)
-                travel(seconds=WINDOW)
+                travel(seconds=case.reveal_window)
             else:
-                travel(seconds=max(0, start + 2 * WINDOW - self.now()))
+                travel(seconds=max(0, commit_end + case.reveal_window - self.now()))
                 self._finalize(job)
 
     # -------------------------------------------------------------- pull payments and time
@@ -1065,9 +1291,9 @@ class MarketMachine(RuleBasedStateMachine):
                 if int(self.w.stake.free_stake(p)) >= job.collateral
                 and (not job.min_green or int(self.w.registry.green_bps_of(p)) >= job.min_green)
             ]
-            if takers and self.now() < job.deadline and int(self.w.court.pool_stake(CLASS)) >= int(
-                self.w.court.min_class_stake()
-            ):
+            if self.now() >= job.deadline:
+                self._expire(job)
+            elif takers and int(self.w.court.pool_stake(CLASS)) >= int(self.w.court.min_class_stake()):
                 self._accept(job, takers[job.job_id % len(takers)])
             else:
                 self._cancel(job)
@@ -1077,28 +1303,47 @@ class MarketMachine(RuleBasedStateMachine):
             else:
                 travel(seconds=max(1, job.deadline - self.now()))
                 self._expire(job)
-        elif job.state == COMMITTED:
-            self._draw(job)
+        elif job.state == COMMITTED:  # now and then drawn too late, in blocks or in time
+            late = (job.job_id + job.num_segments) % 8
+            if late == 1:
+                travel(seconds=max(1, job.committed_at + job.terms.draw_window - self.now()))
+            self._draw(job, BLOCKHASH_WINDOW + 4 if late == 0 else 0)
         elif job.state == AUDITING:
             if job.run.honest:
                 self._open_all(job)
             if int(self.w.market.job_state(job.job_id)) == AUDITING:
-                travel(seconds=WINDOW)
+                deadline = int(self.w.market.get_job(job.job_id).open_deadline)
+                travel(seconds=max(1, deadline - self.now()))
                 self._slash_unopened(job)
         else:  # VOTING: seats not yet committed vote while they can (mostly honestly;
             # some committees are bribed to "fraud", some stay silent round after round)
             case = job.case
             kind = "fraud" if job.job_id % 5 == 0 else "silent" if job.job_id % 7 == 3 else "ok"
-            if self.now() < case.round_start + WINDOW:
+            if self.now() < case.round_start + case.commit_window:
                 for v in sorted(case.rounds[-1]):
                     if (case.round, v) not in case.ballots:
                         self._commit_vote(job, v, kind)
             if any(r == case.round for r, _ in case.ballots):
                 self._reveal(job)
-            travel(seconds=max(0, case.round_start + 2 * WINDOW - self.now()))
+            travel(seconds=max(0, case.round_start + case.commit_window + case.reveal_window - self.now()))
             self._finalize(job)
 
     # -------------------------------------------------------------- invariants
+
+    def overdue_exit(self, job: JobModel) -> None:
+        """Past the job's lifetime an exit anyone may call ends it (tried, then rolled back)."""
+        m, anyone = self.w.market, self.w.anyone
+        exits = {
+            OPEN: m.expire_job, ACCEPTED: m.expire_job, COMMITTED: m.slash_undrawn,
+            AUDITING: m.slash_unopened, VOTING: m.finalize,
+        }
+        with boa.env.anchor():
+            exits[job.state](job.job_id, sender=anyone)
+            state = int(m.job_state(job.job_id))
+        assert state in FINAL, (
+            f"job {job.job_id} in state {job.state} is past its lifetime "
+            f"({self.now()} > {job.lifetime_end()}) and its exit left it in state {state}"
+        )
 
     @invariant()
     def protocol_invariants(self):
@@ -1109,6 +1354,7 @@ class MarketMachine(RuleBasedStateMachine):
         escrow = pots = 0
         collateral = dict.fromkeys(w.stakers, 0)
         busy = dict.fromkeys(w.stakers, 0)
+        now = self.now()
         for job in self.jobs:
             state = r.job_state(job.job_id)
             if job.final_state is not None:
@@ -1120,7 +1366,11 @@ class MarketMachine(RuleBasedStateMachine):
                 event(f"job ended {STATE_NAMES[state]}" + (" with a committee" if job.case else ""))
             job.state = state
             if state in LIVE:
-                escrow += job.payment + job.fee
+                escrow += job.escrow
+                # no job stays non-final past its lifetime: an exit anyone may call ends it
+                if now > job.lifetime_end():
+                    self.overdue_exit(job)
+                    event("a job past its lifetime ended by anyone")
             if state in HOLDS_COLLATERAL:
                 collateral[job.provider] += job.collateral
             pot = r.pot(job.job_id)
@@ -1162,9 +1412,15 @@ class MarketMachine(RuleBasedStateMachine):
         view = w.court.pool_of(CLASS)
         assert int(view.free_seats) + int(view.busy_seats) == seats
 
-    @initialize()
-    def start(self):
+    @initialize(allowance=st.sampled_from([0, 5, 40]), green_bps=st.sampled_from([0, 6_000, 10_000]))
+    def start(self, allowance, green_bps):
+        """Some sequences start with an allowance for the first requester and a green first
+        provider (the bonus then needs a committee's ok)."""
         assert int(self.w.market.next_job_id()) >= 1
+        if allowance:
+            self.w.registry.grant_allowance(self.w.requesters[0], allowance * E, sender=self.w.allocator)
+        if green_bps:
+            self.attest(0, green_bps)
 
 
 MarketMachine.TestCase.settings = settings(
