@@ -53,6 +53,7 @@ from greenproof.chain.deploy import deploy_system
 from greenproof.chain.devnet import Anvil
 from greenproof.chain.manifest import Deployment
 from greenproof.merkle import ZERO32, boundary0_seal, commitment_tree, seal, vote_commitment
+from greenproof.sampling import audited_segments
 
 SIZES = (64, 1024, 16384)
 POOLS = (3, 300)
@@ -140,22 +141,23 @@ def setup(
 
 def post_and_commit(actors: Actors, requester: LocalAccount, provider: LocalAccount,
                     num_segments: int, gas: dict[str, int]) -> tuple[int, Any]:
-    """post, accept, commit; returns the job id and its run (hashes, energies, digests, seals, tree)."""
+    """post, accept, commit; returns the job id and its run (hashes, energies, moves, digests, seals, tree)."""
     req, prov = actors(requester), actors(provider)
     deadline = req.timestamp() + 3600
     receipt = send(req, "market", "post_job", keccak(b"bench spec"), "ipfs://bench-spec", num_segments,
-                   SAMPLES, PAYMENT, FEE, COLLATERAL, deadline, 0)
+                   SAMPLES, PAYMENT, FEE, COLLATERAL, deadline, 0, 0)
     job_id = int(req.market.events.JobPosted().process_receipt(receipt, errors=DISCARD)[0]["args"]["job_id"])
     gas["post_job"] = int(receipt["gasUsed"])
     hashes = [keccak(abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(num_segments + 1)]
     energies = [k * 3_600_000 for k in range(num_segments + 1)]
+    moves = [k * 1_000_000 for k in range(num_segments + 1)]
     digests = [ZERO32] + [keccak(b"w" + abi_encode(["uint256", "uint256"], [job_id, k])) for k in range(1, num_segments + 1)]
     seals = [boundary0_seal(job_id)] + [seal(job_id, k, digests[k]) for k in range(1, num_segments + 1)]
-    tree = commitment_tree(job_id, hashes, energies, seals)
+    tree = commitment_tree(job_id, hashes, energies, moves, seals)
     gas["accept_job"] = int(send(prov, "market", "accept_job", job_id, CLASS)["gasUsed"])
     gas["commit_result"] = int(send(prov, "market", "commit_result", job_id, tree.root, hashes[-1], energies[-1],
-                                    "http://127.0.0.1:8765/artifacts")["gasUsed"])
-    return job_id, (hashes, energies, digests, seals, tree)
+                                    moves[-1], "http://127.0.0.1:8765/artifacts")["gasUsed"])
+    return job_id, (hashes, energies, moves, digests, seals, tree)
 
 
 def run_job(node: Anvil, actors: Actors, requester: LocalAccount, provider: LocalAccount,
@@ -166,8 +168,8 @@ def run_job(node: Anvil, actors: Actors, requester: LocalAccount, provider: Loca
     with the replayed digests, is settled and withdraws its reward."""
     req, prov, keeper = actors(requester), actors(provider), actors(dev_account(3))
     gas: dict[str, int] = {}
-    job_id, (hashes, energies, digests, seals, tree) = post_and_commit(actors, requester, provider,
-                                                                        num_segments, gas)
+    job_id, (hashes, energies, moves, digests, seals, tree) = post_and_commit(actors, requester, provider,
+                                                                               num_segments, gas)
     node.mine(2)
     draw = send(keeper, "market", "draw_audit", job_id)
     gas["draw_audit (+ committee of 3)"] = int(draw["gasUsed"])
@@ -175,13 +177,14 @@ def run_job(node: Anvil, actors: Actors, requester: LocalAccount, provider: Loca
     if len(seated) != COMMITTEE:
         raise RuntimeError(f"bench: drew {len(seated)} seats, expected {COMMITTEE}")
     verifiers = [ACCOUNTS[a] for a in dict.fromkeys(seated)]  # distinct, in draw order
-    indices = sorted({int(i) for i in prov.call(prov.market.functions.audit_indices(job_id))})
+    seed = prov.call(prov.market.functions.get_job(job_id))[20]  # Job.seed
+    indices = audited_segments(seed, job_id, SAMPLES, moves)
     max_openings = int(prov.call(prov.market.functions.MAX_OPENINGS()))
     openings = []
     for i in indices:
         start, end = tree.segment_proofs(i)
-        openings.append((i, hashes[i], energies[i], seals[i], hashes[i + 1], energies[i + 1], seals[i + 1],
-                         start, end))
+        openings.append((i, hashes[i], energies[i], moves[i], seals[i], hashes[i + 1], energies[i + 1],
+                         moves[i + 1], seals[i + 1], start, end))
     gas["open_segments"] = sum(
         int(send(prov, "market", "open_segments", job_id, openings[k:k + max_openings])["gasUsed"])
         for k in range(0, len(openings), max_openings)
@@ -196,7 +199,7 @@ def run_job(node: Anvil, actors: Actors, requester: LocalAccount, provider: Loca
     node.call("evm_increaseTime", WINDOW)
     node.mine(1)
     gas["reveal_vote (x3)"] = sum(
-        int(send(actors(v), "court", "reveal_vote", job_id, False, salt[v.address], replayed)["gasUsed"])
+        int(send(actors(v), "court", "reveal_vote", job_id, False, salt[v.address], replayed, indices)["gasUsed"])
         for v in verifiers
     )
     node.call("evm_increaseTime", WINDOW)

@@ -6,9 +6,9 @@ docs/protocol.md §3 and docs/court.md:
   float32 little-endian (``w_0 = 0``); seal ``seal_k`` = ``keccak256(abi_encode(
   job_id uint256, k uint32, w_k bytes32))``;
 * leaf ``k`` = ``keccak256(keccak256(abi_encode(job_id uint256, k uint32,
-  state_hash_k bytes32, energy_mj_k uint256, seal_k bytes32)))``;
-  ``energy_mj_k`` is the cumulative energy up to boundary ``k``
-  (``energy_mj_0 = 0``);
+  state_hash_k bytes32, energy_mj_k uint256, move_k uint256, seal_k bytes32)))``;
+  ``energy_mj_k`` is the cumulative energy up to boundary ``k`` and ``move_k``
+  the cumulative committed movement (``greenproof.movement``), both 0 at ``k = 0``;
 * the tree has ``num_segments + 1`` leaves in index order; each level pairs
   neighbours ``(0,1), (2,3), …`` into ``keccak256(min(a,b) ‖ max(a,b))``
   and an odd last node is carried up unchanged.
@@ -71,17 +71,20 @@ def boundary0_seal(job_id: int) -> bytes:
     return seal(job_id, 0, ZERO32)
 
 
-def leaf(job_id: int, k: int, state_hash: bytes, energy_mj: int, seal_k: bytes) -> bytes:
-    """The Merkle leaf for boundary ``k`` of job ``job_id``."""
+def leaf(job_id: int, k: int, state_hash: bytes, energy_mj: int, move: int, seal_k: bytes) -> bytes:
+    """The Merkle leaf for boundary ``k`` of job ``job_id`` (``energy_mj`` and ``move``
+    cumulative up to boundary ``k``)."""
     _check_boundary(job_id, k)
     _check_word("state_hash", state_hash)
     _check_word("seal", seal_k)
     if not 0 <= energy_mj <= UINT256_MAX:
         raise CommitmentError(f"energy_mj out of uint256 range: {energy_mj}")
+    if not 0 <= move <= UINT256_MAX:
+        raise CommitmentError(f"move out of uint256 range: {move}")
     inner = keccak(
         abi_encode(
-            ["uint256", "uint32", "bytes32", "uint256", "bytes32"],
-            [job_id, k, state_hash, energy_mj, seal_k],
+            ["uint256", "uint32", "bytes32", "uint256", "uint256", "bytes32"],
+            [job_id, k, state_hash, energy_mj, move, seal_k],
         )
     )
     return keccak(inner)
@@ -228,7 +231,11 @@ def verify(proof: Sequence[bytes], root: bytes, node: bytes) -> bool:
 
 
 def commitment_tree(
-    job_id: int, state_hashes: Sequence[bytes], energies_mj: Sequence[int], seals: Sequence[bytes]
+    job_id: int,
+    state_hashes: Sequence[bytes],
+    energies_mj: Sequence[int],
+    moves: Sequence[int],
+    seals: Sequence[bytes],
 ) -> MerkleTree:
     """The job's tree: one leaf per boundary ``k = 0 … num_segments``.
 
@@ -241,6 +248,13 @@ def commitment_tree(
         )
     if len(seals) != len(state_hashes):
         raise CommitmentError(f"{len(state_hashes)} state hashes but {len(seals)} seals")
+    if len(moves) != len(state_hashes):
+        raise CommitmentError(f"{len(state_hashes)} state hashes but {len(moves)} movements")
+    if moves and moves[0] != 0:
+        raise CommitmentError(f"movement at boundary 0 must be 0, got {moves[0]}")
+    for k in range(1, len(moves)):
+        if moves[k] < moves[k - 1]:
+            raise CommitmentError(f"cumulative movement decreases at boundary {k}: {moves[k - 1]} -> {moves[k]}")
     if energies_mj and energies_mj[0] != 0:
         raise CommitmentError(f"energy at boundary 0 must be 0, got {energies_mj[0]}")
     if seals and seals[0] != boundary0_seal(job_id):
@@ -252,7 +266,7 @@ def commitment_tree(
             )
     return MerkleTree.build(
         [
-            leaf(job_id, k, h, e, s)
-            for k, (h, e, s) in enumerate(zip(state_hashes, energies_mj, seals, strict=True))
+            leaf(job_id, k, h, e, m, s)
+            for k, (h, e, m, s) in enumerate(zip(state_hashes, energies_mj, moves, seals, strict=True))
         ]
     )

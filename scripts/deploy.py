@@ -39,7 +39,9 @@ from greenproof.chain.deploy import (
     MOCK_TOKEN,
     PARAMS,
     PROVISIONAL_UNBONDING,
+    DeployError,
     ParamError,
+    check_deploy_plan,
     court_param_order,
 )
 from greenproof.chain.deploy import parse_params as _parse_params
@@ -143,6 +145,11 @@ def cli(
     """Deploy StakeManager, GreenRegistry, VerifierCourt and JobMarket (and a MockToken),
     wire them, and write the deployment manifest."""
     overrides = parse_params(params)
+    try:  # every bound and cross-rule the contracts check, before the first transaction
+        check_deploy_plan(overrides, unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
+                          default_carbon=default_carbon, seat_stake=int(seat_stake))
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from None
     chain_id = chain.chain_id
     network_choice = f"{network.ecosystem.name}:{network.name}:{chain.provider.name}"
     target = default_path(chain_id, out)
@@ -192,7 +199,9 @@ def cli(
     click.echo(f"GreenRegistry  {registry.address}")
     court = account.deploy(project.VerifierCourt, stake, seat_stake)
     click.echo(f"VerifierCourt  {court.address}")
-    market = account.deploy(project.JobMarket, token_addr, stake, registry, court)
+    rules = account.deploy(project.AuditRules)
+    click.echo(f"AuditRules     {rules.address}")
+    market = account.deploy(project.JobMarket, token_addr, stake, registry, court, rules)
     click.echo(f"JobMarket      {market.address}")
 
     court.set_market(market, sender=account)
@@ -236,6 +245,7 @@ def cli(
         green_registry=registry.address,
         job_market=market.address,
         verifier_court=court.address,
+        audit_rules=rules.address,
         deployment_block=first_block,
         deployer=account.address,
         abis={
@@ -244,6 +254,7 @@ def cli(
             "GreenRegistry": abi_of(project.GreenRegistry.contract_type),
             "JobMarket": abi_of(project.JobMarket.contract_type),
             "VerifierCourt": abi_of(project.VerifierCourt.contract_type),
+            "AuditRules": abi_of(project.AuditRules.contract_type),
         },
         parameters=parameters,
         mock_token=token_address is None,

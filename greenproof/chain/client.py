@@ -57,6 +57,7 @@ CONTRACT_NAMES: dict[str, str] = {
     "registry": "GreenRegistry",
     "token": "Token",
     "court": "VerifierCourt",
+    "rules": "AuditRules",
 }
 
 
@@ -225,6 +226,25 @@ class Chain:
         """The timestamp of ``block`` (default: the latest block)."""
         return int(self._retrying(lambda: self.w3.eth.get_block(block)["timestamp"],
                                   what="read block timestamp"))
+
+    def identity(self, deployment_block: int) -> str:
+        """What a local journal is bound to: this chain's genesis hash and the hash of the
+        block the contracts were deployed in. A chain that was reset (anvil restarted) and
+        redeployed at the same addresses has another; a journal of the old one must not
+        resume its cursor there."""
+        head = self.block_number()
+        if deployment_block > head:
+            raise ChainError(
+                f"chain: the deployment block {deployment_block} is beyond this chain's head {head}: "
+                "the chain was reset since the deployment; redeploy and use a fresh data directory"
+            )
+
+        def read() -> str:
+            genesis = self.w3.eth.get_block(0)["hash"]
+            deployed = self.w3.eth.get_block(deployment_block)["hash"]
+            return f"{self.chain_id}:{bytes(genesis).hex()}:{deployment_block}:{bytes(deployed).hex()}"
+
+        return self._retrying(read, what="read chain identity")
 
     def balance(self, address: str | None = None) -> int:
         """Native (ETH) balance of ``address`` (default: this account)."""

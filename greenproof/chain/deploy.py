@@ -34,7 +34,7 @@ from greenproof.chain.compile import Artifact, compile_contracts
 from greenproof.chain.connection import make_web3
 from greenproof.chain.errors import ChainError
 from greenproof.chain.manifest import Deployment
-from greenproof.chain.models import COURT_PARAMS, MARKET_PARAMS
+from greenproof.chain.models import COURT_PARAMS, MARKET_PARAMS, PARAM_BOUNDS, PARAM_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,58 @@ def parse_params(values: tuple[str, ...] | list[str]) -> dict[str, int]:
             raise ParamError(f"{name}: must be >= 0, got {value}")
         params[name] = value
     return params
+
+
+MAX_UNBONDING_PERIOD = 365 * DAY  # StakeManager.MAX_UNBONDING_PERIOD
+MAX_BONUS_BPS_LIMIT = 5_000  # GreenRegistry.MAX_BONUS_BPS_LIMIT
+MAX_CARBON_G_PER_KWH = 5_000  # GreenRegistry.MAX_CARBON_G_PER_KWH
+MAX_SEAT_STAKE = 2**96 - 1  # VerifierCourt.MAX_SEAT_STAKE
+LIFETIME_MARGIN = 3_600  # JobMarket.LIFETIME_MARGIN
+
+
+def check_deploy_plan(params: dict[str, int], *, unbonding_period: int | None,
+                      max_bonus_bps: int, default_carbon: int, seat_stake: int) -> int:
+    """Every check the contracts would make during a deployment, made before the first
+    transaction (as ``forge script`` simulates before it sends), so that a bad value never
+    leaves contracts half deployed. Returns the market's ``max_job_lifetime()`` the
+    parameters give; raises :class:`DeployError` naming the bound."""
+    errors: list[str] = []
+    for name, value in params.items():
+        lo, hi = PARAM_BOUNDS[name]
+        if not lo <= value <= hi:
+            errors.append(f"{name}={value} is out of bounds [{lo}, {hi}]")
+    if not 0 < seat_stake <= MAX_SEAT_STAKE:
+        errors.append(f"seat stake {seat_stake} is out of bounds [1, {MAX_SEAT_STAKE}]")
+    if not 0 <= max_bonus_bps <= MAX_BONUS_BPS_LIMIT:
+        errors.append(f"max_bonus_bps={max_bonus_bps} is out of bounds [0, {MAX_BONUS_BPS_LIMIT}]")
+    if not 0 <= default_carbon <= MAX_CARBON_G_PER_KWH:
+        errors.append(f"default carbon {default_carbon} g/kWh is out of bounds [0, {MAX_CARBON_G_PER_KWH}]")
+    v = {**PARAM_DEFAULTS, "min_class_stake": 3 * seat_stake, **params}
+    if v["min_job_duration"] > v["max_job_duration"]:
+        errors.append(f"min_job_duration={v['min_job_duration']} must be at most "
+                      f"max_job_duration={v['max_job_duration']}")
+    if v["noshow_slash_bps"] <= v["voter_slash_bps"]:
+        errors.append(f"noshow_slash_bps={v['noshow_slash_bps']} must exceed "
+                      f"voter_slash_bps={v['voter_slash_bps']} (not looking must never be cheaper)")
+    if (v["committee_size"] + 1) << (v["max_rounds"] - 1) > 32:
+        errors.append(f"the last round of committee_size={v['committee_size']}, max_rounds={v['max_rounds']} "
+                      f"has {((v['committee_size'] + 1) << (v['max_rounds'] - 1)) - 1} seats (max 31)")
+    if v["draw_window"] < 24 * v["seed_lookahead"]:
+        errors.append(f"draw_window={v['draw_window']} must be at least 24 s per lookahead block "
+                      f"({24 * v['seed_lookahead']} s for seed_lookahead={v['seed_lookahead']})")
+    if v["min_class_stake"] < seat_stake:
+        errors.append(f"min_class_stake={v['min_class_stake']} is below one seat ({seat_stake})")
+    lifetime = (v["max_job_duration"] + v["draw_window"] + v["open_window"]
+                + v["max_rounds"] * (v["commit_window"] + v["reveal_window"]) + LIFETIME_MARGIN)
+    if unbonding_period is not None and not lifetime < unbonding_period <= MAX_UNBONDING_PERIOD:
+        errors.append(f"--unbonding-period {unbonding_period} must exceed max_job_lifetime {lifetime} s "
+                      f"and be at most {MAX_UNBONDING_PERIOD} s")
+    if unbonding_period is None and lifetime + DAY > MAX_UNBONDING_PERIOD:
+        errors.append(f"max_job_lifetime {lifetime} s + 1 day exceeds the longest unbonding period "
+                      f"{MAX_UNBONDING_PERIOD} s: shorten the windows or max_job_duration")
+    if errors:
+        raise DeployError("deploy: nothing was sent: " + "; ".join(errors))
+    return lifetime
 
 
 def _deploy(chain: Chain, art: Artifact, *args: Any, what: str) -> tuple[str, int]:
@@ -156,6 +208,17 @@ def deploy_system(
         w3 = make_web3(w3_or_chain) if isinstance(w3_or_chain, str) else w3_or_chain
         chain = Chain(w3, deployer, poll=0.05,
                       network=w3_or_chain if isinstance(w3_or_chain, str) else "")
+    check_deploy_plan(params, unbonding_period=unbonding_period, max_bonus_bps=max_bonus_bps,
+                      default_carbon=default_carbon, seat_stake=int(seat_stake))
+    if save and not force:
+        from greenproof.chain.manifest import manifest_target
+
+        target = manifest_target(chain.chain_id, out)
+        if target.exists():
+            raise DeployError(f"deploy: nothing was sent: {target} exists (a deployment on chain "
+                              f"{chain.chain_id}); pass --force to replace it, or --out elsewhere")
+    if token is not None and not chain.w3.eth.get_code(Web3.to_checksum_address(token)):
+        raise DeployError(f"deploy: nothing was sent: no contract at --token {token} on chain {chain.chain_id}")
     arts = compile_contracts()
 
     first_block: int | None = None
@@ -169,7 +232,8 @@ def deploy_system(
     registry, _ = _deploy(chain, arts["GreenRegistry"], token, max_bonus_bps, default_carbon,
                           what="deploy GreenRegistry")
     court, _ = _deploy(chain, arts["VerifierCourt"], stake, int(seat_stake), what="deploy VerifierCourt")
-    market, _ = _deploy(chain, arts["JobMarket"], token, stake, registry, court, what="deploy JobMarket")
+    rules, _ = _deploy(chain, arts["AuditRules"], what="deploy AuditRules")
+    market, _ = _deploy(chain, arts["JobMarket"], token, stake, registry, court, rules, what="deploy JobMarket")
 
     c_market = chain.w3.eth.contract(address=market, abi=arts["JobMarket"].abi)
     c_court = chain.w3.eth.contract(address=court, abi=arts["VerifierCourt"].abi)
@@ -204,7 +268,8 @@ def deploy_system(
          "StakeManager": (stake, arts["StakeManager"].abi),
          "GreenRegistry": (registry, arts["GreenRegistry"].abi),
          "JobMarket": (market, arts["JobMarket"].abi),
-         "VerifierCourt": (court, arts["VerifierCourt"].abi)},
+         "VerifierCourt": (court, arts["VerifierCourt"].abi),
+         "AuditRules": (rules, arts["AuditRules"].abi)},
         values, mock_token=mock_token,
     )
     if save:
@@ -233,6 +298,7 @@ def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tupl
         green_registry=contracts["GreenRegistry"][0],
         job_market=contracts["JobMarket"][0],
         verifier_court=contracts["VerifierCourt"][0],
+        audit_rules=contracts["AuditRules"][0],
         deployment_block=block,
         deployer=deployer,
         abis={name: abi for name, (_, abi) in contracts.items()},

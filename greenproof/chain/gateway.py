@@ -139,13 +139,29 @@ class Gateway:
             self._max_openings = int(self._view("market", "MAX_OPENINGS"))
         return self._max_openings
 
-    def audit_indices(self, job_id: int) -> list[int]:
-        """The audited segment indices in draw order (duplicates kept); empty before the draw."""
-        return [int(i) for i in self._view("market", "audit_indices", job_id, job_id=job_id)]
+    def audit_draws(self, job_id: int) -> tuple[list[int], list[int]]:
+        """``(indices, targets)`` of a drawn job (``AuditRules.draws``): the uniform segment
+        indices and the movement targets; both empty before the draw."""
+        job = self.job(job_id)
+        if job.seed == b"\x00" * 32:
+            return [], []
+        indices, targets = self._view("rules", "draws", job.seed, job_id, job.num_segments,
+                                      job.audit_samples, job.move_total, job_id=job_id)
+        return [int(i) for i in indices], [int(t) for t in targets]
 
-    def is_opened(self, job_id: int, index: int) -> bool:
-        """Whether audited segment ``index`` is open (False for an index that is not audited)."""
-        return bool(self._view("market", "is_opened", job_id, index, job_id=job_id))
+    def movement_draws(self, job_id: int) -> list[int]:
+        """The movement targets ``u_j`` of a drawn job (empty before the draw)."""
+        return self.audit_draws(job_id)[1]
+
+    def audit_indices(self, job_id: int) -> list[int]:
+        """The uniform audit samples' segment indices in draw order (duplicates kept); empty
+        before the draw. The movement samples are :meth:`movement_draws`."""
+        return self.audit_draws(job_id)[0]
+
+    def next_open_index(self, job_id: int) -> int:
+        """The least segment the job's next opening may have: openings go in strictly
+        ascending order, so every audited segment below it is already open."""
+        return self.job(job_id).next_open_index
 
     def claimable(self, who: str | None = None) -> int:
         """What the market owes ``who`` (default: this account), pulled by :meth:`withdraw`."""
@@ -158,13 +174,14 @@ class Gateway:
     # ------------------------------------------------------------------ market transactions
     def post_job(self, *, spec_hash: bytes, spec_uri: str, num_segments: int, audit_samples: int,
                  payment: int, verifier_fee: int, collateral: int, deadline: int,
-                 min_green_bps: int) -> tuple[int, TxReceipt]:
-        """Approve the escrow (``payment + verifier_fee``) and post a job; returns ``(job_id, receipt)``."""
+                 min_green_bps: int, green_premium: int = 0) -> tuple[int, TxReceipt]:
+        """Approve the escrow (``payment + verifier_fee + green_premium``) and post a job;
+        returns ``(job_id, receipt)``."""
         ctx = {"spec": "0x" + spec_hash.hex()[:12]}
-        self.chain.ensure_allowance(self.market_address, payment + verifier_fee, context=ctx)
+        self.chain.ensure_allowance(self.market_address, payment + verifier_fee + green_premium, context=ctx)
         receipt = self._send(
             "market", "post_job", spec_hash, spec_uri, num_segments, audit_samples, payment,
-            verifier_fee, collateral, deadline, min_green_bps, what="post job", context=ctx,
+            verifier_fee, collateral, deadline, min_green_bps, green_premium, what="post job", context=ctx,
         )
         posted = self.receipt_events(JobPosted, receipt)
         if not posted:
@@ -179,9 +196,9 @@ class Gateway:
                           what="accept job", context={"job": job_id})
 
     def commit_result(self, job_id: int, root: bytes, final_state_hash: bytes, energy_mj: int,
-                      result_uri: str) -> TxReceipt:
+                      move_total: int, result_uri: str) -> TxReceipt:
         return self._send("market", "commit_result", job_id, root, final_state_hash, int(energy_mj),
-                          result_uri, what="commit result", context={"job": job_id})
+                          int(move_total), result_uri, what="commit result", context={"job": job_id})
 
     def draw_audit(self, job_id: int) -> TxReceipt:
         return self._send("market", "draw_audit", job_id, what="draw audit", context={"job": job_id})
@@ -202,6 +219,11 @@ class Gateway:
 
     def expire_job(self, job_id: int) -> TxReceipt:
         return self._send("market", "expire_job", job_id, what="expire job", context={"job": job_id})
+
+    def slash_undrawn(self, job_id: int) -> TxReceipt:
+        """Slash a COMMITTED job not drawn by its draw deadline (or whose seed is out of reach)."""
+        return self._send("market", "slash_undrawn", job_id, what="slash undrawn",
+                          context={"job": job_id})
 
     def slash_unopened(self, job_id: int) -> TxReceipt:
         return self._send("market", "slash_unopened", job_id, what="slash unopened",
@@ -281,10 +303,12 @@ class Gateway:
         return self._send("court", "commit_vote", job_id, commitment, what="commit vote",
                           context={"job": job_id})
 
-    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes]) -> TxReceipt:
-        """Reveal the committed vote with the replayed work digests (ascending audited segments)."""
-        return self._send("court", "reveal_vote", job_id, fraud, salt, list(digests), what="reveal vote",
-                          context={"job": job_id})
+    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes],
+                    segments: Sequence[int]) -> TxReceipt:
+        """Reveal the committed vote with the replayed work digests of the opened ``segments``
+        (ascending, as the ``SegmentOpened`` events list them)."""
+        return self._send("court", "reveal_vote", job_id, fraud, salt, list(digests),
+                          [int(k) for k in segments], what="reveal vote", context={"job": job_id})
 
     def settle_seat(self, job_id: int, round: int, voter: str) -> TxReceipt:
         """Settle the seats ``voter`` held in ``round`` of a decided case (anyone, once)."""
@@ -337,9 +361,13 @@ class Gateway:
     def attestation_in_force(self, who: str | None = None) -> bool:
         return bool(self._view("registry", "attestation_in_force", who or self.address))
 
-    def attestation_nonce(self, who: str | None = None) -> int:
-        """The provider's last accepted attestation nonce (the next one must be higher)."""
-        return int(self._view("registry", "nonce_of", who or self.address))
+    def attestation_nonce(self, provider: str, attestor: str | None = None) -> int:
+        """The last nonce ``attestor`` (default: this account) signed for ``provider`` that the
+        registry accepted; that attestor's next attestation for the provider needs a higher one."""
+        return int(self._view("registry", "nonce_of", provider, attestor or self.address))
+
+    def is_attestor(self, who: str | None = None) -> bool:
+        return bool(self._view("registry", "is_attestor", who or self.address))
 
     def submit_attestation(self, signed: SignedAttestation) -> TxReceipt:
         att = signed.attestation
@@ -354,6 +382,41 @@ class Gateway:
     def remove_attestor(self, who: str) -> TxReceipt:
         return self._send("registry", "remove_attestor", who, what="remove attestor",
                           context={"attestor": who})
+
+    def is_allocator(self, who: str | None = None) -> bool:
+        return bool(self._view("registry", "is_allocator", who or self.address))
+
+    def allowance_of(self, requester: str | None = None) -> int:
+        """What bonus ``requester``'s jobs may still draw from the pool (0 once its allocator
+        is removed)."""
+        return int(self._view("registry", "allowance_of", requester or self.address))
+
+    def allocator_of(self, requester: str | None = None) -> str | None:
+        """The allocator that granted ``requester``'s allowance (``None`` if none)."""
+        who = str(self._view("registry", "allocator_of", requester or self.address))
+        return None if int(who, 16) == 0 else who
+
+    def bonus_pool(self) -> int:
+        """Tokens in the green bonus pool."""
+        return int(self._view("registry", "pool"))
+
+    def add_allocator(self, who: str) -> TxReceipt:
+        return self._send("registry", "add_allocator", who, what="add allocator",
+                          context={"allocator": who})
+
+    def remove_allocator(self, who: str) -> TxReceipt:
+        return self._send("registry", "remove_allocator", who, what="remove allocator",
+                          context={"allocator": who})
+
+    def grant_allowance(self, requester: str, amount: int) -> TxReceipt:
+        """Set ``requester``'s bonus allowance to ``amount`` (as an allocator)."""
+        return self._send("registry", "grant_allowance", requester, int(amount),
+                          what="grant allowance", context={"requester": requester})
+
+    def revoke_allowance(self, requester: str) -> TxReceipt:
+        """Zero ``requester``'s bonus allowance (its granting allocator, or the owner)."""
+        return self._send("registry", "revoke_allowance", requester, what="revoke allowance",
+                          context={"requester": requester})
 
     def fund_pool(self, amount: int) -> TxReceipt:
         """Approve (if needed) and add ``amount`` to the green bonus pool."""

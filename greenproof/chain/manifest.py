@@ -29,7 +29,8 @@ STAKE_MANAGER = "StakeManager"
 GREEN_REGISTRY = "GreenRegistry"
 JOB_MARKET = "JobMarket"
 VERIFIER_COURT = "VerifierCourt"
-CONTRACT_NAMES = (TOKEN, STAKE_MANAGER, GREEN_REGISTRY, JOB_MARKET, VERIFIER_COURT)
+AUDIT_RULES = "AuditRules"
+CONTRACT_NAMES = (TOKEN, STAKE_MANAGER, GREEN_REGISTRY, JOB_MARKET, VERIFIER_COURT, AUDIT_RULES)
 
 
 class ManifestError(Exception):
@@ -43,6 +44,17 @@ class ManifestExistsError(ManifestError, FileExistsError):
 def default_path(chain_id: int, root: str | Path = DEFAULT_ROOT) -> Path:
     """``<root>/<chain id>.json``."""
     return Path(root) / f"{int(chain_id)}.json"
+
+
+def manifest_target(chain_id: int, path: str | Path | None = None) -> Path:
+    """Where :meth:`Deployment.save` writes: ``path`` if it names a ``.json`` file, else
+    ``<path>/<chain id>.json`` (``deployments/<chain id>.json`` when None)."""
+    if path is None:
+        return default_path(chain_id)
+    target = Path(path)
+    if target.is_dir() or target.suffix != ".json":
+        return default_path(chain_id, target)
+    return target
 
 
 def _now() -> datetime:
@@ -61,6 +73,7 @@ class Deployment(BaseModel):
     green_registry: str
     job_market: str
     verifier_court: str
+    audit_rules: str
     deployment_block: int = Field(ge=0, description="first block to index events from")
     deployer: str
     abis: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
@@ -69,7 +82,8 @@ class Deployment(BaseModel):
     created_at: datetime = Field(default_factory=_now)
 
     @field_validator(
-        "token", "stake_manager", "green_registry", "job_market", "verifier_court", "deployer",
+        "token", "stake_manager", "green_registry", "job_market", "verifier_court", "audit_rules",
+        "deployer",
         mode="before",
     )
     @classmethod
@@ -90,6 +104,7 @@ class Deployment(BaseModel):
             GREEN_REGISTRY: self.green_registry,
             JOB_MARKET: self.job_market,
             VERIFIER_COURT: self.verifier_court,
+            AUDIT_RULES: self.audit_rules,
         }
 
     @property
@@ -101,8 +116,8 @@ class Deployment(BaseModel):
         }
 
     def contract(self, name: str) -> tuple[str, list[dict[str, Any]]]:
-        """``(address, abi)`` of ``Token``, ``StakeManager``, ``GreenRegistry``, ``JobMarket``
-        or ``VerifierCourt``."""
+        """``(address, abi)`` of ``Token``, ``StakeManager``, ``GreenRegistry``, ``JobMarket``,
+        ``VerifierCourt`` or ``AuditRules``."""
         if name not in self.addresses:
             raise ManifestError(
                 f"manifest: unknown contract {name!r}; known: {', '.join(CONTRACT_NAMES)}"
@@ -139,12 +154,7 @@ class Deployment(BaseModel):
         (``deployments/<chain id>.json``). An existing file is never overwritten
         unless ``force``.
         """
-        if path is None:
-            target = default_path(self.chain_id)
-        else:
-            target = Path(path)
-            if target.is_dir() or target.suffix != ".json":
-                target = default_path(self.chain_id, target)
+        target = manifest_target(self.chain_id, path)
         if target.exists() and not force:
             raise ManifestExistsError(
                 f"manifest: {target} already exists (chain {self.chain_id}); "

@@ -25,7 +25,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 #: JobMarket parameters: a public view each, set by ``set_<name>`` (bounds in docs/protocol.md §2.3).
 MARKET_PARAMS = (
     "seed_lookahead", "open_window", "max_audit_samples", "min_collateral_bps",
-    "requester_share_bps", "max_job_duration",
+    "requester_share_bps", "max_job_duration", "min_job_duration", "draw_window",
 )
 
 #: VerifierCourt parameters: a public view each, set by ``set_<name>`` (docs/court.md).
@@ -33,6 +33,37 @@ COURT_PARAMS = (
     "committee_size", "max_rounds", "commit_window", "reveal_window", "voter_slash_bps",
     "noshow_slash_bps", "min_class_stake",
 )
+
+#: Every parameter's inclusive hard bounds, as the contracts' setters check them
+#: (``PARAM_MIN``/``PARAM_MAX`` in JobMarket.vy and VerifierCourt.vy;
+#: tests/integration/test_deploy_cli.py checks each against the contract).
+PARAM_BOUNDS: dict[str, tuple[int, int]] = {
+    "seed_lookahead": (1, 64),
+    "open_window": (10, 7 * 86_400),
+    "max_audit_samples": (1, 64),
+    "min_collateral_bps": (1_000, 100_000),
+    "requester_share_bps": (0, 10_000),
+    "max_job_duration": (60, 180 * 86_400),
+    "min_job_duration": (60, 7 * 86_400),
+    "draw_window": (60, 7 * 86_400),
+    "committee_size": (1, 31),
+    "max_rounds": (1, 5),
+    "commit_window": (10, 7 * 86_400),
+    "reveal_window": (10, 7 * 86_400),
+    "voter_slash_bps": (0, 5_000),
+    "noshow_slash_bps": (1, 10_000),
+    "min_class_stake": (1, 2**128 - 1),
+}
+
+#: The values a fresh deployment starts from (the contracts' constructors;
+#: ``min_class_stake`` defaults to three seats).
+PARAM_DEFAULTS: dict[str, int] = {
+    "seed_lookahead": 2, "open_window": 3_600, "max_audit_samples": 32,
+    "min_collateral_bps": 10_000, "requester_share_bps": 5_000, "max_job_duration": 7 * 86_400,
+    "min_job_duration": 300, "draw_window": 3_600, "committee_size": 3, "max_rounds": 3,
+    "commit_window": 3_600, "reveal_window": 3_600, "voter_slash_bps": 1_000,
+    "noshow_slash_bps": 2_000,
+}
 
 
 class JobState(StrEnum):
@@ -101,17 +132,27 @@ class OnchainJob(_Strict):
     collateral: int
     deadline: int
     min_green_bps: int
+    green_premium: int
     determinism_class: bytes
     root: bytes
     final_state_hash: bytes
     energy_mj: int
+    move_total: int
+    green_bps: int
     seed_block: int
+    draw_deadline: int
     seed: bytes
     open_deadline: int
     voting_start: int
     opened_mask: int
+    next_open_index: int
     seal_acc: bytes
     pot: int
+    open_window: int
+    draw_window: int
+    requester_share_bps: int
+    seed_lookahead: int
+    court_terms: int
 
     @property
     def exists(self) -> bool:
@@ -230,35 +271,40 @@ class SeatView(_Strict):
 
 
 class Opening(_Strict):
-    """One segment opening, as ``open_segments`` takes it (the ``Opening`` struct):
-    both boundary leaves (state hash, cumulative energy, seal) and their proofs.
-    A job's openings go in strictly ascending ``index`` (docs/court.md)."""
+    """One segment opening, as ``open_segments`` takes it (``AuditRules.Opening``):
+    both boundary leaves (state hash, cumulative energy, cumulative movement, seal)
+    and their proofs. A job's openings go in strictly ascending ``index``
+    (docs/protocol.md §2.3)."""
 
     index: int
     start_hash: bytes
     start_energy_mj: int
+    start_move: int
     start_seal: bytes
     end_hash: bytes
     end_energy_mj: int
+    end_move: int
     end_seal: bytes
     start_proof: list[bytes]
     end_proof: list[bytes]
 
     @classmethod
     def from_tree(cls, tree: MerkleTree, index: int, state_hashes: Sequence[bytes],
-                  energies_mj: Sequence[int], seals: Sequence[bytes]) -> Self:
-        """Segment ``index``'s opening from the run's boundaries, their seals and their
-        commitment tree (:func:`greenproof.merkle.commitment_tree`; the end proof is the short one)."""
+                  energies_mj: Sequence[int], moves: Sequence[int], seals: Sequence[bytes]) -> Self:
+        """Segment ``index``'s opening from the run's boundaries (cumulative energy and
+        movement), their seals and their commitment tree
+        (:func:`greenproof.merkle.commitment_tree`; the end proof is the short one)."""
         start_proof, end_proof = tree.segment_proofs(index)
         return cls(index=index, start_hash=state_hashes[index], start_energy_mj=energies_mj[index],
-                   start_seal=seals[index], end_hash=state_hashes[index + 1],
-                   end_energy_mj=energies_mj[index + 1], end_seal=seals[index + 1],
-                   start_proof=start_proof, end_proof=end_proof)
+                   start_move=moves[index], start_seal=seals[index], end_hash=state_hashes[index + 1],
+                   end_energy_mj=energies_mj[index + 1], end_move=moves[index + 1],
+                   end_seal=seals[index + 1], start_proof=start_proof, end_proof=end_proof)
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ``Opening`` struct as ``open_segments`` takes it."""
-        return (self.index, self.start_hash, self.start_energy_mj, self.start_seal, self.end_hash,
-                self.end_energy_mj, self.end_seal, self.start_proof, self.end_proof)
+        return (self.index, self.start_hash, self.start_energy_mj, self.start_move, self.start_seal,
+                self.end_hash, self.end_energy_mj, self.end_move, self.end_seal, self.start_proof,
+                self.end_proof)
 
 
 class Attestation(_Strict):
@@ -330,6 +376,7 @@ class JobPosted(JobEvent):
     collateral: int
     deadline: int
     min_green_bps: int
+    green_premium: int
 
 
 class JobCancelled(JobEvent):
@@ -347,40 +394,43 @@ class JobAccepted(JobEvent):
 
 
 class ResultCommitted(JobEvent):
-    """The provider committed the run's Merkle root; the draw is seeded by ``seed_block``."""
+    """The provider committed the run's Merkle root, total energy and movement; the draw is
+    seeded by ``seed_block`` and must happen by ``draw_deadline`` (else: slashed as undrawn)."""
 
     provider: str
     root: bytes
     final_state_hash: bytes
     energy_mj: int
+    move_total: int
+    green_bps: int
     result_uri: str
     seed_block: int
-
-
-class AuditRearmed(JobEvent):
-    """The seed block left the blockhash window; the draw waits for a new ``seed_block``."""
-
-    seed_block: int
+    draw_deadline: int
 
 
 class AuditDrawn(JobEvent):
-    """The audited segments were drawn; the provider opens them by ``open_deadline``."""
+    """The audit was drawn: ``indices`` (uniform over segments) and ``targets`` (uniform over
+    the committed movement: the segment whose bracket holds each); the provider opens them
+    by ``open_deadline``."""
 
     seed: bytes
     indices: list[int]
+    targets: list[int]
     open_deadline: int
 
 
 class SegmentOpened(JobEvent):
     """The provider revealed one audited segment's boundary leaves (state hash, cumulative
-    energy and seal of each); the end seal extends the job's ``seal_acc``."""
+    energy, cumulative movement and seal of each); the end seal extends the job's ``seal_acc``."""
 
     index: int
     start_hash: bytes
     start_energy_mj: int
+    start_move: int
     start_seal: bytes
     end_hash: bytes
     end_energy_mj: int
+    end_move: int
     end_seal: bytes
 
 
@@ -390,8 +440,9 @@ class JobFinalized(JobEvent):
     outcome: ContractJobState  # PAID or SLASHED
     paid: int
     bonus: int
+    premium: int
     energy_mj: int
-    carbon_g: int
+    carbon_mg: int
 
 
 class ProviderSlashed(JobEvent):
@@ -558,7 +609,7 @@ def _by_abi_name(*models: type[Event]) -> dict[str, type[Event]]:
 
 #: JobMarket's events by ABI name, for code that follows every event (the indexer).
 MARKET_EVENTS: dict[str, type[Event]] = _by_abi_name(
-    JobPosted, JobCancelled, JobAccepted, ResultCommitted, AuditRearmed, AuditDrawn, SegmentOpened,
+    JobPosted, JobCancelled, JobAccepted, ResultCommitted, AuditDrawn, SegmentOpened,
     JobFinalized, ProviderSlashed, JobExpired, Withdrawn, ParameterSet,
 )
 

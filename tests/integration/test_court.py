@@ -176,17 +176,19 @@ def test_a_lazy_seat_that_votes_ok_without_replaying_is_a_no_show_and_the_honest
         scene.verifier(role)
     salt = secrets.token_bytes(32)
     made_up: list[bytes] = []
+    guessed: list[int] = []
     stake_before = lazy.staked()
 
     def guess(case: Any) -> None:
         distinct = sorted(set(lazy.audit_indices(job_id)))
         made_up[:] = [secrets.token_bytes(32) for _ in distinct]
+        guessed[:] = distinct
         lazy.commit_vote(job_id, vote_commitment(job_id, lazy.address, False, salt, made_up))
 
     def reveal_when_open(case: Any) -> None:
         seat = lazy.seat_of(job_id, case.round, lazy.address)
         if seat.status is SeatStatus.COMMITTED and case.commit_end <= lazy.chain.timestamp() < case.reveal_end:
-            lazy.reveal_vote(job_id, False, salt, made_up)
+            lazy.reveal_vote(job_id, False, salt, made_up, guessed)
 
     final = drive_court(scene.market, job_id, daemons, {scene.address(r) for r in HONEST}, on_voting=guess,
                         on_tick=reveal_when_open)

@@ -35,6 +35,7 @@ from greenproof.chain.models import (
     SegmentOpened,
 )
 from greenproof.merkle import boundary0_seal, commitment_tree, seal
+from verifier.sampling import audited_segments
 
 TOKEN = 10**18
 PAYMENT, FEE, COLLATERAL = 100 * TOKEN, 10 * TOKEN, 150 * TOKEN
@@ -77,7 +78,7 @@ def test_typed_reads_after_post_and_accept(gateway_for, cpu_pool):
     assert job.state is JobState.ACCEPTED and job.provider == provider.address
     assert provider.locked_stake() == COLLATERAL
     assert provider.free_stake() == provider.staked() - COLLATERAL
-    assert provider.audit_indices(job_id) == [] and not provider.is_opened(job_id, 0)
+    assert provider.audit_indices(job_id) == [] and provider.next_open_index(job_id) == 0
 
     assert job.determinism_class == CPU
     case = requester.case_of(job_id)  # no case before the audit draw
@@ -133,26 +134,31 @@ def test_openings_beyond_max_openings_go_through_in_batches(anvil, gateway_for, 
     job_id = post(requester, num_segments=segments, audit_samples=samples)
     hashes = [keccak(encode(["uint256", "uint256"], [job_id, k])) for k in range(segments + 1)]
     energies = [k * 1_000 for k in range(segments + 1)]
+    moves = [k * 500 for k in range(segments + 1)]
     seals = [boundary0_seal(job_id)] + [seal(job_id, k, keccak(b"losses %d" % k)) for k in range(1, segments + 1)]
-    tree = commitment_tree(job_id, hashes, energies, seals)
+    tree = commitment_tree(job_id, hashes, energies, moves, seals)
     provider.accept_job(job_id, CPU)
     start = provider.chain.block_number()
-    provider.commit_result(job_id, tree.root, hashes[-1], energies[-1], "http://x")
+    provider.commit_result(job_id, tree.root, hashes[-1], energies[-1], moves[-1], "http://x")
     anvil.mine(test_params["seed_lookahead"] + 1)
     requester.draw_audit(job_id)
 
     (drawn,) = requester.events(AuditDrawn, start, job_id=job_id)
-    assert drawn.indices == provider.audit_indices(job_id) and len(drawn.indices) == samples
+    # half the samples uniform over the segments, half over the committed movement
+    assert drawn.indices == provider.audit_indices(job_id) and len(drawn.indices) == samples // 2
+    assert drawn.targets == provider.movement_draws(job_id) and len(drawn.targets) == samples // 2
     (committed,) = requester.events(ResultCommitted, start, job_id=job_id)
-    assert (committed.root, committed.energy_mj) == (tree.root, energies[-1])
-    indices = sorted(set(drawn.indices))
+    assert (committed.root, committed.energy_mj, committed.move_total) == (tree.root, energies[-1], moves[-1])
+    job = provider.job(job_id)
+    indices = audited_segments(job.seed, job_id, samples, moves)
+    assert set(drawn.indices) <= set(indices) and {u // 500 for u in drawn.targets} <= set(indices)
     assert provider.max_openings == 16 < len(indices)
 
-    openings = [Opening.from_tree(tree, i, hashes, energies, seals) for i in indices]
+    openings = [Opening.from_tree(tree, i, hashes, energies, moves, seals) for i in indices]
     receipts = provider.open_segments(job_id, openings)
     assert len(receipts) == -(-len(indices) // 16)
     assert all(r["status"] == 1 for r in receipts)
-    assert all(provider.is_opened(job_id, i) for i in indices)
+    assert provider.next_open_index(job_id) == indices[-1] + 1
     assert provider.job(job_id).state is JobState.VOTING
     opened = provider.events(SegmentOpened, start, job_id=job_id)
     assert [(e.index, e.start_hash, e.end_energy_mj) for e in opened] == [

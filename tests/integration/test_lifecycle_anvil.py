@@ -18,6 +18,7 @@ from eth_utils import keccak
 
 from greenproof.chain.models import CaseOutcome, JobFinalized, JobState, Opening, SeatsDrawn
 from greenproof.merkle import boundary0_seal, commitment_tree, seal, vote_commitment
+from verifier.sampling import audited_segments
 
 TOKEN = 10**18
 PAYMENT, FEE, COLLATERAL = 100 * TOKEN, 10 * TOKEN, 150 * TOKEN
@@ -41,20 +42,21 @@ def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params, seat_verifie
     )
     hashes = [keccak(encode(["uint256", "uint256"], [job, k])) for k in range(NUM_SEGMENTS + 1)]
     energies = [k * 1_800_000 for k in range(NUM_SEGMENTS + 1)]
+    moves = [k * 1_000 for k in range(NUM_SEGMENTS + 1)]
     digests = [keccak(b"losses %d" % k) for k in range(NUM_SEGMENTS + 1)]
     seals = [boundary0_seal(job)] + [seal(job, k, digests[k]) for k in range(1, NUM_SEGMENTS + 1)]
-    tree = commitment_tree(job, hashes, energies, seals)
+    tree = commitment_tree(job, hashes, energies, moves, seals)
     prov.accept_job(job, CPU)
-    prov.commit_result(job, tree.root, hashes[-1], energies[-1], "http://x")
+    prov.commit_result(job, tree.root, hashes[-1], energies[-1], moves[-1], "http://x")
     anvil.mine(test_params["seed_lookahead"] + 1)
     req.draw_audit(job)
-    assert len(prov.audit_indices(job)) == SAMPLES
+    assert len(prov.audit_indices(job)) + len(prov.movement_draws(job)) == SAMPLES
     (drawn,) = req.events(SeatsDrawn, req.deployment.deployment_block, job_id=job)
     assert sorted(drawn.voters) == sorted(v.address for v in voters)  # three seats from three members
-    indices = sorted(set(prov.audit_indices(job)))
-    receipts = prov.open_segments(job, [Opening.from_tree(tree, i, hashes, energies, seals) for i in indices])
+    indices = audited_segments(prov.job(job).seed, job, SAMPLES, moves)
+    receipts = prov.open_segments(job, [Opening.from_tree(tree, i, hashes, energies, moves, seals) for i in indices])
     assert len(receipts) == 1
-    assert all(prov.is_opened(job, i) for i in indices)
+    assert prov.next_open_index(job) == indices[-1] + 1
     assert prov.job(job).state is JobState.VOTING
 
     proof = [digests[i + 1] for i in indices]  # w_{k+1} of each distinct audited segment, ascending
@@ -63,7 +65,7 @@ def test_honest_lifecycle_on_anvil(anvil, gateway_for, test_params, seat_verifie
         v.commit_vote(job, vote_commitment(job, v.address, False, salts[v.address], proof))
     anvil.evm_increase_time(test_params["commit_window"])
     for v in voters:
-        v.reveal_vote(job, False, salts[v.address], proof)
+        v.reveal_vote(job, False, salts[v.address], proof, indices)
     anvil.evm_increase_time(test_params["reveal_window"])
     (finalized,) = req.receipt_events(JobFinalized, req.finalize(job))
     assert (finalized.outcome, finalized.paid, finalized.energy_mj) == (JobState.PAID, PAYMENT, energies[-1])

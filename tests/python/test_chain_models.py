@@ -119,12 +119,15 @@ def test_court_events_are_strict() -> None:
                        fraud_seats=0).outcome is CaseOutcome.OK
 
 
-def test_segment_opened_carries_both_seals() -> None:
+def test_segment_opened_carries_both_seals_and_movements() -> None:
     fields = {"index": 2, "start_hash": WORD, "start_energy_mj": 1, "end_hash": WORD, "end_energy_mj": 2}
     with pytest.raises(ValidationError):
-        SegmentOpened(**LOG, job_id=1, **fields)
-    opened = SegmentOpened(**LOG, job_id=1, **fields, start_seal=WORD, end_seal=b"\x02" * 32)
-    assert opened.end_seal == b"\x02" * 32
+        SegmentOpened(**LOG, job_id=1, **fields, start_move=0, end_move=5)
+    with pytest.raises(ValidationError):  # a renamed or dropped movement fails loudly, never defaults to 0
+        SegmentOpened(**LOG, job_id=1, **fields, start_seal=WORD, end_seal=b"\x02" * 32)
+    opened = SegmentOpened(**LOG, job_id=1, **fields, start_seal=WORD, end_seal=b"\x02" * 32, start_move=3,
+                           end_move=2**200)
+    assert opened.end_seal == b"\x02" * 32 and (opened.start_move, opened.end_move) == (3, 2**200)
 
 
 def test_an_event_is_built_from_a_web3_log() -> None:
