@@ -16,9 +16,16 @@ Hooks (typed below):
 * ``segment_hook(spec, state, k, run_segment) -> SegmentResult`` trains segment
   ``k`` in place of the plain ``run_segment(spec, state, k)``: the worker checks
   its deadline and throughput there, a test or an adversary can alter the result;
-* ``on_boundary(k, state_hash, energy_mj, work_digest)`` is called from the
+* ``on_boundary(k, state_hash, energy_mj, work_digest, move)`` is called from the
   calling thread, in boundary order, once boundary ``k``'s checkpoint is kept: a
   worker journals it and can resume after a crash from the last reported boundary.
+
+Movement (docs/protocol.md §3.7, :mod:`greenproof.movement`): boundary ``k``'s
+``move_k`` is the cumulative fixed-point movement ``move_{k-1} + d_k``,
+``d_k = fixed(dist(state_{k-1}, state_k))`` under the job's metric (weights from
+``init_state(spec)``), ``move_0 = 0``. The writer thread computes ``d_k`` from the
+same CPU copies it hashes, keeping the previous boundary's copy: the training
+thread does no extra work and no extra device synchronisation for it.
 
 Work digests (docs/protocol.md §3, docs/court.md): boundary ``k``'s ``w_k`` is
 :func:`greenproof.merkle.work_digest` of the per-step losses of the segment that
@@ -59,6 +66,7 @@ from greenproof.engine import (
     select_device,
 )
 from greenproof.merkle import ZERO32, MerkleTree, commitment_tree, seal, work_digest
+from greenproof.movement import Metric
 from greenproof.spec import JobSpec
 from greenproof.statehash import state_hash
 
@@ -87,9 +95,10 @@ class SegmentHook(Protocol):
 
 class OnBoundary(Protocol):
     """Boundary ``k`` is kept: its state hash, the cumulative energy (mJ) measured up
-    to it and its work digest ``w_k`` (32 zero bytes at boundary 0)."""
+    to it, its work digest ``w_k`` (32 zero bytes at boundary 0) and the cumulative
+    movement ``move_k`` (0 at boundary 0)."""
 
-    def __call__(self, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes, /) -> None: ...
+    def __call__(self, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes, move: int, /) -> None: ...
 
 
 class BoundaryReport(NamedTuple):
@@ -98,6 +107,7 @@ class BoundaryReport(NamedTuple):
     state_hash: bytes
     energy_mj: int
     work_digest: bytes
+    move: int
 
 
 class CheckpointSink(Protocol):
@@ -159,29 +169,46 @@ def default_meter(device: torch.device) -> Meter:
 # ---------------------------------------------------------------------------- background writer
 
 
+class Kept(NamedTuple):
+    """A boundary the writer kept: its index, state hash and the movement ``d_k`` of the
+    segment that ends there (None for the first boundary submitted, or without a metric)."""
+
+    k: int
+    state_hash: bytes
+    movement: int | None
+
+
 class CheckpointWriter:
     """Hashes and keeps boundary states (``store.put``) on one background thread, in submission order.
 
-    ``submit`` blocks when ``maxsize`` states are waiting (back-pressure bounds
-    memory). A failure in the writer is re-raised in the caller at the next
-    ``submit``/``done``/``close`` so a run never commits to a checkpoint that was
-    not written.
+    With a ``metric`` it also measures each boundary's movement from the previous
+    submitted one (:class:`Kept`), on the CPU copies it hashes. ``submit`` blocks
+    when ``maxsize`` states are waiting (back-pressure bounds memory). A failure in
+    the writer is re-raised in the caller at the next ``submit``/``done``/``close``
+    so a run never commits to a checkpoint that was not written.
     """
 
-    def __init__(self, store: CheckpointSink, maxsize: int = 2):
+    def __init__(self, store: CheckpointSink, maxsize: int = 2, metric: Metric | None = None):
         self.store = store
+        self.metric = metric
         self._todo: queue.Queue[tuple[int, TrainState] | None] = queue.Queue(maxsize)
-        self._done: queue.Queue[tuple[int, bytes]] = queue.Queue()
+        self._done: queue.Queue[Kept] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="greenproof-checkpoints", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        previous: TrainState | None = None
         while (item := self._todo.get()) is not None:
             k, state = item
             try:
                 cpu = {n: t.detach().cpu() for n, t in state.items()}
-                self._done.put((k, self.store.put(cpu)))
+                h = self.store.put(cpu)
+                moved = None
+                if self.metric is not None and previous is not None:
+                    moved = self.metric.fixed(previous, cpu)
+                previous = cpu
+                self._done.put(Kept(k, h, moved))
             except BaseException as e:  # surfaced in the training thread
                 log.exception("checkpoint writer failed at boundary %d", k)
                 self._error = e
@@ -198,9 +225,9 @@ class CheckpointWriter:
         self._check()
         self._todo.put((k, state))
 
-    def done(self, check: bool = True) -> list[tuple[int, bytes]]:
+    def done(self, check: bool = True) -> list[Kept]:
         """Boundaries stored since the last call, in submission order (re-raises a writer failure)."""
-        out: list[tuple[int, bytes]] = []
+        out: list[Kept] = []
         while True:
             try:
                 out.append(self._done.get_nowait())
@@ -223,14 +250,16 @@ class CheckpointWriter:
 
 @dataclass
 class RunRecord:
-    """A run's commitment data: per boundary its state hash, cumulative energy and
-    work digest (``work_digests[0]`` is 32 zero bytes), plus the per-step losses of
-    the segments trained in this session (a resumed run's cover only those)."""
+    """A run's commitment data: per boundary its state hash, cumulative energy, work
+    digest (``work_digests[0]`` is 32 zero bytes) and cumulative movement
+    (``moves[0] = 0``), plus the per-step losses of the segments trained in this
+    session (a resumed run's cover only those)."""
 
     spec_hash: bytes
     state_hashes: list[bytes]
     energies_mj: list[int]
     work_digests: list[bytes]
+    moves: list[int]
     losses: list[float]
     device: str
     determinism_class: bytes
@@ -251,12 +280,17 @@ class RunRecord:
     def energy_mj(self) -> int:
         return self.energies_mj[-1]
 
+    @property
+    def move_total(self) -> int:
+        """``move_N``, what ``commit_result`` posts with the root."""
+        return self.moves[-1]
+
     def seals(self, job_id: int) -> list[bytes]:
         """``seal(job_id, k, w_k)`` of every boundary, in order."""
         return [seal(job_id, k, w) for k, w in enumerate(self.work_digests)]
 
     def tree(self, job_id: int) -> MerkleTree:
-        return commitment_tree(job_id, self.state_hashes, self.energies_mj, self.seals(job_id))
+        return commitment_tree(job_id, self.state_hashes, self.energies_mj, self.moves, self.seals(job_id))
 
     def root(self, job_id: int) -> bytes:
         return self.tree(job_id).root
@@ -357,7 +391,8 @@ def train_run(
 
     Resuming needs the state at boundary ``start_k`` (e.g. from the store) and
     ``history``: what ``on_boundary`` reported for boundaries ``0 … start_k``
-    (:class:`BoundaryReport`: state hash, cumulative energy, work digest); an empty
+    (:class:`BoundaryReport`: state hash, cumulative energy, work digest, cumulative
+    movement); an empty
     history starts from scratch at boundary 0. ``on_boundary`` is also called
     for boundary ``start_k`` itself.
     """
@@ -376,6 +411,7 @@ def train_run(
     # process's warm-up (dataset load, first allocations) off the meter; a resumed run does
     # the same work once, so that its first segment's energy is that segment's own.
     state = init_state(spec, dev)
+    metric = Metric({n: t.cpu() for n, t in state.items()})  # weights from the seeded initial state
     if start_state is not None:
         state = start_state
     hook = segment_hook or _default_hook
@@ -386,6 +422,7 @@ def train_run(
         state_hashes=[r.state_hash for r in done_before],
         energies_mj=[r.energy_mj for r in done_before],
         work_digests=[r.work_digest for r in done_before],
+        moves=[r.move for r in done_before],
         losses=[],
         device=str(dev),
         determinism_class=determinism_class(spec, dev),
@@ -396,23 +433,28 @@ def train_run(
     start_digest = start.work_digest if start else ZERO32
     energies: dict[int, int] = {start_k: start_energy_mj}
     digests: dict[int, bytes] = {start_k: start_digest}
+    moves: dict[int, int] = {start_k: start.move if start else 0}
     bar = _Bar(spec, start_k * spec.segment_steps, show_loss) if progress is True else None
     step_cb = bar.step if bar else (progress if callable(progress) else None)
 
     def segment(spec_: JobSpec, state_: TrainState, k_: int) -> SegmentResult:
         return run_segment(spec_, state_, k_, dev, progress=step_cb)
 
-    def report(done: list[tuple[int, bytes]]) -> None:
-        for k, h in done:
+    def report(done: list[Kept]) -> None:
+        for k, h, moved in done:
             assert k == len(record.state_hashes), "checkpoint writer reordered boundaries"
+            if k != start_k:
+                assert moved is not None, "checkpoint writer measured no movement"
+                moves[k] = moves[k - 1] + moved
             record.state_hashes.append(h)
             record.energies_mj.append(energies[k])
             record.work_digests.append(digests[k])
-            log.info("boundary %d: state %s, %d mJ", k, h.hex()[:16], energies[k])
+            record.moves.append(moves[k])
+            log.info("boundary %d: state %s, %d mJ, movement %d", k, h.hex()[:16], energies[k], moves[k])
             if on_boundary is not None:
-                on_boundary(k, h, energies[k], digests[k])
+                on_boundary(k, h, energies[k], digests[k], moves[k])
 
-    writer = CheckpointWriter(store)
+    writer = CheckpointWriter(store, metric=metric)
     t0 = time.perf_counter()
     finished = False
     meter.start()

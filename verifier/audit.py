@@ -14,6 +14,9 @@ checkpoints, decide per audited segment ``i``:
    (:mod:`verifier.invariants`: the exact tensor set, counters, RNG key,
    finiteness, optimizer moments within the clipping bound) -> fraud;
 4. the energy counter must not go backwards (``end_energy >= start_energy``);
+   the segment's movement (:mod:`verifier.movement`): the committed states'
+   distance ``fixed(dist(start, end))`` must be the claimed ``end_move -
+   start_move`` within one unit (same class: the replay's end is the end);
 5. replay segment ``i`` from the fetched start with ``run_segment``: the very
    function the worker trained with;
 6. same determinism class: the replayed end hash must equal ``end_hash``, and
@@ -33,6 +36,10 @@ checkpoints, decide per audited segment ``i``:
 Besides the sampled segments the delivered model is checked: the final
 checkpoint must be fetchable and hash to the committed ``final_state_hash``
 (what the requester pays for; a swapped model is fraud whatever the sample).
+And the job's movement claims are checked against its known boundaries (the
+``triangle`` check, :mod:`verifier.movement`): boundary 0, every opened
+boundary and boundary N, each consecutive pair no farther apart than the
+movement claimed between them.
 
 A cross-class pass is only a vote: the vote decides (docs/protocol.md §4). The rule is
 asymmetric on purpose: a mismatch in the same class is proof; a cross-class
@@ -52,10 +59,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from greenproof.spec import JobSpec
-from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, Verdict
+from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, TriangleCheck, Verdict
+from verifier.movement import check_segment_movement, check_triangle, known_boundaries
 
 if TYPE_CHECKING:
     from greenproof.energy import EnergyMeter
@@ -67,8 +75,9 @@ Fetch = Callable[[str, bytes], dict[str, torch.Tensor]]
 
 class OpenedSegment(BaseModel):
     """One audited segment as revealed by ``SegmentOpened``: both boundaries' state hash,
-    cumulative energy and seal. The seals are None only for a segment judged from files
-    (``verifier judge``), where no job committed any: the ``seal`` check does not run."""
+    cumulative energy, seal and cumulative movement. The seals and movements are None only
+    for a segment judged from files (``verifier judge``), where no job committed any: the
+    ``seal`` and ``movement`` checks do not run."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,6 +88,8 @@ class OpenedSegment(BaseModel):
     end_energy_mj: int
     start_seal: bytes | None
     end_seal: bytes | None
+    start_move: int | None
+    end_move: int | None
 
 
 class AuditJob(BaseModel):
@@ -90,10 +101,15 @@ class AuditJob(BaseModel):
     spec: JobSpec
     result_uri: str
     provider_class: bytes
+    #: every audited segment: the uniform indices, then the movement samples' segments
     audit_indices: list[int]
     opened: list[OpenedSegment]
     final_state_hash: bytes | None = None
     energy_mj: int | None = None
+    #: the committed total movement ``move_N`` (None: not a chain job, no triangle check)
+    move_total: int | None = None
+    #: the movement samples' targets ``u_j`` (for the report)
+    movement_draws: list[int] = Field(default_factory=list)
     spec_uri: str | None = None
     provider: str | None = None
     chain_id: int | None = None
@@ -121,6 +137,8 @@ class AuditConfig:
     meter_factory: Callable[[], EnergyMeter] | None = None
     #: check the delivered final model too
     check_final: bool = True
+    #: check the movement claims between the known boundaries (needs ``move_total``)
+    check_triangle: bool = True
     #: show rich progress bars
     progress: bool = False
     #: on CPU, replay with the thread count whose determinism class is the
@@ -265,15 +283,13 @@ def _check_segment(
 
     start = _start_state(check, spec, seg, result_uri, config, fetch)
 
-    # --- the claimed end state
-    end, why = _fetch(fetch, result_uri, seg.end_hash)
-    check.end_fetched = end is not None
-    if why:
-        check.fraud("end", f"end {why}")
-    elif end is not None:
-        check.passed("end")
-        _invariants(check, "end", spec, end, seg.index + 1)
+    end = _end_state(check, spec, seg, result_uri, fetch)
     if start is None or end is None or check.verdict is Verdict.FRAUD:
+        return check
+
+    # --- the claimed movement: the committed states' distance (no replay needed)
+    check_segment_movement(check, spec, seg.index, seg.start_move, seg.end_move, start, end)
+    if check.verdict is Verdict.FRAUD:
         return check
 
     # --- replay with the worker's own code path
@@ -351,6 +367,19 @@ def _start_state(check: SegmentCheck, spec: JobSpec, seg: OpenedSegment, result_
         check.passed("start")
         _invariants(check, "start", spec, start, seg.index)
     return start
+
+
+def _end_state(check: SegmentCheck, spec: JobSpec, seg: OpenedSegment, result_uri: str,
+               fetch: Fetch) -> dict[str, torch.Tensor] | None:
+    """The claimed end: the fetched checkpoint (hash and whole-state invariants checked)."""
+    end, why = _fetch(fetch, result_uri, seg.end_hash)
+    check.end_fetched = end is not None
+    if why:
+        check.fraud("end", f"end {why}")
+    elif end is not None:
+        check.passed("end")
+        _invariants(check, "end", spec, end, seg.index + 1)
+    return end
 
 
 def _dataset_available(spec: JobSpec, check: SegmentCheck) -> bool:
@@ -448,6 +477,31 @@ def check_final(result_uri: str, final_state_hash: bytes, fetch: Fetch | None = 
     return out
 
 
+def triangle_check(job: AuditJob, fetch: Fetch | None = None) -> TriangleCheck | None:
+    """The job's ``triangle`` check (:mod:`verifier.movement`) over the opened segments, boundary 0
+    and the committed final state; None when the job has no committed movement (not a chain job)."""
+    from greenproof.engine import init_state
+    from greenproof.statehash import state_hash
+
+    if job.move_total is None or job.final_state_hash is None:
+        return None
+    if fetch is None:
+        from greenproof.store import fetch_state as fetch
+    spec = job.spec
+    init = init_state(spec, "cpu")
+    check = TriangleCheck()
+    opened = [s for s in _unique(job.opened) if 0 <= s.index < spec.num_segments]
+    known = known_boundaries(state_hash(init), opened, spec.num_segments, job.final_state_hash, job.move_total,
+                             check)
+
+    def load(k: int, h: bytes) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+        if k == 0:
+            return init, None
+        return _fetch(fetch, job.result_uri, h)
+
+    return check_triangle(spec, known, load, check)
+
+
 # --------------------------------------------------------------------------- a whole job
 
 
@@ -483,6 +537,7 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
         provider_class=_hex(job.provider_class),
         verifier_class=_hex(determinism_class(spec, select_device(config.device))),
         audit_indices=list(job.audit_indices),
+        movement_draws=list(job.movement_draws),
     )
     segments = _unique(job.opened)
     missing = sorted(set(job.audit_indices) - {s.index for s in segments})
@@ -532,6 +587,8 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
         if progress:
             progress.stop()
     report.segments = sorted(checks, key=lambda c: c.index)
+    if config.check_triangle:
+        report.triangle = triangle_check(job, fetch)
     if config.check_final and job.final_state_hash is not None:
         report.final = check_final(job.result_uri, job.final_state_hash, fetch)
     report.audit_seconds = time.perf_counter() - t0

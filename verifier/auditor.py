@@ -15,7 +15,9 @@ One task, in order, each step inside the budget (:class:`verifier.fetching.Budge
    provider's checkpoints always keep the rest; not had -> abstain;
 3. **checkpoints** (:class:`verifier.fetching.Prefetch`): every checkpoint the
    segments still to check need, plus the delivered model, at once. One that
-   failed -> fraud at once (no replay needed);
+   failed -> fraud at once (no replay needed); then the job's **triangle** check
+   over its known boundaries (:mod:`verifier.movement`, no replay needed: a
+   violation is fraud at once);
 4. **replays**: :func:`verifier.audit.audit_job` on ``max_parallel`` segments at a
    time (their replays in worker processes when more than one, as ever), each
    call under the pool's replay lock (torch's thread count is process-wide,
@@ -46,8 +48,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from greenproof.spec import JobSpec, JobSpecError
-from verifier.audit import AuditConfig, AuditJob, Fetch, OpenedSegment, audit_job, check_final
-from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, Verdict
+from verifier.audit import (
+    AuditConfig,
+    AuditJob,
+    Fetch,
+    OpenedSegment,
+    audit_job,
+    check_final,
+    triangle_check,
+)
+from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, TriangleCheck, Verdict
 from verifier.fetching import Budget, FetchPolicy, LocalCheckpoints, Prefetch, provide_dataset
 from verifier.votes import VoteJournal
 
@@ -71,10 +81,13 @@ class JobFacts(BaseModel):
     result_uri: str
     provider: str
     provider_class: bytes
+    #: every audited segment: the uniform indices, then the movement samples' segments
     audit_indices: list[int]
     opened: list[OpenedSegment]
     final_state_hash: bytes
     energy_mj: int
+    move_total: int
+    movement_draws: list[int]
 
     def audit_job(self, spec: JobSpec) -> AuditJob:
         return AuditJob(
@@ -82,6 +95,7 @@ class JobFacts(BaseModel):
             provider_class=self.provider_class, provider=self.provider,
             audit_indices=list(self.audit_indices), opened=list(self.opened),
             final_state_hash=self.final_state_hash, energy_mj=self.energy_mj,
+            move_total=self.move_total, movement_draws=list(self.movement_draws),
             chain_id=self.chain_id, market=self.market,
         )
 
@@ -155,6 +169,7 @@ class AuditTask:
         self._lock = threading.Lock()
         self._phase = Phase.SPEC
         self._checks: dict[int, SegmentCheck] = {}
+        self._triangle: TriangleCheck | None = None
         self._started = time.monotonic()
 
     @property
@@ -191,9 +206,31 @@ class AuditTask:
         todo = [s for s in self.facts.segments() if s.index not in self._checks]
         if self._fraud_found():  # journaled before a restart
             return self._finish(self._withheld_report({}))
-        if not self._fetch(spec, todo) or not self._replay(spec, todo):
+        if not self._fetch(spec, todo):
+            return self.decide()
+        if self._check_triangle(spec):
+            return self._finish(self._withheld_report({}))
+        if not self._replay(spec, todo):
             return self.decide()
         return self._conclude()
+
+    def _check_triangle(self, spec: JobSpec) -> bool:
+        """The job's triangle check over the prefetched boundaries; True when it found fraud.
+
+        Under the replay lock: it builds the spec's initial state, which seeds torch's global
+        generator (two threads doing so at once would corrupt each other's state)."""
+        if self.abandoned.is_set() or not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
+            return False
+        try:
+            triangle = triangle_check(self.facts.audit_job(spec), self._local())
+        finally:
+            self.replay_lock.release()
+        with self._lock:
+            self._triangle = triangle
+        if triangle is not None and not triangle.ok:
+            log.info("job %d: triangle check failed: %s", self.job_id, "; ".join(triangle.reasons))
+            return True
+        return False
 
     def _journaled(self) -> dict[int, SegmentCheck]:
         if self.journal is None:
@@ -204,12 +241,15 @@ class AuditTask:
         return done
 
     def _fetch(self, spec: JobSpec, todo: list[OpenedSegment]) -> bool:
-        """Download every checkpoint still needed; False when one failed or the budget ran out."""
+        """Download every checkpoint still needed: the segments still to check, the delivered
+        model and, for the triangle check, every other opened boundary (a resumed audit's
+        journaled segments included); False when one failed or the budget ran out."""
         from greenproof.store import checkpoint_limits, state_size_cap
 
         self._enter(Phase.CHECKPOINTS)
-        hashes = [s.start_hash for s in todo if s.index > 0] + [s.end_hash for s in todo]
-        hashes.append(self.facts.final_state_hash)
+        first = [s.start_hash for s in todo if s.index > 0] + [s.end_hash for s in todo]
+        known = [h for s in self.facts.segments() for h in ((s.start_hash,) if s.index > 0 else ()) + (s.end_hash,)]
+        hashes = list(dict.fromkeys([*first, *known, self.facts.final_state_hash]))
         limits = checkpoint_limits(state_size_cap(spec))
         self.prefetch = Prefetch(self.facts.result_uri, hashes, self.work_dir, limits,
                                  self.settings.fetch, self.budget, self.settings.fetch_threads).start()
@@ -219,7 +259,7 @@ class AuditTask:
         """Check the segments ``max_parallel`` at a time, journaling each; False when the
         budget ran out (or the task was abandoned) first."""
         self._enter(Phase.REPLAY)
-        config = dataclasses.replace(self.settings.audit, check_final=False)
+        config = dataclasses.replace(self.settings.audit, check_final=False, check_triangle=False)
         fetch = self._local()
         job = self.facts.audit_job(spec)
         step = max(1, config.max_parallel)
@@ -249,7 +289,8 @@ class AuditTask:
 
     def _fraud_found(self) -> bool:
         with self._lock:
-            return any(c.verdict is Verdict.FRAUD for c in self._checks.values())
+            triangle = self._triangle is not None and not self._triangle.ok
+            return triangle or any(c.verdict is Verdict.FRAUD for c in self._checks.values())
 
     def _local(self) -> LocalCheckpoints:
         return self.prefetch.local() if self.prefetch is not None else LocalCheckpoints(self.work_dir, {})
@@ -258,6 +299,7 @@ class AuditTask:
         report = self.header()
         with self._lock:
             report.segments = sorted(self._checks.values(), key=lambda c: c.index)
+            report.triangle = self._triangle
         report.final = check_final(self.facts.result_uri, self.facts.final_state_hash, self._local())
         return self._finish(report)
 
@@ -303,7 +345,15 @@ class AuditTask:
                         start_energy_mj=seg.start_energy_mj, end_energy_mj=seg.end_energy_mj))
                     check.fraud(which, f"{which} checkpoint {_hex(h)} not available: {withheld[h]}")
         report.segments = sorted(checks.values(), key=lambda c: c.index)
+        with self._lock:
+            report.triangle = self._triangle
         final = self.facts.final_state_hash
+        blamed = {h for c in report.segments for h in (c.start_hash, c.end_hash) if c.verdict is Verdict.FRAUD}
+        others = [h for h in withheld if h != final and _hex(h) not in blamed]
+        if others:  # a boundary only the triangle needed (a segment checked before a restart)
+            report.triangle = report.triangle or TriangleCheck()
+            for h in others:
+                report.triangle.fraud(f"boundary checkpoint {_hex(h)} not available: {withheld[h]}")
         if final in withheld:
             report.final = FinalCheck(final_state_hash=_hex(final),
                                       reason=f"checkpoint {_hex(final)} not available: {withheld[final]}")
@@ -320,7 +370,7 @@ class AuditTask:
             job_id=f.job_id, chain_id=f.chain_id, market=f.market, provider=f.provider,
             spec_hash=_hex(f.spec_hash), spec_uri=f.spec_uri, result_uri=f.result_uri,
             num_segments=f.num_segments, provider_class=_hex(f.provider_class), verifier_class=mine,
-            audit_indices=list(f.audit_indices),
+            audit_indices=list(f.audit_indices), movement_draws=list(f.movement_draws),
         )
 
     def abstention(self, reason: str, kind: OutcomeKind = OutcomeKind.ABSTAIN) -> Outcome:

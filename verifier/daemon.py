@@ -16,7 +16,8 @@ The chain loop (one ``tick`` every ``poll_s``) never waits for an audit:
      (``slash_unopened``: the case is dropped and the seats freed);
    * inside the current round's commit window, seated, no vote yet: gather the
      job's facts from the chain (``JobPosted``, ``JobAccepted``,
-     ``ResultCommitted``, ``SegmentOpened`` with the seals, ``audit_indices``)
+     ``ResultCommitted`` with the total movement, ``SegmentOpened`` with the
+     seals and movements, the draw's indices and movement targets)
      and hand the audit to the pool (:mod:`verifier.auditor`: its own thread, its
      results on a queue), with a **budget** ending ``commit margin`` before the
      round's commit window closes;
@@ -94,6 +95,7 @@ from verifier.votes import (
     SeatRecord,
     SeatStage,
     VoteJournal,
+    VoteJournalError,
     ballot_of,
 )
 
@@ -165,7 +167,10 @@ def read_job_facts(gw: Gateway, job_id: int) -> tuple[JobFacts, OnchainJob]:
     """What the chain says about ``job_id`` (events and views); the spec is the audit's to read.
 
     A job in VOTING has every audited segment open on chain, so a ``SegmentOpened``
-    event that cannot be found means the read is incomplete: VerifierError (try later).
+    event that cannot be found (a drawn index, or a movement target no opened
+    segment's bracket holds) means the read is incomplete: VerifierError (try later).
+    The audited segments are the drawn indices, then per movement target the opened
+    segment with ``start_move <= u < end_move``.
     """
     job = gw.job(job_id)
     posted = _last(gw, JobPosted, job_id)
@@ -174,22 +179,36 @@ def read_job_facts(gw: Gateway, job_id: int) -> tuple[JobFacts, OnchainJob]:
     opened = [
         OpenedSegment(index=e.index, start_hash=e.start_hash, start_energy_mj=e.start_energy_mj,
                       start_seal=e.start_seal, end_hash=e.end_hash, end_energy_mj=e.end_energy_mj,
-                      end_seal=e.end_seal)
+                      end_seal=e.end_seal, start_move=e.start_move, end_move=e.end_move)
         for e in gw.events(SegmentOpened, gw.deployment.deployment_block, job_id=job_id)
     ]
     indices = gw.audit_indices(job_id)
+    targets = gw.movement_draws(job_id)
+    brackets = [bracket_of(opened, u) for u in targets]
     missing = sorted(set(indices) - {s.index for s in opened})
-    if job.state is JobState.VOTING and missing:
+    unheld = [u for u, k in zip(targets, brackets, strict=True) if k is None]
+    if job.state is JobState.VOTING and (missing or unheld):
         raise VerifierError(f"verifier: job {job_id}: no SegmentOpened event found for audited "
-                            f"segment(s) {missing} although the job is in voting")
+                            f"segment(s) {missing} or movement target(s) {unheld} although the job is in voting")
     facts = JobFacts(
         job_id=job_id, chain_id=gw.chain.chain_id, market=gw.market_address,
         spec_uri=posted.spec_uri, spec_hash=posted.spec_hash, num_segments=posted.num_segments,
         result_uri=committed.result_uri, provider=accepted.provider,
-        provider_class=accepted.determinism_class, audit_indices=indices, opened=opened,
+        provider_class=accepted.determinism_class,
+        audit_indices=[*indices, *(k for k in brackets if k is not None)], opened=opened,
         final_state_hash=committed.final_state_hash, energy_mj=committed.energy_mj,
+        move_total=committed.move_total, movement_draws=targets,
     )
     return facts, job
+
+
+def bracket_of(opened: list[OpenedSegment], target: int) -> int | None:
+    """The opened segment whose movement bracket ``start_move <= target < end_move`` holds a
+    movement target (the market accepted no opening otherwise), or None."""
+    for seg in opened:
+        if seg.start_move is not None and seg.end_move is not None and seg.start_move <= target < seg.end_move:
+            return seg.index
+    return None
 
 
 def read_audit_job(gw: Gateway, job_id: int) -> tuple[AuditJob, OnchainJob]:
@@ -249,6 +268,10 @@ class Verifier:
         self.chain_id = gw.chain.chain_id
         self.addr = gw.market_address
         self.deploy_block = gw.deployment.deployment_block
+        try:
+            self.journal.bind(self.chain_id, self.addr, gw.chain.identity(self.deploy_block))
+        except VoteJournalError as exc:
+            raise VerifierError(str(exc)) from None
         self.stopping = threading.Event()
         self._final: set[int] = set()
         self._outcomes: dict[int, Outcome] = {}
@@ -504,7 +527,8 @@ class Verifier:
 
     def reveal(self, seat: SeatRecord) -> None:
         ballot = seat.ballot
-        receipt = self.gw.reveal_vote(seat.job_id, ballot.fraud, seat.salt or b"", ballot.digests)
+        receipt = self.gw.reveal_vote(seat.job_id, ballot.fraud, seat.salt or b"", ballot.digests,
+                                      ballot.segments)
         tx = receipt["transactionHash"].to_0x_hex()
         self.journal.set_seat_stage(seat, SeatStage.REVEALED, tx)
         self.record_tx(seat.job_id, "reveal_vote", tx, receipt["blockNumber"])

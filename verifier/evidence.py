@@ -2,7 +2,8 @@
 
 A report says what was checked (every audited segment's opened hashes, whether
 its checkpoints could be fetched and matched, the replayed hash, the parameter
-distances, claimed vs measured energy), the verdict with its reasons, warnings
+distances, claimed vs measured movement and energy, the triangle check between
+the known boundaries with every distance), the verdict with its reasons, warnings
 that do not change the vote (energy claims), and the transactions sent. It is
 written under the verifier's data dir and printed by ``greenproof verifier check``.
 """
@@ -31,9 +32,10 @@ class Verdict(StrEnum):
     ABSTAIN = "abstain"
 
 
-#: The checks of one segment, in the order they run (docs/protocol.md §4).
+#: The checks of one segment, in the order they run (docs/protocol.md §4); ``triangle``
+#: is the job's (:class:`TriangleCheck`), between its known boundaries.
 CHECKS = ("opened", "energy_counter", "dataset", "start", "start_invariants", "end",
-          "end_invariants", "replay", "comparison", "seal")
+          "end_invariants", "movement", "replay", "comparison", "seal", "triangle")
 
 
 class SegmentCheck(BaseModel):
@@ -59,6 +61,10 @@ class SegmentCheck(BaseModel):
     #: the segment's own update size ||claimed_end - start|| / ||claimed_end||
     update_size: float | None = None
     tolerance: float | None = None
+    #: ``end_move - start_move`` as opened (None when judged from files: no claim)
+    claimed_move: int | None = None
+    #: ``fixed(dist(start, end))`` of the segment's states (same class: the replay's end is the end)
+    measured_move: int | None = None
     claimed_energy_mj: int = 0
     measured_energy_mj: int | None = None
     energy_ratio: float | None = None
@@ -90,6 +96,38 @@ class SegmentCheck(BaseModel):
         self.checks.setdefault(check, "ok")
 
 
+class BoundaryPair(BaseModel):
+    """Two consecutive known boundaries ``a < b``: their distance against the movement
+    claimed between them (fixed-point units, :mod:`greenproof.movement`)."""
+
+    a: int
+    b: int
+    #: ``fixed(dist(state_a, state_b))``; None when it could not be measured
+    distance: int | None
+    #: ``move_b - move_a``
+    claimed: int
+    #: ``(b - a) + 1``: the floor rounding of the ``b - a`` segments, plus one
+    slack: int
+    ok: bool
+
+
+class TriangleCheck(BaseModel):
+    """The job's movement claims against the known boundaries (docs/protocol.md §4): boundary 0
+    (the spec's initial state, movement 0), both boundaries of every opened segment, and
+    boundary N (the committed final state and total movement); each consecutive pair
+    ``a < b`` must satisfy ``fixed(dist) <= move_b - move_a + slack`` and ``move_a <= move_b``."""
+
+    #: known boundary -> its claimed cumulative movement
+    known: dict[int, int] = Field(default_factory=dict)
+    pairs: list[BoundaryPair] = Field(default_factory=list)
+    ok: bool = True
+    reasons: list[str] = Field(default_factory=list)
+
+    def fraud(self, reason: str) -> None:
+        self.ok = False
+        self.reasons.append(reason)
+
+
 class FinalCheck(BaseModel):
     """The delivered model: ``{result_uri}/{final_state_hash}`` must hash to the commitment."""
 
@@ -118,8 +156,13 @@ class AuditReport(BaseModel):
     num_segments: int
     provider_class: str
     verifier_class: str
+    #: every audited segment in draw order: the uniform indices, then the segment whose
+    #: movement bracket holds each of ``movement_draws``
     audit_indices: list[int]
+    #: the movement samples' targets ``u_j``
+    movement_draws: list[int] = Field(default_factory=list)
     segments: list[SegmentCheck] = Field(default_factory=list)
+    triangle: TriangleCheck | None = None
     final: FinalCheck | None = None
     verdict: Verdict = Verdict.OK
     reasons: list[str] = Field(default_factory=list)
@@ -146,6 +189,8 @@ class AuditReport(BaseModel):
         reasons = [f"segment {s.index}: {r}" for s in self.segments for r in s.reasons]
         abstentions = [f"segment {s.index}: {r}" for s in self.segments for r in s.abstentions]
         warnings = [f"segment {s.index}: {w}" for s in self.segments for w in s.warnings]
+        if self.triangle is not None:
+            reasons += [f"triangle: {r}" for r in self.triangle.reasons]
         if self.final is not None and not self.final.ok:
             reasons.append(f"final model: {self.final.reason}")
         self.reasons = reasons
@@ -192,9 +237,14 @@ class AuditReport(BaseModel):
             if s.update_size is not None:  # judged across classes
                 detail += (f", distance {s.distance:.3g} at {s.worst_tensor} "
                            f"(update {s.update_size:.3g}, tol {s.tolerance:.3g})")
+            if s.claimed_move is not None and s.measured_move is not None:
+                detail += f", movement claimed {s.claimed_move} measured {s.measured_move}"
             if s.energy_ratio is not None:
                 detail += f", energy claimed/measured {s.energy_ratio:.2f}"
             lines.append(f"  segment {s.index}: {s.verdict.value} — {detail}")
+        if self.triangle is not None:
+            lines.append(f"  triangle: {'ok' if self.triangle.ok else 'FAIL'} over known boundaries "
+                         f"{sorted(self.triangle.known)}")
         if self.final is not None:
             lines.append(f"  final model: {'ok' if self.final.ok else 'FAIL'}")
         lines += [f"  reason: {r}" for r in self.reasons]

@@ -124,7 +124,8 @@ def judge(spec: JobSpec, segment: int, start: str | None, end: str, provider_cla
         start_hash = refs.resolve(start, result_uri)
     end_hash = refs.resolve(end, result_uri)
     seg = OpenedSegment(index=segment, start_hash=start_hash, start_energy_mj=start_energy_mj,
-                        end_hash=end_hash, end_energy_mj=end_energy_mj, start_seal=None, end_seal=None)
+                        end_hash=end_hash, end_energy_mj=end_energy_mj, start_seal=None, end_seal=None,
+                        start_move=None, end_move=None)
     config = AuditConfig(measure_energy=measure_energy, device=device, threads_per_replay=threads,
                          check_final=False)
     threads_before = torch.get_num_threads()

@@ -1,28 +1,28 @@
 """Audit sampling and the detection arithmetic behind docs/economics.md.
 
-``audit_indices`` is the Python twin of ``JobMarket.audit_indices`` (docs/protocol.md §2.3):
-the ``j``-th audited segment is ``keccak256(abi_encode(seed, job_id, j)) % N``.
+The draw's Python twins (``audit_draws``, ``audit_indices``, ``segment_of_target``,
+``segments_to_open``, ``audited_segments``) live in :mod:`greenproof.sampling`,
+which the worker uses too; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from greenproof.sampling import (
+    audit_draws,
+    audit_indices,
+    audited_segments,
+    segment_of_target,
+    segments_to_open,
+    uniform_samples,
+)
 
-
-def audit_indices(seed: bytes, job_id: int, num_segments: int, samples: int) -> list[int]:
-    """The sampled segment indices, in draw order (duplicates kept, as on-chain)."""
-    if len(seed) != 32:
-        raise ValueError(f"sampling: seed must be 32 bytes, got {len(seed)}")
-    if num_segments <= 0:
-        raise ValueError("sampling: num_segments must be positive")
-    return [
-        int.from_bytes(keccak(abi_encode(["bytes32", "uint256", "uint256"], [seed, job_id, j])), "big")
-        % num_segments
-        for j in range(samples)
-    ]
+__all__ = [
+    "audit_draws", "audit_indices", "audited_segments", "break_even_collateral_ratio",
+    "detection_probability", "segment_of_target", "segments_to_open", "uniform_samples",
+    "wilson_interval", "worst_case_collateral_ratio",
+]
 
 
 def detection_probability(fraction: float, samples: int) -> float:

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS seats (
     fraud INTEGER,
     salt BLOB,
     digests TEXT,
+    segments TEXT,
     commitment BLOB,
     commit_tx TEXT,
     reveal_tx TEXT,
@@ -65,6 +66,12 @@ CREATE TABLE IF NOT EXISTS cursor (
     chain_id INTEGER NOT NULL,
     market TEXT NOT NULL,
     next_block INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, market)
+);
+CREATE TABLE IF NOT EXISTS identity (
+    chain_id INTEGER NOT NULL,
+    market TEXT NOT NULL,
+    identity TEXT NOT NULL,
     PRIMARY KEY (chain_id, market)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -112,10 +119,11 @@ class JobStage(StrEnum):
 
 class Ballot(BaseModel):
     """What one vote says: the side and, for ok, the work digests of the distinct audited
-    segments in ascending order (the court's proof of replay)."""
+    segments in ascending order and those segments (the court's proof of replay)."""
 
     fraud: bool
     digests: list[bytes]
+    segments: list[int] = Field(default_factory=list)
 
 
 class Abstention(BaseModel):
@@ -134,12 +142,13 @@ def ballot_of(report: AuditReport) -> Ballot | Abstention:
     abstain instead. An abstaining report abstains.
     """
     if report.fraud:
-        return Ballot(fraud=True, digests=[])
+        return Ballot(fraud=True, digests=[], segments=[])
     if report.abstain:
         return Abstention(reason="; ".join(report.abstentions) or "the audit abstained")
     checks = {c.index: c for c in report.segments}
     digests: list[bytes] = []
-    for i in sorted(set(report.audit_indices)):
+    segments = sorted(set(report.audit_indices))
+    for i in segments:
         check = checks.get(i)
         if check is None or check.work_digest is None:
             return Abstention(reason=f"segment {i} has no replayed work digest: an ok vote cannot prove the replay")
@@ -148,7 +157,7 @@ def ballot_of(report: AuditReport) -> Ballot | Abstention:
                 f"segment {i} was replayed in determinism class {check.replay_class}, not the provider's "
                 f"{report.provider_class}: the replay cannot reproduce the work digests an ok vote must reveal"))
         digests.append(bytes.fromhex(check.work_digest.removeprefix("0x")))
-    return Ballot(fraud=False, digests=digests)
+    return Ballot(fraud=False, digests=digests, segments=segments)
 
 
 class SeatRecord(BaseModel):
@@ -164,6 +173,7 @@ class SeatRecord(BaseModel):
     fraud: bool | None = None
     salt: bytes | None = None
     digests: list[bytes] = Field(default_factory=list)
+    segments: list[int] = Field(default_factory=list)
     commitment: bytes | None = None
     commit_tx: str | None = None
     reveal_tx: str | None = None
@@ -175,11 +185,11 @@ class SeatRecord(BaseModel):
         """The prepared vote (``ValueError`` before :meth:`VoteJournal.prepare_vote`)."""
         if self.fraud is None or self.salt is None:
             raise ValueError(f"votes: job {self.job_id} round {self.round}: no vote prepared")
-        return Ballot(fraud=self.fraud, digests=self.digests)
+        return Ballot(fraud=self.fraud, digests=self.digests, segments=self.segments)
 
 
 _COLUMNS = ("chain_id, market, job_id, round, voter, seats, stage, fraud, salt, digests, commitment,"
-            " commit_tx, reveal_tx, settle_tx, note")
+            " commit_tx, reveal_tx, settle_tx, note, segments")
 _KEY = "chain_id=? AND market=? AND job_id=? AND round=? AND voter=?"
 
 
@@ -189,7 +199,12 @@ def _record(row: tuple) -> SeatRecord:
         stage=SeatStage(row[6]), fraud=None if row[7] is None else bool(row[7]), salt=row[8],
         digests=[bytes.fromhex(d) for d in json.loads(row[9] or "[]")], commitment=row[10],
         commit_tx=row[11], reveal_tx=row[12], settle_tx=row[13], note=row[14],
+        segments=[int(k) for k in json.loads(row[15] or "[]")],
     )
+
+
+class VoteJournalError(RuntimeError):
+    """The journal cannot be used here (it belongs to another chain)."""
 
 
 class VoteJournal:
@@ -203,6 +218,11 @@ class VoteJournal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(seats)")}
+        if "segments" not in columns:  # a journal from before the court took the segments at reveal
+            self._db.execute("ALTER TABLE seats ADD COLUMN segments TEXT")
+            log.warning("votes: %s: seats gained the segments column; an ok vote prepared before it "
+                        "reveals without segments (a no-show)", self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -215,7 +235,7 @@ class VoteJournal:
         with self._lock:
             self._db.execute(
                 f"INSERT INTO seats ({_COLUMNS}, updated_at) VALUES (?,?,?,?,?,?,?,NULL,NULL,NULL,NULL,"
-                "NULL,NULL,NULL,NULL,?) ON CONFLICT DO NOTHING",
+                "NULL,NULL,NULL,NULL,NULL,?) ON CONFLICT DO NOTHING",
                 (chain_id, market.lower(), str(job_id), round, voter.lower(), seats, SeatStage.SEATED.value,
                  time.time()),
             )
@@ -261,12 +281,15 @@ class VoteJournal:
                                      ballot.digests)
         with self._lock:
             self._db.execute(
-                f"UPDATE seats SET stage=?, fraud=?, salt=?, digests=?, commitment=?, updated_at=? WHERE {_KEY}",
+                f"UPDATE seats SET stage=?, fraud=?, salt=?, digests=?, segments=?, commitment=?, updated_at=? "
+                f"WHERE {_KEY}",
                 (SeatStage.PREPARED.value, int(ballot.fraud), salt, json.dumps([d.hex() for d in ballot.digests]),
-                 commitment, time.time(), rec.chain_id, rec.market, str(rec.job_id), rec.round, rec.voter),
+                 json.dumps(list(ballot.segments)), commitment, time.time(), rec.chain_id, rec.market,
+                 str(rec.job_id), rec.round, rec.voter),
             )
         return rec.model_copy(update={"stage": SeatStage.PREPARED, "fraud": ballot.fraud, "salt": salt,
-                                      "digests": list(ballot.digests), "commitment": commitment})
+                                      "digests": list(ballot.digests), "segments": list(ballot.segments),
+                                      "commitment": commitment})
 
     def set_seat_stage(self, rec: SeatRecord, stage: SeatStage, tx: str | None = None,
                        note: str | None = None) -> None:
@@ -290,6 +313,23 @@ class VoteJournal:
             rec.note = note[:1000]
 
     # --- cursor ----------------------------------------------------------------------
+    def bind(self, chain_id: int, market: str, identity: str) -> None:
+        """Tie this journal's rows of ``(chain_id, market)`` to the chain's genesis and
+        deployment block (:meth:`greenproof.chain.Chain.identity`): a chain that was reset and
+        redeployed at the same addresses must not resume the old cursor and seats."""
+        with self._lock:
+            row = self._db.execute("SELECT identity FROM identity WHERE chain_id=? AND market=?",
+                                   (chain_id, market.lower())).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO identity VALUES (?,?,?)", (chain_id, market.lower(), identity))
+                return
+        if row[0] != identity:
+            raise VoteJournalError(
+                f"votes: {self.path} was written on another chain with the same id and market address "
+                f"(genesis and deployment block: {row[0]}; this chain: {identity}): the chain was reset "
+                "or redeployed. Its cursor and seats mean nothing here: move the data directory away "
+                "(or use another --data-dir) and start again")
+
     def cursor(self, chain_id: int, market: str, default: int) -> int:
         with self._lock:
             row = self._db.execute(

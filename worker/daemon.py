@@ -70,7 +70,8 @@ class Worker:
         self.address = chain.address
         deployment = self.gateway.deployment  # ChainError without one: the worker needs it
         self.journal = journal or Journal(config.journal_path)
-        self.journal.bind(chain.chain_id, self.gateway.market_address, self.address)
+        self.journal.bind(chain.chain_id, self.gateway.market_address, self.address,
+                          chain.identity(deployment.deployment_block))
         self.store = ArtifactStore(config.store_dir)
         self.clock = ChainClock()
         self.stopping = threading.Event()

@@ -3,7 +3,8 @@
 Everything the worker must not forget across a ``kill -9`` lives here: the
 event cursor, every job it has looked at (and why it skipped it), the phase of
 every job it accepted, each training boundary it reached (``k``, state hash,
-cumulative energy, work digest) and every audited segment it opened.
+cumulative energy, work digest, cumulative movement) and every audited segment
+it opened.
 
 The database runs in WAL mode with ``synchronous=FULL``, so a transaction that
 returned is on disk. Every public method is one transaction. The connection is
@@ -19,15 +20,19 @@ Write-ahead rules the daemon follows (and the tests check):
 * ``COMMITTING`` is journaled with the exact root before ``commit_result`` is
   sent, so a restart recommits the same thing (or sees it landed).
 
-Schema 2 adds each boundary's work digest (the leaf commits to its seal). A
-schema-1 journal is migrated in place on open: the column is added and its old
-rows keep no digest (NULL); the worker refuses to resume, commit or open a job
-whose boundaries lack one (it cannot know them without retraining) rather than
+Schema 2 added each boundary's work digest (the leaf commits to its seal),
+schema 3 its cumulative movement ``move_k`` (the leaf commits to it,
+:mod:`greenproof.movement`) and the committed ``move_total``. An older journal
+is migrated in place on open, loudly (a warning names what its old rows lack):
+the columns are added and its old rows keep no digest or movement (NULL); the
+worker refuses to resume, commit or open a job whose boundaries lack either
+(``UnsealedBoundaries``: it cannot know them without retraining) rather than
 guess.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -37,7 +42,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+log = logging.getLogger("greenproof.worker")
+
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -56,6 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     root              TEXT,
     final_state_hash  TEXT,
     energy_mj         INTEGER,
+    move_total        TEXT,               -- decimal uint256, journaled with the commit
     result_uri        TEXT,
     posted_block      INTEGER NOT NULL DEFAULT 0,
     updated_at        REAL NOT NULL
@@ -66,6 +74,7 @@ CREATE TABLE IF NOT EXISTS boundaries (
     state_hash  TEXT NOT NULL,
     energy_mj   INTEGER NOT NULL,
     work_digest TEXT,                 -- NULL only in rows a schema-1 worker journaled
+    move        TEXT,                 -- decimal uint256; NULL only in rows a schema-1/2 worker journaled
     PRIMARY KEY (job_id, k)
 );
 CREATE INDEX IF NOT EXISTS boundaries_by_hash ON boundaries (job_id, state_hash);
@@ -82,7 +91,8 @@ class JournalError(RuntimeError):
 
 
 class UnsealedBoundaries(JournalError):
-    """Boundaries a schema-1 worker journaled: no work digest, so no seal (never guessed)."""
+    """Boundaries an older worker journaled: no work digest (schema 1) or no movement
+    (schema 1 and 2), so no leaf can be built (never guessed)."""
 
 
 class Phase(StrEnum):
@@ -129,6 +139,7 @@ class JobRow:
     root: bytes | None
     final_state_hash: bytes | None
     energy_mj: int | None
+    move_total: int | None
     result_uri: str | None
     posted_block: int
 
@@ -136,12 +147,14 @@ class JobRow:
 @dataclass(frozen=True)
 class Boundary:
     """One journaled boundary; ``work_digest`` is None in a row a schema-1 worker
-    journaled (before seals): such a job cannot be committed or opened."""
+    journaled (before seals), ``move`` in a row a schema-1 or 2 worker journaled
+    (before movement): such a job cannot be committed or opened."""
 
     k: int
     state_hash: bytes
     energy_mj: int
     work_digest: bytes | None
+    move: int | None
 
 
 def work_digests(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:
@@ -153,6 +166,17 @@ def work_digests(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:
             "(by a worker before seals); their seals are unknown, so the job cannot be committed"
         )
     return [b.work_digest for b in bounds if b.work_digest is not None]
+
+
+def moves(job_id: int, bounds: Sequence[Boundary]) -> list[int]:
+    """The cumulative movements of ``bounds``, in order; ``UnsealedBoundaries`` when one has none."""
+    missing = [b.k for b in bounds if b.move is None]
+    if missing:
+        raise UnsealedBoundaries(
+            f"journal: job {job_id}: boundaries {missing[:5]} were journaled without their movement "
+            "(by a worker before committed movement); their leaves are unknown, so the job cannot be committed"
+        )
+    return [b.move for b in bounds if b.move is not None]
 
 
 def _unhex(s: str | None) -> bytes | None:
@@ -179,21 +203,29 @@ class Journal:
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) == 1:
-            self._migrate_from_1()
+        elif int(version) in (1, 2):
+            self._migrate(int(version))
         elif int(version) != SCHEMA_VERSION:
             raise JournalError(
                 f"journal: {self.path} has schema {version}, this worker needs {SCHEMA_VERSION}; "
                 "use a fresh --data-dir"
             )
 
-    def _migrate_from_1(self) -> None:
-        """Schema 1 -> 2: boundaries gain ``work_digest`` (NULL in the old rows)."""
+    def _migrate(self, version: int) -> None:
+        """Schema 1 or 2 -> 3: boundaries gain ``work_digest`` (schema 1) and ``move``, jobs
+        ``move_total``; NULL in the old rows, whose jobs can then neither resume nor commit."""
         with self._tx() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(boundaries)")}
-            if "work_digest" not in columns:
-                db.execute("ALTER TABLE boundaries ADD COLUMN work_digest TEXT")
+            added = []
+            for table, column in (("boundaries", "work_digest"), ("boundaries", "move"), ("jobs", "move_total")):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                    added.append(f"{table}.{column}")
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            old = db.execute("SELECT COUNT(DISTINCT job_id) FROM boundaries WHERE move IS NULL").fetchone()[0]
+        log.warning("journal: %s migrated from schema %d to %d (added %s); %d job(s) journaled before "
+                    "committed movement cannot be committed or resumed", self.path, version, SCHEMA_VERSION,
+                    ", ".join(added) or "nothing", old)
 
     def close(self) -> None:
         with self._lock:
@@ -224,11 +256,13 @@ class Journal:
                 (key, value),
             )
 
-    def bind(self, chain_id: int, market: str, provider: str) -> None:
-        """Tie this journal to one chain, market and provider account.
+    def bind(self, chain_id: int, market: str, provider: str, identity: str | None = None) -> None:
+        """Tie this journal to one chain, market and provider account, and (``identity``,
+        :meth:`greenproof.chain.Chain.identity`) to the chain's genesis and deployment block.
 
-        A data directory reused against another deployment would otherwise
-        resume a cursor and jobs that mean nothing there.
+        A data directory reused against another deployment, or against a chain that was
+        reset and redeployed at the same addresses, would otherwise resume a cursor and
+        jobs that mean nothing there, and ignore every new job without a word.
         """
         want = f"{chain_id}:{market.lower()}:{provider.lower()}"
         have = self.get_meta("binding")
@@ -238,6 +272,18 @@ class Journal:
             raise JournalError(
                 f"journal: {self.path} belongs to {have} (chain:market:provider), "
                 f"not {want}; use another --data-dir"
+            )
+        if identity is None:
+            return
+        known = self.get_meta("chain_identity")
+        if known is None:
+            self.set_meta("chain_identity", identity)
+        elif known != identity:
+            raise JournalError(
+                f"journal: {self.path} was written on another chain with the same id and addresses "
+                f"(genesis and deployment block: {known}; this chain: {identity}): the chain was "
+                "reset or redeployed. Its cursor and jobs mean nothing here: move the data "
+                "directory away (or use another --data-dir) and start again"
             )
 
     @property
@@ -253,18 +299,18 @@ class Journal:
     def job(self, job_id: int) -> JobRow | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM jobs WHERE job_id = ?", (str(job_id),)
+                f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE job_id = ?", (str(job_id),)
             ).fetchone()
         return None if row is None else self._row(row)
 
     def jobs(self, phases: Sequence[Phase] | None = None) -> list[JobRow]:
         with self._lock:
             if phases is None:
-                rows = self._db.execute("SELECT * FROM jobs").fetchall()
+                rows = self._db.execute(f"SELECT {self._JOB_COLUMNS} FROM jobs").fetchall()
             else:
                 marks = ",".join("?" * len(phases))
                 rows = self._db.execute(
-                    f"SELECT * FROM jobs WHERE phase IN ({marks})", [str(p) for p in phases]
+                    f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE phase IN ({marks})", [str(p) for p in phases]
                 ).fetchall()
         out = [self._row(r) for r in rows]
         out.sort(key=lambda j: (j.deadline, j.job_id))
@@ -342,18 +388,20 @@ class Journal:
         root: bytes,
         final_state_hash: bytes,
         energy_mj: int,
+        move_total: int,
         result_uri: str,
     ) -> None:
         """Journal exactly what will be committed, before ``commit_result`` is sent."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE jobs SET phase = ?, root = ?, final_state_hash = ?, energy_mj = ?, "
-                "result_uri = ?, updated_at = ? WHERE job_id = ?",
+                "move_total = ?, result_uri = ?, updated_at = ? WHERE job_id = ?",
                 (
                     str(Phase.COMMITTING),
                     root.hex(),
                     final_state_hash.hex(),
                     energy_mj,
+                    str(move_total),
                     result_uri,
                     time.time(),
                     str(job_id),
@@ -364,9 +412,10 @@ class Journal:
 
     # ------------------------------------------------------------ boundaries
     def record_boundary(
-        self, job_id: int, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes
+        self, job_id: int, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes, move: int
     ) -> None:
-        """Journal boundary ``k`` (its checkpoint must already be durable) with its work digest.
+        """Journal boundary ``k`` (its checkpoint must already be durable) with its work digest
+        and cumulative movement.
 
         Re-recording the same boundary with the same values is a no-op (a
         resumed run replays its last boundary); different values are an error,
@@ -374,34 +423,37 @@ class Journal:
         """
         if len(work_digest) != 32:
             raise JournalError(f"journal: job {job_id} boundary {k}: work digest must be 32 bytes")
-        new = (state_hash.hex(), energy_mj, work_digest.hex())
+        if move < 0:
+            raise JournalError(f"journal: job {job_id} boundary {k}: movement must be >= 0, got {move}")
+        new = (state_hash.hex(), energy_mj, work_digest.hex(), str(move))
         with self._tx() as db:
             row = db.execute(
-                "SELECT state_hash, energy_mj, work_digest FROM boundaries WHERE job_id = ? AND k = ?",
+                "SELECT state_hash, energy_mj, work_digest, move FROM boundaries WHERE job_id = ? AND k = ?",
                 (str(job_id), k),
             ).fetchone()
             if row is not None:
                 if tuple(row) != new:
                     raise JournalError(
                         f"journal: job {job_id} boundary {k} already recorded as "
-                        f"({row[0]}, {row[1]} mJ, digest {row[2]}), refusing "
-                        f"({new[0]}, {new[1]} mJ, digest {new[2]})"
+                        f"({row[0]}, {row[1]} mJ, digest {row[2]}, movement {row[3]}), refusing "
+                        f"({new[0]}, {new[1]} mJ, digest {new[2]}, movement {new[3]})"
                     )
                 return
             db.execute(
-                "INSERT INTO boundaries (job_id, k, state_hash, energy_mj, work_digest) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO boundaries (job_id, k, state_hash, energy_mj, work_digest, move) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (str(job_id), k, *new),
             )
 
     def boundaries(self, job_id: int) -> list[Boundary]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT k, state_hash, energy_mj, work_digest FROM boundaries "
+                "SELECT k, state_hash, energy_mj, work_digest, move FROM boundaries "
                 "WHERE job_id = ? ORDER BY k",
                 (str(job_id),),
             ).fetchall()
-        return [Boundary(k, bytes.fromhex(h), e, _unhex(w)) for k, h, e, w in rows]
+        return [Boundary(k, bytes.fromhex(h), e, _unhex(w), None if m is None else int(m))
+                for k, h, e, w, m in rows]
 
     def has_boundary_hash(self, job_id: int, state_hash: bytes) -> bool:
         """True if ``state_hash`` is one of the job's journaled boundaries."""
@@ -428,6 +480,9 @@ class Journal:
         return {r[0] for r in rows}
 
     # -------------------------------------------------------------- helpers
+    _JOB_COLUMNS = ("job_id, phase, reason, spec_json, spec_hash, determinism_class, deadline, num_segments, "
+                    "root, final_state_hash, energy_mj, move_total, result_uri, posted_block")
+
     @staticmethod
     def _row(r: tuple) -> JobRow:
         return JobRow(
@@ -442,12 +497,13 @@ class Journal:
             root=_unhex(r[8]),
             final_state_hash=_unhex(r[9]),
             energy_mj=None if r[10] is None else int(r[10]),
-            result_uri=r[11],
-            posted_block=int(r[12]),
+            move_total=None if r[11] is None else int(r[11]),
+            result_uri=r[12],
+            posted_block=int(r[13]),
         )
 
 
 __all__ = [
     "ACTIVE_PHASES", "Boundary", "JobRow", "Journal", "JournalError", "Phase", "UnsealedBoundaries",
-    "work_digests",
+    "moves", "work_digests",
 ]

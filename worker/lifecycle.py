@@ -10,8 +10,14 @@ and then withdraws whatever the market owes. Reconciling first makes every
 action safe to repeat after a crash: a commit that landed before the restart is
 seen on chain, never sent twice with another root.
 
-The root commits to every boundary's seal (its journaled work digest); openings
-carry the seals of both boundaries and go in strictly ascending segment index.
+The root commits to every boundary's seal (its journaled work digest) and
+cumulative movement, and the commit posts the total movement ``move_N``. The
+audit draws uniform segment indices and movement targets: the worker opens every
+drawn index and, for each target ``u``, the segment whose journaled cumulative
+bracket holds it (``move_k <= u < move_{k+1}``, :mod:`greenproof.sampling`).
+Openings carry both boundaries' seals and movements and go in strictly
+ascending segment index; every audited segment below the market's
+``next_open_index`` is open.
 Once a job is final on chain (PAID, SLASHED, EXPIRED, CANCELLED) its held run
 record, with the per-step losses, is published (:mod:`worker.records`); never
 before.
@@ -34,7 +40,8 @@ from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import JobState, OnchainJob, Opening
 from greenproof.chain.retries import JobRetries
 from greenproof.merkle import MerkleTree, commitment_tree, seal
-from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, work_digests
+from greenproof.sampling import segments_to_open
+from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, moves, work_digests
 from worker.records import RunRecords
 
 log = logging.getLogger("greenproof.worker")
@@ -128,14 +135,21 @@ class Lifecycle:
                 root=tree.root,
                 final_state_hash=bounds[-1].state_hash,
                 energy_mj=bounds[-1].energy_mj,
+                move_total=moves(row.job_id, bounds)[-1],
                 result_uri=f"{self.result_base}/artifacts/{row.job_id}",
             )
             row = self._reload(row)
         assert row.root is not None and row.final_state_hash is not None and row.result_uri is not None
-        log.info("job %d: committing root 0x%s (energy %d mJ)", row.job_id, row.root.hex(), row.energy_mj)
+        if row.move_total is None:  # a commitment journaled by a worker before committed movement
+            self.journal.set_phase(row.job_id, Phase.ABANDONED, "commitment journaled without its total movement")
+            log.error("job %d: refusing to commit: the journaled commitment has no total movement", row.job_id)
+            return
+        log.info("job %d: committing root 0x%s (energy %d mJ, movement %d)", row.job_id, row.root.hex(),
+                 row.energy_mj, row.move_total)
         try:
             self.gateway.commit_result(
-                row.job_id, row.root, row.final_state_hash, int(row.energy_mj or 0), row.result_uri
+                row.job_id, row.root, row.final_state_hash, int(row.energy_mj or 0), row.move_total,
+                row.result_uri,
             )
         except TxError:
             if self.gateway.job(row.job_id).state is JobState.ACCEPTED:
@@ -157,23 +171,25 @@ class Lifecycle:
             log.info("job %d: draw_audit: %s (someone else drew it)", row.job_id, exc.reason)
 
     def open(self, row: JobRow, job: OnchainJob) -> None:
-        """Open every audited segment not opened yet, with proofs against the committed root."""
+        """Open every audited segment not opened yet (the drawn indices and the segments whose
+        movement brackets hold the drawn targets), with proofs against the committed root."""
         if row.phase is not Phase.AUDITING:
             self.journal.set_phase(row.job_id, Phase.AUDITING)
         if job.open_deadline and self.clock.now() > job.open_deadline:
             log.error("job %d: open window passed; the collateral will be slashed", row.job_id)
-        done = self.journal.opened(row.job_id)
-        todo = []
-        for i in sorted(set(self.gateway.audit_indices(row.job_id)) - done):
-            if self.gateway.is_opened(row.job_id, i):
-                self.journal.record_opened(row.job_id, [i])
-            else:
-                todo.append(i)
+        bounds = self.journal.boundaries(row.job_id)
+        audited = audited_of(row.job_id, bounds, self.gateway.audit_indices(row.job_id),
+                             self.gateway.movement_draws(row.job_id))
+        first = self.gateway.next_open_index(row.job_id)  # openings ascend: every one below is open
+        done = [i for i in audited if i < first]
+        if done:
+            self.journal.record_opened(row.job_id, done)
+        todo = [i for i in audited if i >= first]
         if not todo:
             return
         log.info("job %d: opening audited segments %s", row.job_id, todo)
         # the gateway sends them in batches of the contract's MAX_OPENINGS
-        self.gateway.open_segments(row.job_id, openings(row, self.journal.boundaries(row.job_id), todo))
+        self.gateway.open_segments(row.job_id, openings(row, bounds, todo))
         self.journal.record_opened(row.job_id, todo)
 
     def finalize(self, row: JobRow, job: OnchainJob) -> None:
@@ -213,10 +229,22 @@ def seals(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:
 
 
 def sealed_tree(job_id: int, bounds: Sequence[Boundary]) -> MerkleTree:
-    """The commitment tree of the journaled boundaries (state hash, energy, seal)."""
+    """The commitment tree of the journaled boundaries (state hash, energy, movement, seal)."""
     return commitment_tree(
-        job_id, [b.state_hash for b in bounds], [b.energy_mj for b in bounds], seals(job_id, bounds)
+        job_id, [b.state_hash for b in bounds], [b.energy_mj for b in bounds], moves(job_id, bounds),
+        seals(job_id, bounds),
     )
+
+
+def audited_of(job_id: int, bounds: Sequence[Boundary], indices: Sequence[int],
+               targets: Sequence[int]) -> list[int]:
+    """The distinct audited segments, ascending: the drawn ``indices`` and, per movement
+    target, the segment whose journaled bracket ``move_k <= u < move_{k+1}`` holds it."""
+    try:
+        return segments_to_open(indices, targets, moves(job_id, bounds))
+    except ValueError as exc:  # a target beyond the journaled total: the commit was not ours
+        raise LifecycleError(f"worker: job {job_id}: {exc}; the journaled movements do not match the "
+                             "committed total") from None
 
 
 def openings(row: JobRow, bounds: Sequence[Boundary], indices: Sequence[int]) -> list[Opening]:
@@ -226,16 +254,16 @@ def openings(row: JobRow, bounds: Sequence[Boundary], indices: Sequence[int]) ->
     Raises ``LifecycleError`` when the boundaries do not give the committed root
     (opening them would only revert, or worse, prove something else).
     """
-    hashes = [b.state_hash for b in bounds]
-    energies = [b.energy_mj for b in bounds]
-    sealed = seals(row.job_id, bounds)
-    tree = commitment_tree(row.job_id, hashes, energies, sealed)
+    tree = sealed_tree(row.job_id, bounds)
     if tree.root != row.root:
         raise LifecycleError(
             f"worker: job {row.job_id}: journaled boundaries give root 0x{tree.root.hex()}, "
             f"committed 0x{(row.root or b'').hex()}; refusing to open"
         )
-    return [Opening.from_tree(tree, i, hashes, energies, sealed) for i in sorted(set(indices))]
+    hashes = [b.state_hash for b in bounds]
+    energies = [b.energy_mj for b in bounds]
+    return [Opening.from_tree(tree, i, hashes, energies, moves(row.job_id, bounds), seals(row.job_id, bounds))
+            for i in sorted(set(indices))]
 
 
-__all__ = ["Lifecycle", "LifecycleError", "openings", "seals", "sealed_tree"]
+__all__ = ["Lifecycle", "LifecycleError", "audited_of", "openings", "seals", "sealed_tree"]

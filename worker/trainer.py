@@ -2,8 +2,8 @@
 
 Jobs train earliest deadline first (a job that was on the device when the
 worker died goes first) through :func:`greenproof.run.train_run`, the same
-function verifiers replay with. Each boundary is journaled, with its work digest,
-once its checkpoint is durable in the store, so a restarted worker resumes from
+function verifiers replay with. Each boundary is journaled, with its work digest
+and cumulative movement, once its checkpoint is durable in the store, so a restarted worker resumes from
 the last one. The finished run's record (per-step losses, work digests) is held
 private (:mod:`worker.records`) until the job is final on chain, and no loss is
 ever logged or shown on the progress bar.
@@ -27,7 +27,7 @@ from greenproof.energy import make_meter
 from greenproof.spec import JobSpec, parse_spec
 from greenproof.store import ArtifactStore
 from worker.config import WorkerConfig
-from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, work_digests
+from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, moves, work_digests
 from worker.records import RunRecords
 
 log = logging.getLogger("greenproof.worker")
@@ -172,11 +172,13 @@ class Trainer(threading.Thread):
             return {}
         last = prior[-1]
         digests = work_digests(job_id, prior)
+        moved = moves(job_id, prior)
         return {
             "start_k": last.k,
             "start_state": self.store.get(last.state_hash),
             "history": [
-                run_mod.BoundaryReport(b.state_hash, b.energy_mj, w) for b, w in zip(prior, digests, strict=True)
+                run_mod.BoundaryReport(b.state_hash, b.energy_mj, w, m)
+                for b, w, m in zip(prior, digests, moved, strict=True)
             ],
         }
 
@@ -193,13 +195,14 @@ class _Hooks:
         self.rate = trainer.throughput.get(spec.task) or trainer.config.policy.steps_per_second
         self.trained_steps = 0
 
-    def on_boundary(self, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes) -> None:
+    def on_boundary(self, k: int, state_hash: bytes, energy_mj: int, work_digest: bytes, move: int) -> None:
         # a resumed run reports its start boundary again, already journaled as is
         if self.t.cheat is not None and k != self.start_k:
             energy_mj = int(self.t.cheat.energy(k, energy_mj))
-        self.t.journal.record_boundary(self.row.job_id, k, state_hash, energy_mj, work_digest)
-        log.info("job %d: boundary %d/%d state 0x%s energy %d mJ",
-                 self.row.job_id, k, self.spec.num_segments, state_hash.hex()[:16], energy_mj)
+            move = int(self.t.cheat.move(k, move))
+        self.t.journal.record_boundary(self.row.job_id, k, state_hash, energy_mj, work_digest, move)
+        log.info("job %d: boundary %d/%d state 0x%s energy %d mJ movement %d",
+                 self.row.job_id, k, self.spec.num_segments, state_hash.hex()[:16], energy_mj, move)
 
     def segment(self, spec: JobSpec, state: Any, k: int, run_segment: run_mod.RunSegment) -> Any:
         self._check(k)

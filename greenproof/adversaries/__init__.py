@@ -2,6 +2,8 @@
 
 * :mod:`greenproof.adversaries.cheats`: the cheating strategies a worker runs
   with ``greenproof worker run --cheat NAME`` (hidden flag, gets it slashed);
+* :mod:`greenproof.adversaries.forgers`: single-boundary forgers (forge the state
+  once, train honestly from there; ``--cheat forge_collapse_nowhere`` and kin);
 * :mod:`greenproof.adversaries.simulate`: a provider's run (honest or cheating)
   at engine level, no chain, for the adversary tests and ``bench/verify.py``.
 

@@ -12,11 +12,15 @@ Hooks (the worker and :mod:`greenproof.adversaries.simulate` call exactly these)
   :class:`greenproof.run.SegmentHook`);
 * ``energy(k, energy_mj) -> int``: the cumulative energy (millijoules) measured
   up to boundary ``k``; the return value is what gets committed;
+* ``move(k, move) -> int``: the cumulative movement (:mod:`greenproof.movement`)
+  measured up to boundary ``k``; the return value is what gets committed;
 * ``serve(job_id, state_hash) -> "withhold" | bytes | None`` when the artifact
   server is asked for the checkpoint ``state_hash``: ``None`` serves the real
   file, ``"withhold"`` answers 404, ``bytes`` are served instead of the file.
 
-Every strategy fakes a fraction ``fraction`` of a job's segments (chosen by a
+The single-boundary forgers (:mod:`greenproof.adversaries.forgers`: forge the
+state once and train honestly from there) are strategies too; ``make_cheat``
+knows both. Every strategy in ``CHEATS`` fakes a fraction ``fraction`` of a job's segments (chosen by a
 seeded RNG, at least one when ``fraction > 0``); the others are trained
 honestly. A faked segment's losses are whatever the cheat claims (made up, or
 those of the steps it did train, padded to a whole segment), and its work
@@ -108,6 +112,9 @@ class Cheat:
 
     def energy(self, k: int, energy_mj: int) -> int:
         return energy_mj
+
+    def move(self, k: int, move: int) -> int:
+        return move
 
     def serve(self, job_id: int, h: bytes) -> ServeAnswer:
         return None
@@ -263,11 +270,17 @@ CHEATS: dict[str, type[Cheat]] = {
 
 
 def make_cheat(name: str, fraction: float = 1.0, seed: int = 0) -> Cheat:
-    """The strategy ``name`` (see ``CHEATS``); a ``CheatError`` names the choices."""
+    """The strategy ``name`` (``CHEATS`` or a single-boundary forger,
+    :data:`greenproof.adversaries.forgers.FORGERS`); a ``CheatError`` names the choices."""
+    from greenproof.adversaries.forgers import FORGERS, make_forger
+
+    if name in FORGERS:
+        return make_forger(name, fraction=fraction, seed=seed)
     try:
         cls = CHEATS[name]
     except KeyError:
-        raise CheatError(f"cheat: unknown strategy {name!r}; choose one of {', '.join(sorted(CHEATS))}") from None
+        choices = ", ".join(sorted([*CHEATS, *FORGERS]))
+        raise CheatError(f"cheat: unknown strategy {name!r}; choose one of {choices}") from None
     return cls(fraction=fraction, seed=seed)
 
 

@@ -8,8 +8,11 @@ joins the court's pool of this machine's class with three seats
 (``greenproof verifier join --seats 3``), so it holds every seat of round 0;
 the test only posts the job and moves anvil's clock past the vote windows once
 the verifier committed (then revealed). Every strategy is covered at engine level
-(tests/python/test_cheats_detection.py); here representative ones (a replay
-mismatch, withheld checkpoints, a swapped delivery, inflated energy).
+(tests/python/test_cheats_detection.py, tests/python/test_forgers.py); here
+representative ones (a replay mismatch, withheld checkpoints, a swapped delivery,
+inflated energy, and a single forged boundary whose jump is claimed nowhere: with
+2 segments the verifier either replays the forged segment or sees the triangle
+broken between boundary 0 and the next known one).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def run_cli(*argv: str) -> str:
 # Every strategy is caught at engine level (tests/python/test_cheats_detection.py); on anvil
 # with real daemons: one that fakes work, one that withholds checkpoints, one that swaps the
 # delivered model, and energy inflation (flagged in the evidence, not slashable by itself).
-@pytest.mark.parametrize("cheat", [None, "fake_hashes", "withhold", "swap_final", "inflate_energy"])
+@pytest.mark.parametrize("cheat", [None, "fake_hashes", "withhold", "swap_final", "inflate_energy",
+                                   "forge_collapse_nowhere"])
 def test_cheater_is_slashed_and_honest_provider_paid(cheat, anvil, deployment, deployment_path, gateway_for,
                                                      account_choice, tmp_path, daemons, drive_court):
     net = ["--network", anvil.rpc_url, "--deployment", str(deployment_path)]

@@ -2,11 +2,17 @@
 (:class:`FakeGateway`) and the verifier's (:class:`FakeMarket`).
 
 It keeps jobs the way JobMarket does and enforces the rules the worker relies
-on: only the provider commits, the audit is drawn once the seed block is past,
-only audited segments open, in strictly ascending index across all calls and
-only with proofs of both leaves (seals included; boundary 0 must carry
-``boundary0_seal``) against the committed root, the end seals chain into the
-job's ``seal_acc``, the job moves to VOTING when every audited segment is open,
+on (``AuditRules.check_openings``): only the provider commits (with the total
+movement), the audit is drawn once the seed block is past (the test sets the
+uniform indices in ``draws`` and the movement targets in ``targets``), an
+opening must satisfy a sample (its index was drawn, or its movement bracket
+``start_move <= u < end_move`` holds a target), openings go in strictly
+ascending index across all calls with ``end_move >= start_move >=`` the previous
+opening's ``end_move``, boundary 0 carries energy 0, movement 0 and
+``boundary0_seal``, both leaves (movements and seals included) prove against the
+committed root, the last segment ends at the committed final state, energy and
+movement, the end seals chain into the job's ``seal_acc``, the job moves to
+VOTING when every sample is satisfied,
 finalize waits for the vote windows, accept needs the class's court pool to hold
 ``min_class_stake``. Every transaction tried is recorded in ``sent``;
 ``reverts[(job_id, "commit_result")] = "reason"`` makes that job's transaction
@@ -122,9 +128,14 @@ class FakeGateway:
         self.address = PROVIDER
         self.clock = clock
         self.jobs: dict[int, dict[str, Any]] = {}
-        self.draws: dict[int, list[int]] = {}  # the indices draw_audit will draw, per job
+        self.draws: dict[int, list[int]] = {}  # the uniform indices draw_audit will draw, per job
+        #: the movement targets draw_audit will draw, per job (none: every sample uniform)
+        self.targets: dict[int, list[int]] = {}
         self.indices: dict[int, list[int]] = {}
+        self.drawn_targets: dict[int, list[int]] = {}
         self.opened: dict[int, set[int]] = {}
+        #: per job: samples satisfied (bit j), least next index, least start movement
+        self.progress: dict[int, dict[str, int]] = {}
         #: JobMarket's ``seal_acc`` per job: the opened segments' end seals, chained
         self.seal_acc: dict[int, bytes] = {}
         self.posted: list[JobPosted] = []
@@ -156,7 +167,7 @@ class FakeGateway:
             requester=j["requester"], spec_hash=j["spec_hash"], spec_uri=spec_uri,
             num_segments=j["num_segments"], audit_samples=j["audit_samples"], payment=j["payment"],
             verifier_fee=j["verifier_fee"], collateral=j["collateral"], deadline=j["deadline"],
-            min_green_bps=j["min_green_bps"],
+            min_green_bps=j["min_green_bps"], green_premium=j["green_premium"],
         ))
 
     def state(self, job_id: int) -> JobState:
@@ -169,7 +180,9 @@ class FakeGateway:
             raise TxError("panic 0x32", what="get_job", context={"job": job_id})
         if job_id not in self.jobs:
             return OnchainJob.model_validate(_blank(job_id))
-        return OnchainJob.model_validate(self.jobs[job_id])
+        p = self.progress.get(job_id, {})
+        return OnchainJob.model_validate({**self.jobs[job_id], "opened_mask": p.get("mask", 0),
+                                          "next_open_index": p.get("next_index", 0)})
 
     def param(self, name: str) -> int:
         return {"max_audit_samples": 32, "open_window": OPEN_WINDOW}[name]
@@ -178,9 +191,13 @@ class FakeGateway:
         self._node()
         return list(self.indices.get(job_id, []))
 
-    def is_opened(self, job_id: int, index: int) -> bool:
+    def movement_draws(self, job_id: int) -> list[int]:
         self._node()
-        return index in self.opened.get(job_id, set())
+        return list(self.drawn_targets.get(job_id, []))
+
+    def next_open_index(self, job_id: int) -> int:
+        self._node()
+        return self.progress.get(job_id, {}).get("next_index", 0)
 
     def voting_ends(self, job_id: int) -> int:
         return self.jobs[job_id]["voting_start"] + VOTE_WINDOWS
@@ -217,41 +234,61 @@ class FakeGateway:
         j.update(provider=self.address, state=JobState.ACCEPTED, determinism_class=determinism_class)
 
     def commit_result(self, job_id: int, root: bytes, final_state_hash: bytes, energy_mj: int,
-                      result_uri: str) -> None:
+                      move_total: int, result_uri: str) -> None:
         j = self._tx("commit_result", job_id)
         self._require(j["state"] is JobState.ACCEPTED, "market: job not accepted", "commit_result", job_id)
         self._require(j["provider"] == self.address, "market: not the provider", "commit_result", job_id)
         j.update(state=JobState.COMMITTED, root=root, final_state_hash=final_state_hash,
-                 energy_mj=energy_mj, seed_block=self.head)  # seed_lookahead 0: drawable next block
+                 energy_mj=energy_mj, move_total=move_total,
+                 seed_block=self.head)  # seed_lookahead 0: drawable next block
 
     def draw_audit(self, job_id: int) -> None:
         j = self._tx("draw_audit", job_id)
         self._require(j["state"] is JobState.COMMITTED, "market: job not committed", "draw_audit", job_id)
         self._require(self.head > j["seed_block"], "market: seed block not reached", "draw_audit", job_id)
+        targets = list(self.targets.get(job_id, []))
+        self._require(all(0 <= u < j["move_total"] for u in targets), "market: target outside the movement",
+                      "draw_audit", job_id)
         self.indices[job_id] = list(self.draws[job_id])
-        j.update(state=JobState.AUDITING, open_deadline=self.clock.now() + OPEN_WINDOW)
+        self.drawn_targets[job_id] = targets
+        j.update(state=JobState.AUDITING, open_deadline=self.clock.now() + OPEN_WINDOW,
+                 seed=keccak(f"seed {job_id}".encode()))
 
     def open_segments(self, job_id: int, openings: Sequence[Opening]) -> None:
         j = self._tx("open_segments", job_id)
         self.open_calls.append((job_id, list(openings)))
         self._require(j["state"] is JobState.AUDITING, "market: job not auditing", "open_segments", job_id)
         opened = self.opened.setdefault(job_id, set())
-        leaves = j["num_segments"] + 1
+        p = self.progress.setdefault(job_id, {"mask": 0, "next_index": 0, "move_floor": 0})
+        samples = [("index", i) for i in self.indices[job_id]] + [("move", u) for u in self.drawn_targets[job_id]]
         for o in openings:
-            ascending = all(o.index > i for i in opened)
-            self._require(ascending, "market: openings not ascending", "open_segments", job_id)
-            self._require(o.index in self.indices[job_id], "market: index not audited", "open_segments", job_id)
-            first_ok = o.index != 0 or o.start_seal == boundary0_seal(job_id)
-            self._require(first_ok, "market: bad seal at boundary 0", "open_segments", job_id)
-            start = leaf(job_id, o.index, o.start_hash, o.start_energy_mj, o.start_seal)
-            end = leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_seal)
-            end_proof = complete_end_proof(o.start_proof, o.end_proof, o.index, leaves)
-            proven = verify(o.start_proof, j["root"], start) and verify(end_proof, j["root"], end)
-            self._require(proven, "market: bad proof", "open_segments", job_id)
+            self._check_opening(j, job_id, o, p)
+            bits = sum(1 << n for n, (kind, d) in enumerate(samples)
+                       if (kind == "index" and d == o.index) or (kind == "move" and o.start_move <= d < o.end_move))
+            self._require(bits != 0, "market: segment not audited", "open_segments", job_id)
+            p.update(mask=p["mask"] | bits, next_index=o.index + 1, move_floor=o.end_move)
             opened.add(o.index)
             self.seal_acc[job_id] = keccak(self.seal_acc.get(job_id, ZERO32) + o.end_seal)
-        if opened >= set(self.indices[job_id]):
+        if p["mask"] == (1 << len(samples)) - 1:
             j.update(state=JobState.VOTING, voting_start=self.clock.now())
+
+    def _check_opening(self, j: dict[str, Any], job_id: int, o: Opening, p: dict[str, int]) -> None:
+        """``AuditRules.check_openings`` for one opening (all but the sample it satisfies)."""
+        req = self._require
+        req(o.index >= p["next_index"], "market: openings not ascending", "open_segments", job_id)
+        req(o.end_move >= o.start_move >= p["move_floor"], "market: movement not monotone", "open_segments", job_id)
+        req(o.end_energy_mj >= o.start_energy_mj, "market: energy not monotone", "open_segments", job_id)
+        if o.index == 0:
+            req(o.start_energy_mj == 0 and o.start_move == 0, "market: boundary 0 not zero", "open_segments", job_id)
+            req(o.start_seal == boundary0_seal(job_id), "market: bad seal at boundary 0", "open_segments", job_id)
+        start = leaf(job_id, o.index, o.start_hash, o.start_energy_mj, o.start_move, o.start_seal)
+        end = leaf(job_id, o.index + 1, o.end_hash, o.end_energy_mj, o.end_move, o.end_seal)
+        end_proof = complete_end_proof(o.start_proof, o.end_proof, o.index, j["num_segments"] + 1)
+        proven = verify(o.start_proof, j["root"], start) and verify(end_proof, j["root"], end)
+        req(proven, "market: bad proof", "open_segments", job_id)
+        if o.index + 1 == j["num_segments"]:
+            final = (o.end_hash, o.end_energy_mj, o.end_move) == (j["final_state_hash"], j["energy_mj"], j["move_total"])
+            req(final, "market: final state mismatch", "open_segments", job_id)
 
     def finalize(self, job_id: int) -> None:
         j = self._tx("finalize", job_id)
@@ -293,10 +330,12 @@ def _blank(job_id: int) -> dict[str, Any]:
     return {
         "job_id": job_id, "requester": ZERO, "provider": ZERO, "state": JobState.NONE,
         "spec_hash": b"\0" * 32, "num_segments": 0, "audit_samples": 0, "payment": 0,
-        "verifier_fee": 0, "collateral": 0, "deadline": 0, "min_green_bps": 0,
+        "verifier_fee": 0, "collateral": 0, "deadline": 0, "min_green_bps": 0, "green_premium": 0,
         "determinism_class": b"\0" * 32, "root": b"\0" * 32, "final_state_hash": b"\0" * 32,
-        "energy_mj": 0, "seed_block": 0, "seed": b"\0" * 32, "open_deadline": 0, "voting_start": 0,
-        "opened_mask": 0, "seal_acc": b"\0" * 32, "pot": 0,
+        "energy_mj": 0, "move_total": 0, "green_bps": 0, "seed_block": 0, "draw_deadline": 0,
+        "seed": b"\0" * 32, "open_deadline": 0, "voting_start": 0, "opened_mask": 0, "next_open_index": 0,
+        "seal_acc": b"\0" * 32, "pot": 0, "open_window": OPEN_WINDOW, "draw_window": 0,
+        "requester_share_bps": 5000, "seed_lookahead": 0, "court_terms": 0,
     }
 
 
@@ -314,8 +353,10 @@ class FakeMarket(FakeGateway):
         super().__init__(clock)
         self.address = VERIFIER.lower()
         self.market_address = MARKET
+        self.genesis = "genesis-1"  # a test "resets the chain" by changing it
         self.chain = SimpleNamespace(chain_id=31337, account=None, timestamp=clock.now,
-                                     block_number=lambda: self.head)
+                                     block_number=lambda: self.head,
+                                     identity=lambda block: f"31337:{self.genesis}:{block}")
         self.deployment = SimpleNamespace(deployment_block=1)
         self.commit_window = commit_window
         self.reveal_window = reveal_window
@@ -333,14 +374,17 @@ class FakeMarket(FakeGateway):
     def voting_job(self, job_id: int, *, spec_uri: str, spec_hash: bytes, num_segments: int,
                    result_uri: str, provider_class: bytes, segments: Sequence[OpenedSegment],
                    indices: Sequence[int], final_state_hash: bytes, voters: Sequence[str] = (VERIFIER,),
-                   events: Sequence[type] | None = None) -> None:
+                   events: Sequence[type] | None = None, move_total: int = 0,
+                   targets: Sequence[int] = ()) -> None:
         """A job that reaches VOTING now with round 0 drawn (``voters``), with its events (the
-        market's all, or those in ``events``; the court's always)."""
+        market's all, or those in ``events``; the court's always); ``indices`` are the uniform
+        samples, ``targets`` the movement samples (bracketed by ``segments``)."""
         now = self.clock.now()
         self.add_job(job_id, provider=PROVIDER, state=JobState.VOTING, spec_hash=spec_hash,
-                     num_segments=num_segments, audit_samples=len(indices), voting_start=now,
-                     final_state_hash=final_state_hash, determinism_class=provider_class)
+                     num_segments=num_segments, audit_samples=len(indices) + len(targets), voting_start=now,
+                     final_state_hash=final_state_hash, determinism_class=provider_class, move_total=move_total)
         self.indices[job_id] = list(indices)
+        self.drawn_targets[job_id] = list(targets)
         ends = [s.end_seal for s in sorted(segments, key=lambda s: s.index)]
         self.cases[job_id] = {"round": 0, "start": now, "outcome": CaseOutcome.NONE,
                               "seal_acc": seal_accumulator([e for e in ends if e is not None]),
@@ -352,11 +396,11 @@ class FakeMarket(FakeGateway):
             JobPosted(**base, requester=REQUESTER, spec_hash=spec_hash, spec_uri=spec_uri,
                       num_segments=num_segments, audit_samples=len(indices), payment=j["payment"],
                       verifier_fee=j["verifier_fee"], collateral=j["collateral"], deadline=j["deadline"],
-                      min_green_bps=0),
+                      min_green_bps=0, green_premium=0),
             JobAccepted(**base, provider=PROVIDER, determinism_class=provider_class, collateral=j["collateral"]),
             ResultCommitted(**base, provider=PROVIDER, root=b"\1" * 32, final_state_hash=final_state_hash,
-                            energy_mj=segments[-1].end_energy_mj if segments else 0, result_uri=result_uri,
-                            seed_block=self.head),
+                            energy_mj=segments[-1].end_energy_mj if segments else 0, move_total=move_total,
+                            green_bps=0, result_uri=result_uri, seed_block=self.head, draw_deadline=0),
             *[SegmentOpened(**base, **seg.model_dump(include=set(SegmentOpened.model_fields))) for seg in segments],
         ]
         self.log += [e for e in market if events is None or type(e) in events]
@@ -446,7 +490,8 @@ class FakeMarket(FakeGateway):
                                       job_id=job_id, voter=self.address, round=case.round, seats=seat["seats"]))
         return self._receipt("commit_vote", job_id)
 
-    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes]) -> dict[str, Any]:
+    def reveal_vote(self, job_id: int, fraud: bool, salt: bytes, digests: Sequence[bytes],
+                    segments: Sequence[int]) -> dict[str, Any]:
         self._tx("reveal_vote", job_id)
         case = self._voting_case(job_id, "reveal_vote")
         now = self.clock.now()
@@ -457,7 +502,7 @@ class FakeMarket(FakeGateway):
                       "reveal_vote", job_id)
         opens = seat["commitment"] == vote_commitment(job_id, self.address, fraud, salt, digests)
         self._require(opens, "court: commitment mismatch", "reveal_vote", job_id)
-        proven = not fraud and self._proves_replay(job_id, digests, case.seal_acc)
+        proven = not fraud and self._proves_replay(job_id, digests, segments, case.seal_acc)
         status = SeatStatus.REVEALED_FRAUD if fraud else SeatStatus.REVEALED_OK if proven else SeatStatus.NO_PROOF
         self.cast(job_id, self.address, status)
         self.log.append(VoteRevealed(block_number=self.head, log_index=0, tx_hash="0x" + "ef" * 32,
@@ -465,10 +510,15 @@ class FakeMarket(FakeGateway):
                                      counted=status is not SeatStatus.NO_PROOF, seats=seat["seats"]))
         return self._receipt("reveal_vote", job_id)
 
-    def _proves_replay(self, job_id: int, digests: Sequence[bytes], seal_acc: bytes) -> bool:
+    def _proves_replay(self, job_id: int, digests: Sequence[bytes], segments: Sequence[int],
+                       seal_acc: bytes) -> bool:
+        """The court's proof of replay: the digests of ``segments`` (ascending, as opened) chain
+        into the job's ``seal_acc``."""
+        if list(segments) != sorted(set(segments)):
+            return False
         try:
-            return replay_accumulator(job_id, self.indices[job_id], digests) == seal_acc
-        except ValueError:  # not one digest per distinct audited segment
+            return replay_accumulator(job_id, segments, digests) == seal_acc
+        except ValueError:  # not one digest per segment
             return False
 
     def finalize(self, job_id: int) -> dict[str, Any]:  # type: ignore[override]

@@ -10,6 +10,7 @@ import torch
 from greenproof.adversaries.simulate import simulate_run
 from greenproof.engine import STEP_KEY
 from greenproof.merkle import seal, vote_commitment, work_digest
+from greenproof.movement import cumulative, metric_for
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
@@ -78,6 +79,15 @@ def test_unfetchable_and_mis_hashed_checkpoints_are_fraud(honest):
     assert report.final is not None and not report.final.ok
 
 
+def _with_states(run, hashes):
+    """``run`` committing the boundaries ``hashes``, with the movements its provider would
+    measure over them (a provider computes its claims from its own states)."""
+    metric = metric_for(run.spec)
+    states = [run.states[h] for h in hashes]
+    moves = cumulative(metric.fixed(states[k], states[k + 1]) for k in range(len(states) - 1))
+    return dataclasses.replace(run, hashes=hashes, moves=moves)
+
+
 def _perturbed(run, k: int, rel: float):
     """Segment k's honest end with every parameter moved by ``rel`` (relative)."""
     end = dict(run.states[run.hashes[k + 1]])
@@ -90,7 +100,7 @@ def _perturbed(run, k: int, rel: float):
     states[h] = end
     hashes = list(run.hashes)
     hashes[k + 1] = h
-    return dataclasses.replace(run, states=states, hashes=hashes)
+    return _with_states(dataclasses.replace(run, states=states), hashes)
 
 
 def test_same_class_needs_bit_equality_other_class_a_small_distance(honest):
@@ -116,8 +126,8 @@ def test_within_tolerance_is_not_enough_without_a_real_update():
     start = run.states[run.hashes[1]]
     lazy = {**start, STEP_KEY: torch.tensor(2 * spec.segment_steps, dtype=torch.int64)}
     h = state_hash(lazy)
-    lazy_run = dataclasses.replace(run, states={**run.states, h: lazy},
-                                   hashes=[*run.hashes[:2], h, *run.hashes[3:]])
+    lazy_run = _with_states(dataclasses.replace(run, states={**run.states, h: lazy}),
+                            [*run.hashes[:2], h, *run.hashes[3:]])
     report = audit_job(lazy_run.audit_job([1], provider_class=OTHER_CLASS), NO_ENERGY, fetch=lazy_run.fetch)
     seg = report.segments[0]
     assert seg.distance < seg.tolerance  # the tolerance alone would pass it
@@ -148,6 +158,17 @@ def test_sampling_matches_the_contract_formula_and_the_interval_math():
     assert lo < 0.5 < hi and hi - lo < 0.2
 
 
+def journal_ballot_segments(tmp_path, market: str, voter: str) -> list[int]:
+    """An ok ballot's segments (what ``reveal_vote`` takes with the digests) survive a reopen."""
+    journal = VoteJournal(tmp_path)
+    seat = journal.add_seat(31337, market, 4, 0, voter, seats=1)
+    journal.prepare_vote(seat, Ballot(fraud=False, digests=[b"\x03" * 32, b"\x04" * 32], segments=[4, 9]))
+    journal.close()
+    again = VoteJournal(tmp_path).seat(31337, market, 4, 0, voter)
+    assert again is not None
+    return again.ballot.segments
+
+
 def test_salt_and_digests_are_durable_before_the_commit_and_reused_after_a_crash(tmp_path):
     voter, market = "0x" + "ab" * 20, "0x" + "cd" * 20
     ballot = Ballot(fraud=False, digests=[b"\x01" * 32, b"\x02" * 32])
@@ -159,6 +180,7 @@ def test_salt_and_digests_are_durable_before_the_commit_and_reused_after_a_crash
     again = reopened.seat(31337, market, 3, 1, voter)
     assert again is not None and again.stage is SeatStage.PREPARED and again.seats == 2
     assert (again.salt, again.digests, again.ballot) == (rec.salt, ballot.digests, ballot)
+    assert again.segments == [] and journal_ballot_segments(tmp_path, market, voter) == [4, 9]
     assert reopened.prepare_vote(again, ballot).salt == rec.salt  # the retried commit matches
     assert again.commitment == vote_commitment(3, voter, False, rec.salt, ballot.digests)
     assert vote_commitment(3, voter, True, rec.salt, ballot.digests) != rec.commitment
@@ -221,9 +243,10 @@ def test_max_parallel_is_honoured_when_the_daemon_passes_its_own_fetch(honest, t
     calls = tmp_path / "calls"
     calls.mkdir()
     fetch = PidRecordingFetch(tmp_path / "artifacts", calls)
+    # the triangle check reads the boundaries in this process: only the replays are parallel
     report = audit_job(honest.audit_job([1, 3]), dataclasses.replace(NO_ENERGY, max_parallel=2,
-                                                                     threads_per_replay=1,
-                                                                     check_final=False), fetch=fetch)
+                                                                     threads_per_replay=1, check_final=False,
+                                                                     check_triangle=False), fetch=fetch)
     assert report.verdict is Verdict.OK
     pids = {int(p.name.split("-")[0]) for p in calls.iterdir()}
     assert pids and os.getpid() not in pids

@@ -187,5 +187,5 @@ def test_a_faked_segments_seal_commits_to_the_losses_it_claims(name, claims_othe
         seg = run.opened(k)
         assert (seg.start_seal, seg.end_seal) == (seal(run.job_id, k, run.work_digests[k]),
                                                   seal(run.job_id, k + 1, run.work_digests[k + 1]))
-        start_leaf = leaf(run.job_id, k, seg.start_hash, seg.start_energy_mj, seg.start_seal)
+        start_leaf = leaf(run.job_id, k, seg.start_hash, seg.start_energy_mj, seg.start_move, seg.start_seal)
         assert verify(run.tree().proof(k), root, start_leaf)

@@ -45,8 +45,9 @@ def test_an_honest_segment_is_ok_with_every_check_listed(files):
     code, out = judge("--spec", str(d / "spec.json"), "--segment", "1", "--start", str(d / "b1.safetensors"),
                       "--end", str(d / "b2.safetensors"), "--provider-class", "same")
     assert code == 0 and out["verdict"] == "ok", out
-    # judged from files: no job committed a seal, so the seal check does not run
-    assert list(out["checks"]) == [c for c in CHECKS if c not in ("opened", "seal")]
+    # judged from files: no job committed a seal or a movement, so the seal and movement checks do not
+    # run, and the triangle is a job's check (its known boundaries), not a segment's
+    assert list(out["checks"]) == [c for c in CHECKS if c not in ("opened", "seal", "movement", "triangle")]
     assert set(out["checks"].values()) == {"ok"} and out["replay_hash"] == out["end_hash"]
 
 

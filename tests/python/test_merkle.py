@@ -31,11 +31,11 @@ from greenproof.merkle import (
 S = b"\x5e" * 32  # a seal, where its value does not matter
 
 
-def _manual_leaf(job_id: int, k: int, state_hash: bytes, energy: int, seal_k: bytes) -> bytes:
+def _manual_leaf(job_id: int, k: int, state_hash: bytes, energy: int, move: int, seal_k: bytes) -> bytes:
     # abi.encode of static types: each value left-padded to 32 bytes, big-endian.
     encoded = (
         job_id.to_bytes(32, "big") + k.to_bytes(32, "big") + state_hash + energy.to_bytes(32, "big")
-        + seal_k
+        + move.to_bytes(32, "big") + seal_k
     )
     return keccak(keccak(encoded))
 
@@ -63,17 +63,19 @@ def _hashes(n: int) -> list[bytes]:
 
 def test_leaf_matches_manual_abi_encoding():
     h = bytes.fromhex("11" * 32)
-    assert leaf(7, 3, h, 123_456, S) == _manual_leaf(7, 3, h, 123_456, S)
+    assert leaf(7, 3, h, 123_456, 2**40 + 7, S) == _manual_leaf(7, 3, h, 123_456, 2**40 + 7, S)
 
 
 def test_leaf_binds_every_field():
     h = _hashes(2)
-    base = leaf(1, 0, h[0], 0, S)
-    assert leaf(2, 0, h[0], 0, S) != base
-    assert leaf(1, 1, h[0], 0, S) != base
-    assert leaf(1, 0, h[1], 0, S) != base
-    assert leaf(1, 0, h[0], 1, S) != base
-    assert leaf(1, 0, h[0], 0, b"\x00" * 32) != base
+    base = leaf(1, 0, h[0], 0, 0, S)
+    assert leaf(2, 0, h[0], 0, 0, S) != base
+    assert leaf(1, 1, h[0], 0, 0, S) != base
+    assert leaf(1, 0, h[1], 0, 0, S) != base
+    assert leaf(1, 0, h[0], 1, 0, S) != base
+    assert leaf(1, 0, h[0], 0, 1, S) != base
+    assert leaf(1, 0, h[0], 1, 0, S) != leaf(1, 0, h[0], 0, 1, S)  # energy and movement are not interchangeable
+    assert leaf(1, 0, h[0], 0, 0, b"\x00" * 32) != base
 
 
 def test_work_digest_and_seal_match_manual_encoding():
@@ -121,7 +123,7 @@ def test_vote_commitment_matches_manual_encoding():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 17, 64, 65])
 def test_root_and_every_proof(n: int):
-    leaves = [leaf(9, k, s, k * 10, S) for k, s in enumerate(_hashes(n))]
+    leaves = [leaf(9, k, s, k * 10, k * 3, S) for k, s in enumerate(_hashes(n))]
     tree = MerkleTree.build(leaves)
     assert tree.root == _naive_root(list(leaves))
     for i, node in enumerate(leaves):
@@ -138,30 +140,38 @@ def test_hash_pair_is_order_independent_and_big_endian_sorted():
     assert hash_pair(a, b) == hash_pair(b, a) == keccak(a + b)
 
 
-def test_commitment_tree_checks_energy_seals_and_lengths():
-    hs, seals = _hashes(3), _seals(5, 3)
-    tree = commitment_tree(5, hs, [0, 10, 25], seals)
+def test_commitment_tree_checks_energy_movement_seals_and_lengths():
+    hs, seals, moves = _hashes(3), _seals(5, 3), [0, 7, 7]
+    tree = commitment_tree(5, hs, [0, 10, 25], moves, seals)
     assert tree.num_leaves == 3
-    assert tree.levels[0][1] == leaf(5, 1, hs[1], 10, seals[1])
+    assert tree.levels[0][1] == leaf(5, 1, hs[1], 10, 7, seals[1])
     with pytest.raises(CommitmentError, match="decreases at boundary 2"):
-        commitment_tree(5, hs, [0, 10, 5], seals)
+        commitment_tree(5, hs, [0, 10, 5], moves, seals)
     with pytest.raises(CommitmentError, match="boundary 0 must be 0"):
-        commitment_tree(5, hs, [1, 10, 25], seals)
+        commitment_tree(5, hs, [1, 10, 25], moves, seals)
+    with pytest.raises(CommitmentError, match="movement at boundary 0 must be 0"):
+        commitment_tree(5, hs, [0, 10, 25], [1, 7, 7], seals)
+    with pytest.raises(CommitmentError, match="cumulative movement decreases at boundary 2"):
+        commitment_tree(5, hs, [0, 10, 25], [0, 7, 6], seals)
+    with pytest.raises(CommitmentError, match="3 state hashes but 2 movements"):
+        commitment_tree(5, hs, [0, 10, 25], [0, 7], seals)
     with pytest.raises(CommitmentError, match="3 state hashes but 2 energy"):
-        commitment_tree(5, hs, [0, 10], seals)
+        commitment_tree(5, hs, [0, 10], moves, seals)
     with pytest.raises(CommitmentError, match="3 state hashes but 2 seals"):
-        commitment_tree(5, hs, [0, 10, 25], seals[:2])
+        commitment_tree(5, hs, [0, 10, 25], moves, seals[:2])
     with pytest.raises(CommitmentError, match="seal at boundary 0"):
-        commitment_tree(5, hs, [0, 10, 25], [seals[1], *seals[1:]])
+        commitment_tree(5, hs, [0, 10, 25], moves, [seals[1], *seals[1:]])
 
 
 def test_bad_inputs_are_rejected():
     with pytest.raises(CommitmentError, match="32 bytes"):
-        leaf(1, 0, b"short", 0, S)
+        leaf(1, 0, b"short", 0, 0, S)
     with pytest.raises(CommitmentError, match="seal must be 32 bytes"):
-        leaf(1, 0, b"\x00" * 32, 0, b"short")
+        leaf(1, 0, b"\x00" * 32, 0, 0, b"short")
     with pytest.raises(CommitmentError, match="uint32"):
-        leaf(1, 2**32, b"\x00" * 32, 0, S)
+        leaf(1, 2**32, b"\x00" * 32, 0, 0, S)
+    with pytest.raises(CommitmentError, match="move out of uint256"):
+        leaf(1, 0, b"\x00" * 32, 0, -1, S)
     with pytest.raises(CommitmentError, match="work digest must be 32 bytes"):
         seal(1, 1, b"short")
     with pytest.raises(CommitmentError, match="at least one leaf"):
@@ -173,7 +183,7 @@ def test_bad_inputs_are_rejected():
 @pytest.mark.parametrize("n", [2, 3, 5, 9, 33])
 def test_short_end_proof_completes_from_the_start_proof(n: int):
     """What JobMarket does with a short end proof: append the start proof's shared tail."""
-    tree = MerkleTree.build([leaf(1, k, s, k, S) for k, s in enumerate(_hashes(n))])
+    tree = MerkleTree.build([leaf(1, k, s, k, k, S) for k, s in enumerate(_hashes(n))])
     for i in range(n - 1):
         start, short = tree.segment_proofs(i)
         full = tree.proof(i + 1)

@@ -21,6 +21,7 @@ from greenproof.merkle import (
     verify,
     work_digest,
 )
+from greenproof.movement import Metric, cumulative, metric_for
 from greenproof.run import BoundaryReport, CheckpointWriter, MemoryCheckpoints, RunRecord, train_run
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
@@ -74,9 +75,9 @@ def honest_hashes(spec):
 def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
     store, meter, seen = ArtifactStore(tmp_path), CountingMeter(), []
 
-    def on_boundary(k, h, e, w):
+    def on_boundary(k, h, e, w, m):
         assert store.has(h)  # durable before it is reported
-        seen.append((k, h, e, w))
+        seen.append((k, h, e, w, m))
 
     record = train_run(spec, store, meter, device=CPU, on_boundary=on_boundary, progress=False)
     hashes = record.state_hashes
@@ -84,9 +85,16 @@ def test_run_matches_the_engine_and_reports_boundaries_in_order(spec, tmp_path):
     for k in range(spec.num_segments):  # every boundary is the engine's segment from the previous one
         assert state_hash(run_segment(spec, store.get(hashes[k]), k, CPU).state) == hashes[k + 1]
     assert hashes == honest_hashes(spec)  # a memory sink keeps the same run
-    assert [k for k, _, _, _ in seen] == list(range(spec.num_segments + 1))
-    assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e, _ in seen]
-    assert record.work_digests == [w for _, _, _, w in seen] and record.work_digests[0] == ZERO32
+    assert [k for k, *_ in seen] == list(range(spec.num_segments + 1))
+    assert record.energies_mj == [0, 1000, 2000, 3000, 4000, 5000] == [e for _, _, e, _, _ in seen]
+    assert record.work_digests == [w for _, _, _, w, _ in seen] and record.work_digests[0] == ZERO32
+    # the committed movement: cumulative fixed-point distances of consecutive boundaries
+    metric = metric_for(spec)
+    states = [store.get(h) for h in hashes]
+    assert record.moves == [m for *_, m in seen] == cumulative(
+        metric.fixed(states[k], states[k + 1]) for k in range(spec.num_segments))
+    assert record.moves[0] == 0 and all(b > a for a, b in zip(record.moves, record.moves[1:], strict=False))
+    assert record.move_total == record.moves[-1]
     assert record.final_state_hash == record.state_hashes[-1] and record.energy_mj == 5000
     assert meter.started and meter.closed and record.energy_source == "fake"
     assert len(record.losses) == spec.total_steps
@@ -115,6 +123,8 @@ def test_the_leaves_commit_to_the_seals(spec, tmp_path):
     assert seals == [seal(7, k, w) for k, w in enumerate(record.work_digests)]
     other = RunRecord(**{**vars(record), "work_digests": [ZERO32, *record.work_digests[2:], ZERO32]})
     assert other.root(7) != record.root(7)  # the same states and energies with other losses: another root
+    moved = RunRecord(**{**vars(record), "moves": [0, *[m + 1 for m in record.moves[1:]]]})
+    assert moved.root(7) != record.root(7)  # ... or with other movements
 
 
 def test_openings_verify_against_the_root(spec, tmp_path):
@@ -124,17 +134,23 @@ def test_openings_verify_against_the_root(spec, tmp_path):
     tree = record.tree(job_id)
     seals = record.seals(job_id)
     for i in range(record.num_segments):
-        o = Opening.from_tree(tree, i, record.state_hashes, record.energies_mj, seals)
+        o = Opening.from_tree(tree, i, record.state_hashes, record.energies_mj, record.moves, seals)
         assert (o.start_seal, o.end_seal) == (seals[i], seals[i + 1])
-        assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj, o.start_seal))
+        assert (o.start_move, o.end_move) == (record.moves[i], record.moves[i + 1])
+        assert verify(o.start_proof, root, leaf(job_id, i, o.start_hash, o.start_energy_mj, o.start_move,
+                                                o.start_seal))
         end_proof = complete_end_proof(o.start_proof, o.end_proof, i, record.num_segments + 1)
-        assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.end_seal))
-        assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj, o.end_seal))
-        assert not verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.start_seal))
-        assert o.as_tuple() == (i, o.start_hash, o.start_energy_mj, o.start_seal, o.end_hash, o.end_energy_mj,
-                                o.end_seal, o.start_proof, o.end_proof)  # JobMarket's Opening struct
-    last = Opening.from_tree(tree, record.num_segments - 1, record.state_hashes, record.energies_mj, seals)
+        assert verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.end_move, o.end_seal))
+        assert not verify(end_proof, root, leaf(job_id + 1, i + 1, o.end_hash, o.end_energy_mj, o.end_move,
+                                                o.end_seal))
+        assert not verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.end_move,
+                                                o.start_seal))
+        assert not verify(end_proof, root, leaf(job_id, i + 1, o.end_hash, o.end_energy_mj, o.end_move + 1,
+                                                o.end_seal))
+    last = Opening.from_tree(tree, record.num_segments - 1, record.state_hashes, record.energies_mj,
+                             record.moves, seals)
     assert last.end_hash == record.final_state_hash and last.end_energy_mj == record.energy_mj
+    assert last.end_move == record.move_total
 
 
 def test_record_round_trips_through_json(spec, tmp_path):
@@ -143,6 +159,7 @@ def test_record_round_trips_through_json(spec, tmp_path):
     back = RunRecord.load(tmp_path / "run.json")
     assert back.root(3) == record.root(3) and back.determinism_class == record.determinism_class
     assert back.work_digests == record.work_digests and back.losses == record.losses
+    assert back.moves == record.moves
 
 
 def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
@@ -160,7 +177,8 @@ def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
     store = ArtifactStore(tmp_path / "b")
     with pytest.raises(Crash):
         train_run(spec, store, CountingMeter(), device=CPU, progress=False,
-                  on_boundary=lambda k, h, e, w: journal.append(BoundaryReport(h, e, w)), segment_hook=crash_after_2)
+                  on_boundary=lambda k, h, e, w, m: journal.append(BoundaryReport(h, e, w, m)),
+                  segment_hook=crash_after_2)
     assert len(journal) == 3  # boundaries 0, 1, 2 were durable and reported
     k = len(journal) - 1
     resumed = train_run(
@@ -169,6 +187,7 @@ def test_resume_from_a_boundary_gives_the_uninterrupted_hashes(spec, tmp_path):
     )
     assert resumed.state_hashes == full.state_hashes
     assert resumed.work_digests == full.work_digests  # carried over, then the same losses
+    assert resumed.moves == full.moves  # carried over, then measured from the resumed start
     assert resumed.root(4) == full.root(4)
     assert resumed.energies_mj[: k + 1] == [r.energy_mj for r in journal]
     assert resumed.energies_mj == sorted(resumed.energies_mj)
@@ -216,7 +235,20 @@ def test_background_writer_keeps_order_under_a_slow_store(tmp_path):
         done += writer.done()
     writer.close()
     done += writer.done()
-    assert done == [(i, state_hash(s)) for i, s in enumerate(states)]
+    assert [(k, h) for k, h, _ in done] == [(i, state_hash(s)) for i, s in enumerate(states)]
+    assert all(m is None for _, _, m in done)  # no metric: no movement measured
+
+
+def test_background_writer_measures_each_boundary_from_the_previous_one(tmp_path):
+    states = [{"w": torch.full((4,), float(i) ** 2)} for i in range(5)]
+    metric = Metric(states[0])  # RMS 0 at boundary 0: the weight is the floor
+    writer = CheckpointWriter(MemoryCheckpoints(), metric=metric)
+    for i, s in enumerate(states):
+        writer.submit(i, s)
+    writer.close()
+    done = writer.done()
+    assert done[0].movement is None
+    assert [d.movement for d in done[1:]] == [metric.fixed(states[i - 1], states[i]) for i in range(1, 5)]
 
 
 def test_background_writer_failure_stops_the_run_without_hanging(spec, tmp_path):
@@ -255,8 +287,9 @@ def test_a_resumed_run_warms_up_before_its_meter_starts(spec, monkeypatch):
     store = MemoryCheckpoints()
     first = train_run(spec, store, CountingMeter(), device=CPU, progress=False)
     events.clear()
-    history = [BoundaryReport(h, e, d) for h, e, d in
-               zip(first.state_hashes[:3], first.energies_mj[:3], first.work_digests[:3], strict=True)]
+    history = [BoundaryReport(h, e, d, m) for h, e, d, m in
+               zip(first.state_hashes[:3], first.energies_mj[:3], first.work_digests[:3], first.moves[:3],
+                   strict=True)]
     train_run(spec, store, Recording(), device=CPU, progress=False, start_k=2,
               start_state=store.get(first.state_hashes[2]), history=history)
     assert "load" in events and events.index("load") < events.index("meter")

@@ -27,7 +27,7 @@ class FakeChain:
         self.deployment = Deployment(
             chain_id=self.chain_id, token="0x" + "11" * 20, stake_manager="0x" + "22" * 20,
             green_registry="0x" + "33" * 20, job_market="0x" + "44" * 20,
-            verifier_court="0x" + "66" * 20,
+            verifier_court="0x" + "66" * 20, audit_rules="0x" + "77" * 20,
             deployment_block=DEPLOYED_AT, deployer="0x" + "55" * 20,
         )
         self.queries: list[tuple[str, int, dict[str, Any] | None]] = []
@@ -37,6 +37,9 @@ class FakeChain:
 
     def block_number(self) -> int:
         return HEAD
+
+    def identity(self, deployment_block: int) -> str:
+        return f"{self.chain_id}:genesis:{deployment_block}:deployed"
 
     def logs(self, event_name: str, from_block: int, to_block: int | None = None,
              contract: str = "market", *, args: dict[str, Any] | None = None) -> list[Any]:

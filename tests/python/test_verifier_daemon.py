@@ -60,7 +60,7 @@ from greenproof.spec import parse_spec
 from greenproof.store import checkpoint_bytes
 from greenproof.uri import FetchLimits, FetchNotFound, FetchTooLarge
 from verifier.audit import AuditConfig, AuditJob, Fetch, audit_job
-from verifier.daemon import Verifier, VerifierConfig
+from verifier.daemon import Verifier, VerifierConfig, VerifierError
 from verifier.evidence import AuditReport, Verdict
 from verifier.fetching import Budget, FetchPolicy, fetch_file
 from verifier.votes import JobStage, SeatStage
@@ -150,6 +150,7 @@ def post(market: FakeMarket, job_id: int, run: SimulatedRun, result_uri: str, in
     """``job_id`` trained as ``run`` enters voting, its checkpoints served at ``result_uri``
     (its seals are the job's: a seal names the job it belongs to)."""
     kw.setdefault("spec_uri", run.spec.to_data_uri())
+    kw.setdefault("move_total", run.moves[-1])
     run = dataclasses.replace(run, job_id=job_id)
     market.voting_job(job_id, spec_hash=run.spec.spec_hash(), num_segments=run.spec.num_segments,
                       result_uri=result_uri, provider_class=run.provider_class,
@@ -571,6 +572,37 @@ def test_an_end_seal_over_losses_the_replay_does_not_compute_gets_a_fraud_vote(
 
 
 @pytest.mark.timeout(180)
+def test_a_jump_claimed_nowhere_gets_a_fraud_vote_from_the_triangle_before_any_replay(serve, tmp_path, daemons):
+    """A provider forged boundary 2 and claimed no movement for it; segments 0 and 3 are drawn
+    (both replay exactly), and the movement samples find an honest-looking segment: the known
+    boundaries 1 and 3 are farther apart than the movement claimed between them."""
+    from greenproof.adversaries.forgers import make_forger
+
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    forger = simulate_run(tiny_spec(), cheat=make_forger("forge_collapse_nowhere", at=2), measure_energy=False)
+    server = serve({"/artifacts/": checkpoints(forger)}, prefix=True)
+    target = forger.moves[3]  # segment 3's bracket holds it
+    post(market, 1, forger, f"{server.url}/artifacts/1", [0, 3], targets=[target])
+    replays: list[int] = []
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        replays.extend(s.index for s in job.opened)
+        return quiet_audit(job, config, fetch)
+
+    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: committed(market, 1), "the fraud vote")
+    assert voted_fraud(daemon, 1) and replays == []  # decided before any replay
+    report = report_of(daemon, 1)
+    assert report.audit_indices == [0, 3, 3] and report.movement_draws == [target]
+    assert report.triangle is not None and sorted(report.triangle.known) == [0, 1, 3, 4]
+    [bad] = [p for p in report.triangle.pairs if not p.ok]
+    assert (bad.a, bad.b) == (1, 3) and bad.distance > bad.claimed + bad.slack
+    assert any(r.startswith("triangle: boundaries 1 and 3 are") for r in report.reasons)
+
+
+@pytest.mark.timeout(180)
 def test_a_commit_whose_receipt_was_lost_is_revealed_after_a_restart_with_the_journaled_digests(
         honest, serve, tmp_path, daemons):
     clock = FixedClock()
@@ -620,3 +652,14 @@ def test_a_provider_that_never_opens_is_slashed_and_the_seats_it_held_busy_are_f
     assert market.state(1) is JobState.SLASHED and market.case_of(1).outcome.value == "DROPPED"
     assert market.seat_of(1, 0, VERIFIER).settled and market.seat_of(1, 0, OTHER_A).settled
     assert ("commit_vote", 1) not in market.sent
+
+
+def test_a_reset_chain_with_the_same_addresses_is_refused_loudly(tmp_path, daemons):
+    """anvil restarted and the contracts redeployed at the same addresses: the journal's
+    cursor and seats belong to the old chain, so the daemon refuses to start on it."""
+    market = FakeMarket(FixedClock(1_000))
+    daemons.append(Verifier(market, settings(tmp_path), audit=quiet_audit))  # type: ignore[arg-type]
+    daemons.append(Verifier(market, settings(tmp_path), audit=quiet_audit))  # same chain: fine
+    market.genesis = "genesis-2"
+    with pytest.raises(VerifierError, match="the chain was reset or redeployed"):
+        Verifier(market, settings(tmp_path), audit=quiet_audit)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ import torch
 from greenproof.adversaries.cheats import with_counters_at
 from greenproof.adversaries.simulate import SimulatedRun, simulate_run
 from greenproof.engine import RNG_KEY, STEP_KEY, run_segment
+from greenproof.movement import MovementError, metric_for
 from greenproof.spec import parse_spec
 from greenproof.statehash import state_hash
 from verifier.audit import AuditConfig, audit_job
@@ -71,6 +72,20 @@ FORGERIES = {
 }
 
 
+def claiming(run: SimulatedRun, hashes: list[bytes], states: dict) -> SimulatedRun:
+    """``run`` committing ``hashes`` with the movements a careful cheater claims: its states' true
+    distances (so the movement check passes and the other checks must find it), where they can
+    be measured at all."""
+    metric = metric_for(run.spec)
+    moves = [0]
+    for k in range(len(hashes) - 1):
+        try:
+            moves.append(moves[-1] + metric.fixed(states[hashes[k]], states[hashes[k + 1]]))
+        except MovementError:  # a malformed state: it claims the honest segment's movement
+            moves.append(moves[-1] + run.moves[k + 1] - run.moves[k])
+    return dataclasses.replace(run, hashes=hashes, states=states, moves=moves)
+
+
 def forged_run(run: SimulatedRun, forge) -> SimulatedRun:
     """``run`` with boundary FORGED_AT replaced and every later segment trained from it."""
     states = dict(run.states)
@@ -84,7 +99,7 @@ def forged_run(run: SimulatedRun, forge) -> SimulatedRun:
                 state = run_segment(run.spec, state, k, "cpu").state
             except Exception:  # the engine cannot even run from it: the provider makes something up
                 state = with_counters_at(dict(state), (k + 1) * run.spec.segment_steps)
-    return dataclasses.replace(run, hashes=hashes, states=states)
+    return claiming(run, hashes, states)
 
 
 @pytest.mark.parametrize("name", sorted(FORGERIES))
@@ -132,6 +147,6 @@ def test_cheaper_arithmetic_and_a_skipped_step_are_far_outside_the_tolerance(hon
         states[h] = cheat
         hashes = list(honest.hashes)
         hashes[k + 1] = h
-        run = dataclasses.replace(honest, hashes=hashes, states=states)
+        run = claiming(honest, hashes, states)
         report = audit_job(run.audit_job([k], OTHER_CLASS), CONFIG, fetch=run.fetch)
         assert report.fraud and "beyond the tolerance" in report.reasons[0]

@@ -8,7 +8,10 @@ Stories:
   retried alone, after its own backoff;
 * an audit of 25 distinct segments (more than the contract's MAX_OPENINGS per
   transaction) hands every opening to the gateway, which batches them, in
-  ascending order and with both boundaries' seals;
+  ascending order and with both boundaries' seals and movements;
+* the movement samples open the segments whose journaled brackets hold their
+  targets (the market refuses an opening that satisfies no sample), and the
+  commit posts the journaled total movement;
 * a node that is away is everybody's problem: the pass stops and the chain
   loop backs off as a whole;
 * a job whose boundaries were journaled without work digests (by a worker
@@ -34,18 +37,19 @@ from eth_utils import keccak
 from fake_gateway import MAX_OPENINGS, PROVIDER, VOTE_WINDOWS, FakeGateway, FixedClock
 from fastapi.testclient import TestClient
 
-from greenproof.chain.errors import ChainError
+from greenproof.chain.errors import ChainError, TxError
 from greenproof.chain.models import JobState
 from greenproof.chain.retries import JobRetries
 from greenproof.dashboard.rundata import RunDataStore
 from greenproof.engine import run_segment
 from greenproof.merkle import ZERO32, boundary0_seal, seal, seal_accumulator, work_digest
+from greenproof.movement import metric_for
 from greenproof.run import RunRecord
 from greenproof.spec import JobSpec, parse_spec
 from greenproof.store import ArtifactStore
 from worker.config import WorkerConfig
 from worker.journal import Journal, Phase
-from worker.lifecycle import Lifecycle, LifecycleError
+from worker.lifecycle import Lifecycle, LifecycleError, openings
 from worker.records import RunRecords
 from worker.server import JournalIndex, create_app
 from worker.trainer import Throughput, Trainer
@@ -76,10 +80,13 @@ class World:
                                    result_base="http://worker.test", records=self.records)
 
     def accepted_job(self, job_id: int, segments: int, *, draws: list[int] | None = None,
-                     spec: JobSpec | None = None) -> None:
-        """A job accepted by us on chain and journaled as QUEUED (``spec``: the one it trains)."""
-        self.market.add_job(job_id, num_segments=segments, provider=PROVIDER, state=JobState.ACCEPTED)
+                     targets: list[int] | None = None, spec: JobSpec | None = None) -> None:
+        """A job accepted by us on chain and journaled as QUEUED (``spec``: the one it trains);
+        its audit will draw the uniform indices ``draws`` and the movement ``targets``."""
+        self.market.add_job(job_id, num_segments=segments, provider=PROVIDER, state=JobState.ACCEPTED,
+                            audit_samples=len(draws or [0, 1]) + len(targets or []))
         self.market.draws[job_id] = draws if draws is not None else [0, segments - 1]
+        self.market.targets[job_id] = list(targets or [])
         self.journal.begin_accept(
             job_id, spec_json=spec.canonical_json().decode() if spec else "{}",
             spec_hash=spec.spec_hash() if spec else b"\0" * 32, determinism_class=b"\1" * 32,
@@ -87,11 +94,13 @@ class World:
         )
         self.journal.set_phase(job_id, Phase.QUEUED)
 
-    def trained_job(self, job_id: int, segments: int, *, draws: list[int] | None = None) -> None:
+    def trained_job(self, job_id: int, segments: int, *, draws: list[int] | None = None,
+                    targets: list[int] | None = None) -> None:
         """A job accepted by us on chain with every boundary journaled (phase TRAINED)."""
-        self.accepted_job(job_id, segments, draws=draws)
+        self.accepted_job(job_id, segments, draws=draws, targets=targets)
         for k in range(segments + 1):
-            self.journal.record_boundary(job_id, k, boundary_hash(job_id, k), 10 * k, digest(job_id, k))
+            self.journal.record_boundary(job_id, k, boundary_hash(job_id, k), 10 * k, digest(job_id, k),
+                                         movement(k))
         self.journal.set_phase(job_id, Phase.TRAINED)
 
     def trainer(self) -> Trainer:
@@ -116,6 +125,11 @@ class World:
 
 def boundary_hash(job_id: int, k: int) -> bytes:
     return keccak(f"job {job_id} boundary {k}".encode())
+
+
+def movement(k: int) -> int:
+    """A made-up cumulative movement ``move_k``: segment ``k`` moves ``100 * (k + 1)`` units."""
+    return 50 * k * (k + 1)
 
 
 def digest(job_id: int, k: int) -> bytes:
@@ -183,6 +197,7 @@ def test_every_audited_segment_is_handed_to_the_gateway_in_one_call(world: World
     for o in openings:  # both leaves carry their seals (the fake market verified them against the root)
         assert (o.start_seal, o.end_seal) == (seal(7, o.index, digest(7, o.index)),
                                               seal(7, o.index + 1, digest(7, o.index + 1)))
+        assert (o.start_move, o.end_move) == (movement(o.index), movement(o.index + 1))
     assert openings[0].start_seal == boundary0_seal(7)
     assert world.market.seal_acc[7] == seal_accumulator([o.end_seal for o in openings])
     assert world.journal.opened(7) == set(draws)
@@ -194,12 +209,16 @@ def test_segments_opened_before_a_crash_are_not_sent_again(world: World) -> None
     world.trained_job(8, segments=40, draws=draws)
     world.passes(2)  # commit, draw
     assert world.market.state(8) is JobState.AUDITING
-    world.market.opened[8] = set(draws[:16])  # a first batch landed, the worker died before journaling it
+    # a first batch landed, the worker died before journaling it
+    row = world.journal.job(8)
+    assert row is not None
+    world.market.open_segments(8, openings(row, world.journal.boundaries(8), draws[:16]))
+    world.market.open_calls.clear()
 
     world.passes(1)
 
-    [(_, openings)] = world.market.open_calls
-    assert [o.index for o in openings] == draws[16:]
+    [(_, sent)] = world.market.open_calls
+    assert [o.index for o in sent] == draws[16:]
     assert world.journal.opened(8) == set(draws)
     assert world.market.state(8) is JobState.VOTING
 
@@ -213,7 +232,8 @@ def test_boundaries_that_do_not_give_the_committed_root_are_never_opened(
     assert row is not None and row.final_state_hash is not None and row.result_uri is not None
     # the journal's commitment no longer matches its boundaries (a corrupted or foreign journal)
     world.journal.begin_commit(9, root=b"\7" * 32, final_state_hash=row.final_state_hash,
-                               energy_mj=row.energy_mj or 0, result_uri=row.result_uri)
+                               energy_mj=row.energy_mj or 0, move_total=row.move_total or 0,
+                               result_uri=row.result_uri)
     world.journal.set_phase(9, Phase.AUDITING)
 
     with caplog.at_level(logging.WARNING, logger="greenproof.worker"):
@@ -222,6 +242,37 @@ def test_boundaries_that_do_not_give_the_committed_root_are_never_opened(
     assert world.market.open_calls == []
     assert LifecycleError.__name__ in caplog.text and "refusing to open" in caplog.text
     assert world.retries.failure(9) is not None
+
+
+def test_movement_samples_open_the_segments_whose_brackets_hold_their_targets(world: World) -> None:
+    # move_k = 50 k (k + 1): segment k holds [50 k (k + 1), 50 (k + 1) (k + 2)); move_8 = 3600
+    targets = [0, 99, 100, 2799, 2800, 3599]  # segments 0, 0, 1, 6, 7, 7
+    world.trained_job(11, segments=8, draws=[3], targets=targets)
+
+    world.passes(3)  # commit (with the total movement), draw, open
+
+    assert world.market.jobs[11]["move_total"] == movement(8) == 3600
+    [(_, opened)] = world.market.open_calls
+    assert [o.index for o in opened] == [0, 1, 3, 6, 7]  # the drawn index and every bracket, ascending
+    assert world.market.state(11) is JobState.VOTING  # every sample satisfied
+    assert world.journal.opened(11) == {0, 1, 3, 6, 7}
+
+
+def test_the_market_refuses_an_opening_that_satisfies_no_sample(world: World) -> None:
+    world.trained_job(12, segments=8, draws=[3], targets=[150])  # segment 1's bracket [100, 300)
+    world.passes(2)  # commit, draw
+    row = world.journal.job(12)
+    assert row is not None
+    bounds = world.journal.boundaries(12)
+    with pytest.raises(TxError, match="segment not audited"):
+        world.market.open_segments(12, openings(row, bounds, [2]))
+    forged = openings(row, bounds, [1])[0].model_copy(update={"end_move": 299})  # another bracket
+    with pytest.raises(TxError, match="bad proof"):
+        world.market.open_segments(12, [forged])
+    world.market.open_segments(12, openings(row, bounds, [1, 3]))
+    with pytest.raises(TxError, match="not auditing|openings not ascending"):
+        world.market.open_segments(12, openings(row, bounds, [1]))
+    assert world.market.state(12) is JobState.VOTING
 
 
 def test_a_node_that_is_away_stops_the_pass_for_every_job(world: World) -> None:
@@ -255,11 +306,23 @@ def test_a_job_journaled_without_work_digests_is_never_committed(
     # nor resumed: the trainer gives up a job it could only finish with unknown seals
     world.accepted_job(4, 4, spec=parse_spec(SPEC))
     with sqlite3.connect(world.config.journal_path) as db:
-        db.execute("INSERT INTO boundaries VALUES ('4', 0, ?, 0, NULL)", (boundary_hash(4, 0).hex(),))
+        db.execute("INSERT INTO boundaries VALUES ('4', 0, ?, 0, NULL, '0')", (boundary_hash(4, 0).hex(),))
     world.trainer().train(world.journal.job(4))  # type: ignore[arg-type]
     row = world.journal.job(4)
     assert row is not None and row.phase is Phase.ABANDONED and "cannot be committed" in row.reason
     assert world.journal.boundaries(4)[1:] == []
+
+
+def test_a_job_journaled_without_movements_is_never_committed(world: World) -> None:
+    world.trained_job(13, segments=4)
+    with sqlite3.connect(world.config.journal_path) as db:  # as a migrated schema-2 journal has them
+        db.execute("UPDATE boundaries SET move = NULL WHERE job_id = '13' AND k = 3")
+
+    world.passes(2)
+
+    assert world.market.tries("commit_result", 13) == 0
+    row = world.journal.job(13)
+    assert row is not None and row.phase is Phase.ABANDONED and "without their movement" in row.reason
 
 
 # ------------------------------------------------------------------ a real run: digests and losses
@@ -283,10 +346,13 @@ def test_the_journaled_work_digests_are_what_a_replay_in_the_same_class_computes
     trainer.train(world.journal.job(5))  # type: ignore[arg-type]
 
     bounds = world.journal.boundaries(5)
-    assert len(bounds) == spec.num_segments + 1 and bounds[0].work_digest == ZERO32
+    assert len(bounds) == spec.num_segments + 1 and bounds[0].work_digest == ZERO32 and bounds[0].move == 0
+    metric = metric_for(spec)
     for k in range(spec.num_segments):  # the verifier's replay of segment k, bit for bit
-        replay = run_segment(spec, trainer.store.get(bounds[k].state_hash), k, "cpu")
+        start = trainer.store.get(bounds[k].state_hash)
+        replay = run_segment(spec, start, k, "cpu")
         assert work_digest(replay.losses) == bounds[k + 1].work_digest
+        assert bounds[k + 1].move - bounds[k].move == metric.fixed(start, replay.state)  # the movement too
     world.passes(1)
     row = world.journal.job(5)
     assert row is not None and row.root == RunRecord.load(world.records.held_path(5)).root(5)
