@@ -4,7 +4,8 @@ The story, every daemon a separate process (own process group, log file in the
 report folder):
 
 1. anvil with one-second blocks; the contracts deployed with short windows;
-2. demo tokens minted to everyone, the green bonus pool funded, an attestor
+2. demo tokens minted to everyone, the green bonus pool funded, the requester
+   granted an allowance on it (the owner acts as allocator), an attestor
    registered and one provider attested 100 % green;
 3. two verifiers stake and join the court's pool of the providers' determinism
    class with enough seats for every job's committee at once, then start
@@ -43,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from greenproof.indexer import Indexer, JobState, JobView, MarketSnapshot, mj_to_wh
+from greenproof.ledger import build_ledger
 from greenproof.procs import Supervisor
 from greenproof.report import (
     MoneyFlow,
@@ -92,6 +94,8 @@ DEMO_PARAMS: dict[str, int] = {
 #: seats, and a seat stays busy until its case is settled: the three jobs' cases
 #: overlap, so the two verifiers hold 3 x 3 seats between them, and more.
 DEMO_SEATS = 5
+#: the green provider's attested share: its jobs pay it 80 % of their green premium
+DEMO_GREEN_BPS = 8_000
 #: Intra-op threads of every daemon: the CPU determinism class includes the
 #: thread count, and a verifier's ok vote must reproduce the provider's work
 #: digests bit for bit, so providers and verifiers train and replay alike.
@@ -113,6 +117,7 @@ class DemoJob:
     verifier_fee: int
     min_green_bps: int
     intended: str  # provider label that should take it
+    green_premium: int = 0
     job_id: int | None = None
     posted_at: float = 0.0
 
@@ -186,11 +191,15 @@ def setup_market(rpc: str, actors: dict[str, Actor], data: Path,
         owner.mint(actors[role].address, 10_000 * TOKEN)
     owner.mint(owner.address, 1_000 * TOKEN)
     owner.fund_pool(1_000 * TOKEN)
+    # the pool pays only against an allowance an allocator granted the requester (§7):
+    # the owner plays the demo's allocator
+    owner.add_allocator(owner.address)
+    owner.grant_allowance(actors["requester"].address, 1_000 * TOKEN)
     owner.add_attestor(actors["attestor"].address)
     now = owner.chain.timestamp()
     signed = sign_attestation(
         load_account(actors["attestor"].account), owner.registry_address, owner.chain.chain_id,
-        provider=actors["green"].address, green_bps=10_000, carbon_g_per_kwh=20,
+        provider=actors["green"].address, green_bps=DEMO_GREEN_BPS, carbon_g_per_kwh=20,
         region="demo-solar", valid_from=now - 60, valid_until=now + 86_400, nonce=1,
     )
     signed.save(data / "green-attestation.json")
@@ -245,6 +254,7 @@ def _post(requester: Gateway, job: DemoJob) -> int:
         verifier_fee=job.verifier_fee,
         collateral=job.payment,  # what a provider loses when caught
         deadline=requester.chain.timestamp() + 1_800, min_green_bps=job.min_green_bps,
+        green_premium=job.green_premium,
     )
     job.job_id, job.posted_at = job_id, time.monotonic()
     return job_id
@@ -260,7 +270,7 @@ def _plan(cfg: DemoConfig, spec_dir: Path) -> list[DemoJob]:
             # cheap and open to anyone: below the green provider's price
             jobs.append(DemoJob(task, spec, 4 * TOKEN, TOKEN, 0, "cheater"))
         else:
-            jobs.append(DemoJob(task, spec, 100 * TOKEN, 5 * TOKEN, 5_000, "green"))
+            jobs.append(DemoJob(task, spec, 100 * TOKEN, 5 * TOKEN, 5_000, "green", green_premium=10 * TOKEN))
     return jobs
 
 
@@ -307,14 +317,13 @@ def _committee(job: JobView, labels: dict[str, str]) -> tuple[str, int | None, l
 
 def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str],
                data_dirs: list[Path], wall_s: float, cfg: DemoConfig,
-               intensity: dict[str, int], symbol: str) -> Report:
+               intensity: dict[str, int], symbol: str, share_bps: dict[int, int] | None = None) -> Report:
     """The report's numbers. CO2 is energy x the provider's attested (or default) grid
     intensity in g/kWh, in grams with decimals (the chain rounds to whole grams)."""
     from greenproof.dashboard.rundata import RunDataStore
 
     runs = RunDataStore(data_dirs)
     report = Report(title="greenproof demo", token_symbol=symbol, wall_s=wall_s)
-    refunds = 0
     for dj in jobs:
         j = snap.job(dj.job_id) if dj.job_id is not None else None
         if j is None:
@@ -323,24 +332,20 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
         decision, decided_round, committee = _committee(j, labels)
         report.jobs.append(ReportJob(
             job_id=j.job_id, task=dj.task, provider=labels.get((j.provider or "").lower(), "—"),
-            outcome=j.state.value, paid=j.paid, slashed=j.slashed, bonus=j.bonus,
+            outcome=j.state.value + (" (unaudited)" if j.unaudited else ""), paid=j.paid,
+            slashed=j.slashed, bonus=j.bonus,
+            premium=j.premium, green_premium=j.green_premium, green_bps=j.green_bps,
             energy_wh=j.energy_wh,
-            co2_g=j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0),
+            co2_g=(j.carbon_mg / 1000 if j.state is JobState.PAID
+                   else j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0)),
             wall_s=j.wall_s if j.wall_s is not None else 0.0, decision=decision,
             decided_round=decided_round, committee=committee,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
         ))
-        if j.state in (JobState.SLASHED, JobState.EXPIRED, JobState.CANCELLED):
-            refunds += j.payment
-    report.money = [
-        MoneyFlow(label="paid to providers", amount=sum(j.paid for j in report.jobs)),
-        MoneyFlow(label="green bonus (pool)", amount=sum(j.bonus for j in report.jobs)),
-        MoneyFlow(label="payment refunded to requester", amount=refunds),
-        MoneyFlow(label="collateral slashed", amount=sum(j.slashed for j in report.jobs)),
-        MoneyFlow(label="verifier rewards (fees + slash shares)", amount=snap.stats.verifier_rewards),
-        MoneyFlow(label="verifier penalties (to the requester)",
-                  amount=snap.stats.verifier_penalties),
-    ]
+    ledger = build_ledger([j for dj in jobs if (j := snap.job(dj.job_id)) is not None] if jobs else [],
+                          share_bps or {})
+    report.money = ([MoneyFlow(label=k, amount=v, kind="in") for k, v in ledger.incoming.items()]
+                    + [MoneyFlow(label=k, amount=v, kind="out") for k, v in ledger.outgoing.items()])
     report.notes.append(f"cheating provider ran with --cheat {cfg.cheat}")
     return report
 
@@ -349,15 +354,17 @@ def _summary_table(report: Report) -> Table:
     t = Table(title=f"greenproof demo — {report.wall_s:.0f} s", box=box.SIMPLE_HEAD,
               collapse_padding=True, pad_edge=False)
     for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
-                      ("outcome", "left"), ("paid/slashed", "right"), ("bonus", "right"),
+                      ("outcome", "left"), ("paid/slashed", "right"), ("premium", "right"),
+                      ("bonus", "right"),
                       ("Wh", "right"), ("CO2 mg", "right"), ("wall s", "right")):
         t.add_column(col, justify=just, min_width=len(col))  # type: ignore[arg-type]
     for j in report.jobs:
-        money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome == "PAID"
+        money = (f"[green]+{report.tokens(j.paid):,.2f}[/]" if j.outcome.startswith("PAID")
                  else f"[red]-{report.tokens(j.slashed):,.2f}[/]")
-        style = "green" if j.outcome == "PAID" else "red"
+        style = "green" if j.outcome == "PAID" else ("yellow" if j.outcome.startswith("PAID") else "red")
         t.add_row(str(j.job_id), j.task, j.provider, f"[{style}]{j.outcome}[/]", money,
-                  f"{report.tokens(j.bonus):,.2f}", f"{j.energy_wh:.4f}", f"{j.co2_g * 1000:.3f}",
+                  f"{report.tokens(j.premium):,.2f}", f"{report.tokens(j.bonus):,.2f}",
+                  f"{j.energy_wh:.4f}", f"{j.co2_g * 1000:.3f}",
                   f"{j.wall_s:.0f}")
     return t
 
@@ -439,11 +446,12 @@ def run_demo(cfg: DemoConfig) -> Report:
         snap = indexer.snapshot()
         symbol = requester.token_symbol()
         intensity = {p.address.lower(): requester.carbon_intensity(p.address) for p in snap.providers}
+        share_bps = {j.job_id: requester.job(j.job_id).requester_share_bps for j in jobs if j.job_id is not None}
     finally:
         sup.stop_all()
         anvil.stop()
     report = _summarize(snap, jobs, labels, data_dirs, time.monotonic() - started, cfg, intensity,
-                        symbol)
+                        symbol, share_bps)
     report.notes.extend(f"not done {SETTLE_WAIT_S:.0f} s after the last job ended: {what}"
                         for what in owed)
     index = render_report(report, out)

@@ -29,7 +29,6 @@ from pydantic import BaseModel, Field
 
 from greenproof.chain.models import (
     AuditDrawn,
-    AuditRearmed,
     CaseDecided,
     CaseEvent,
     CaseOpened,
@@ -187,22 +186,27 @@ class JobView(BaseModel):
     collateral: int = 0
     deadline: int = 0
     min_green_bps: int = 0
+    green_premium: int = Field(0, description="escrowed green premium (token base units)")
+    green_bps: int = Field(0, description="the provider's attested green share at commit")
     determinism_class: str | None = None
     root: str | None = None
     final_state_hash: str | None = None
     result_uri: str | None = None
     energy_mj: int = 0
-    audit_indices: list[int] = Field(default_factory=list)
+    move_total: int = Field(0, description="committed total movement (fixed point)")
+    audit_indices: list[int] = Field(default_factory=list, description="uniform samples' segments")
+    movement_targets: list[int] = Field(default_factory=list, description="movement samples' targets")
     opened: dict[int, dict[str, Any]] = Field(
-        default_factory=dict, description="segment index -> revealed hashes, energies and seals"
+        default_factory=dict, description="segment index -> revealed hashes, energies, movements and seals"
     )
     case: CaseRecord | None = Field(None, description="the court's case, from the audit draw on")
     outcome: str | None = None
     paid: int = 0
     bonus: int = 0
+    premium: int = Field(0, description="green premium paid to the provider")
     slashed: int = 0
     slash_reason: str | None = None
-    carbon_g: int = 0
+    carbon_mg: int = 0
     posted_at: int | None = None
     finished_at: int | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -221,6 +225,12 @@ class JobView(BaseModel):
     def rounds(self) -> list[RoundView]:
         return self.case.rounds if self.case is not None else []
 
+    @property
+    def unaudited(self) -> bool:
+        """PAID without a single counted ok vote (no seat proved a replay): the court
+        paid optimistically after its last round found no majority."""
+        return self.state is JobState.PAID and not any(r.ok_seats for r in self.rounds)
+
 
 class ProviderView(BaseModel):
     address: str
@@ -232,9 +242,10 @@ class ProviderView(BaseModel):
     jobs_slashed: int = 0
     jobs_expired: int = 0
     energy_mj: int = 0
-    carbon_g: int = 0
+    carbon_mg: int = 0
     earned: int = 0
     bonus: int = 0
+    premium: int = 0
     slashed_amount: int = 0
 
 
@@ -267,9 +278,10 @@ class MarketStats(BaseModel):
     pool_seats: int = 0
     total_paid: int = 0
     total_bonus: int = 0
+    total_premium: int = 0
     total_slashed: int = 0
     total_energy_mj: int = 0
-    total_carbon_g: int = 0
+    total_carbon_mg: int = 0
     verifier_rewards: int = 0
     verifier_penalties: int = 0
     escrow_posted: int = 0
@@ -330,7 +342,6 @@ class MarketIndex:
             JobCancelled: self._on_cancelled,
             JobAccepted: self._on_accepted,
             ResultCommitted: self._on_committed,
-            AuditRearmed: self._on_rearmed,
             AuditDrawn: self._on_drawn,
             SegmentOpened: self._on_opened,
             JobFinalized: self._on_finalized,
@@ -394,6 +405,7 @@ class MarketIndex:
         job.collateral = ev.collateral
         job.deadline = ev.deadline
         job.min_green_bps = ev.min_green_bps
+        job.green_premium = ev.green_premium
         job.posted_at = at
         job.state = JobState.OPEN
 
@@ -412,21 +424,22 @@ class MarketIndex:
         job.root = _hex(ev.root)
         job.final_state_hash = _hex(ev.final_state_hash)
         job.energy_mj = ev.energy_mj
+        job.move_total = ev.move_total
+        job.green_bps = ev.green_bps
         job.result_uri = ev.result_uri
         job.state = JobState.COMMITTED
 
-    def _on_rearmed(self, ev: AuditRearmed, job: JobView, at: int | None) -> None:
-        """The seed block fell out of the blockhash window: the draw waits for a new one."""
-
     def _on_drawn(self, ev: AuditDrawn, job: JobView, at: int | None) -> None:
         job.audit_indices = list(ev.indices)
+        job.movement_targets = list(ev.targets)
         job.state = JobState.AUDITING
 
     def _on_opened(self, ev: SegmentOpened, job: JobView, at: int | None) -> None:
         job.opened[ev.index] = {
             "start_hash": _hex(ev.start_hash), "start_energy_mj": ev.start_energy_mj,
-            "start_seal": _hex(ev.start_seal), "end_hash": _hex(ev.end_hash),
-            "end_energy_mj": ev.end_energy_mj, "end_seal": _hex(ev.end_seal),
+            "start_move": ev.start_move, "start_seal": _hex(ev.start_seal),
+            "end_hash": _hex(ev.end_hash), "end_energy_mj": ev.end_energy_mj,
+            "end_move": ev.end_move, "end_seal": _hex(ev.end_seal),
         }
 
     def _on_finalized(self, ev: JobFinalized, job: JobView, at: int | None) -> None:
@@ -434,9 +447,10 @@ class MarketIndex:
         job.outcome = ev.outcome.value
         job.paid = ev.paid
         job.bonus = ev.bonus
+        job.premium = ev.premium
         # a slashed job's event carries energy 0: keep the committed claim for the record
         job.energy_mj = ev.energy_mj or job.energy_mj
-        job.carbon_g = ev.carbon_g
+        job.carbon_mg = ev.carbon_mg
         job.finished_at = at
         if job.provider:
             p = self.provider(job.provider)
@@ -444,8 +458,9 @@ class MarketIndex:
                 p.jobs_paid += 1
                 p.earned += job.paid
                 p.bonus += job.bonus
+                p.premium += job.premium
             p.energy_mj += job.energy_mj
-            p.carbon_g += job.carbon_g
+            p.carbon_mg += job.carbon_mg
 
     def _on_slashed(self, ev: ProviderSlashed, job: JobView, at: int | None) -> None:
         job.slashed += ev.amount
@@ -591,9 +606,10 @@ class MarketIndex:
             stats.total_bonus += j.bonus
             stats.total_slashed += j.slashed
             stats.total_energy_mj += j.energy_mj
-            stats.total_carbon_g += j.carbon_g
+            stats.total_carbon_mg += j.carbon_mg
+            stats.total_premium += j.premium
             if not j.state.final:
-                stats.escrow_posted += j.payment + j.verifier_fee
+                stats.escrow_posted += j.payment + j.verifier_fee + j.green_premium
         pools = [p.model_copy(deep=True) for _, p in sorted(self.pools.items())]
         verifiers = [v.model_copy() for _, v in sorted(self.verifiers.items())]
         stats.providers = len(self.providers)

@@ -19,6 +19,7 @@ import html
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -52,9 +53,12 @@ class ReportJob(BaseModel):
     outcome: str = Field(description="final job state: PAID, SLASHED, EXPIRED, …")
     paid: int = Field(0, description="payment to the provider (token base units)")
     slashed: int = Field(0, description="collateral slashed from the provider")
-    bonus: int = Field(0, description="green bonus paid")
+    bonus: int = Field(0, description="green bonus paid (from the pool, against the requester's allowance)")
+    premium: int = Field(0, description="green premium paid to the provider (its attested share)")
+    green_premium: int = Field(0, description="green premium the requester escrowed")
+    green_bps: int = Field(0, description="the provider's attested green share at commit (bps)")
     energy_wh: float = 0.0
-    co2_g: float = 0.0
+    co2_g: float = Field(0.0, description="CO2 in grams (the chain's carbon_mg / 1000 for paid jobs)")
     wall_s: float = Field(0.0, description="post to final state, seconds")
     decision: str = Field("—", description="the court's outcome: OK, FRAUD, NO_DECISION, DROPPED, "
                                            "pending, or — without a case")
@@ -65,10 +69,12 @@ class ReportJob(BaseModel):
 
 
 class MoneyFlow(BaseModel):
-    """An amount of tokens that went somewhere (``to``) for a reason (``label``)."""
+    """An amount of tokens that came in (``kind="in"``) or went somewhere (``"out"``),
+    by ``label``; the two sides of a report add up (``greenproof.ledger``)."""
 
     label: str
     amount: int
+    kind: Literal["in", "out"] = "out"
 
 
 class Report(BaseModel):
@@ -117,7 +123,7 @@ def _plot_energy(jobs: list[ReportJob], path: Path) -> None:
 
 
 def _plot_money(report: Report, path: Path) -> None:
-    flows = [f for f in report.money if f.amount > 0]
+    flows = [f for f in report.money if f.amount > 0 and f.kind == "out"]
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * max(len(flows), 1)), dpi=100)
     labels = [f.label for f in flows]
     values = [report.tokens(f.amount) for f in flows]
@@ -159,8 +165,10 @@ def render_report(report: Report, out_dir: Path) -> Path:
 
     rows = "\n".join(
         f"<tr><td>{j.job_id}</td><td>{e(j.task)}</td><td>{e(j.provider)}</td>"
-        f"<td class='{e(j.outcome)}'>{e(j.outcome)}</td>"
+        f"<td class='{e(j.outcome.split()[0])}'>{e(j.outcome)}</td>"
         f"<td>{report.tokens(j.paid):,.2f}</td><td>{report.tokens(j.slashed):,.2f}</td>"
+        f"<td>{report.tokens(j.premium):,.2f} of {report.tokens(j.green_premium):,.2f}"
+        f" ({j.green_bps / 100:g} % green)</td>"
         f"<td>{report.tokens(j.bonus):,.2f}</td><td>{j.energy_wh:.4f}</td>"
         f"<td>{j.co2_g * 1000:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
         for j in report.jobs
@@ -177,8 +185,13 @@ def render_report(report: Report, out_dir: Path) -> Path:
         for j in report.jobs
     )
     money_rows = "\n".join(
-        f"<tr><td>{e(f.label)}</td><td>{report.tokens(f.amount):,.2f}</td></tr>"
-        for f in report.money
+        f"<tr><td>{'in' if f.kind == 'in' else 'out'}</td><td>{e(f.label)}</td>"
+        f"<td class='num'>{report.tokens(f.amount):,.4f}</td></tr>"
+        for f in sorted(report.money, key=lambda f: f.kind != "in")
+    ) + "".join(
+        f"<tr class='total'><td>{kind}</td><td>total {'in' if kind == 'in' else 'out'}</td>"
+        f"<td class='num'><b>{report.tokens(sum(f.amount for f in report.money if f.kind == kind)):,.4f}</b></td></tr>"
+        for kind in ("in", "out")
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
     imgs = "".join(f'<img src="{e(n)}" alt="{e(n)}">' for n in loss_imgs)
@@ -190,7 +203,8 @@ def render_report(report: Report, out_dir: Path) -> Path:
 <p>{report.created:%Y-%m-%d %H:%M:%S} UTC · wall time {report.wall_s:.0f} s · {len(report.jobs)} jobs</p>
 <h2>Jobs</h2>
 <table><thead><tr><th>job</th><th>task</th><th>provider</th><th>outcome</th>
-<th>paid ({sym})</th><th>slashed ({sym})</th><th>bonus ({sym})</th><th>energy (Wh)</th>
+<th>paid ({sym})</th><th>slashed ({sym})</th><th>green premium ({sym})</th><th>bonus ({sym})</th>
+<th>energy (Wh)</th>
 <th>CO₂ (mg)</th><th>wall (s)</th></tr></thead><tbody>
 {rows}
 </tbody></table>

@@ -221,8 +221,16 @@ def attest(file: Path, network: str, account: str | None, deployment: Path | Non
             f"on chain {gw.chain.chain_id}"
         )
     att = signed.attestation
+    now = _fail_on_chain_errors(gw.chain.timestamp)
+    if att.valid_from > now and _fail_on_chain_errors(lambda: gw.attestation_in_force(att.provider)):
+        raise click.ClickException(
+            f"provider: {file} starts {_when(att.valid_from)}; while an attestation is in force "
+            "the registry takes only one that has started (registry: starts in future, one in "
+            "force): submit it then"
+        )
     _fail_on_chain_errors(lambda: gw.submit_attestation(signed))
-    click.echo(f"attestation in force for {att.provider}: {att.green_bps / 100:g}% green, "
+    state = "in force" if att.valid_from <= now else f"stored (in force from {_when(att.valid_from)})"
+    click.echo(f"attestation {state} for {att.provider}: {att.green_bps / 100:g}% green, "
                f"{att.carbon_g_per_kwh} g/kWh, until {_when(att.valid_until)}")
 
 
@@ -254,6 +262,7 @@ def provider_status(gw: Gateway, who: str) -> dict[str, Any]:
     who = to_checksum_address(who)
     att = gw.attestation_of(who)
     unbonding, release = gw.unbonding(who)
+    jobs = _jobs_of(gw, who)
     report: dict[str, Any] = {
         "address": who,
         "chain_id": gw.chain.chain_id,
@@ -277,7 +286,9 @@ def provider_status(gw: Gateway, who: str) -> dict[str, Any]:
             "nonce": att.nonce,
             "attestor": att.attestor if att.exists else None,
         },
-        "jobs": _jobs_of(gw, who),
+        "jobs": jobs,
+        # over every finalized job: payments, the requesters' green premiums, the pool's bonuses
+        "earned": {part: sum(j[part] for j in jobs) for part in ("paid", "premium", "bonus")},
     }
     return report
 
@@ -288,8 +299,8 @@ def _jobs_of(gw: Gateway, who: str) -> list[dict[str, Any]]:
     snapshot = Indexer(gw).snapshot(live=False)
     return [
         {"job_id": j.job_id, "state": str(j.state), "payment": j.payment, "collateral": j.collateral,
-         "deadline": j.deadline, "paid": j.paid, "bonus": j.bonus, "slashed": j.slashed,
-         "energy_mj": j.energy_mj, "carbon_g": j.carbon_g}
+         "deadline": j.deadline, "paid": j.paid, "bonus": j.bonus, "premium": j.premium,
+         "slashed": j.slashed, "energy_mj": j.energy_mj, "carbon_mg": j.carbon_mg}
         for j in snapshot.jobs if (j.provider or "").lower() == who.lower()
     ]
 
@@ -311,7 +322,9 @@ def _print_status(rep: dict[str, Any]) -> None:
     money.add_column("tokens", justify="right")
     rows = [("wallet balance", rep["balance"]), ("staked", rep["staked"]), ("locked by jobs", rep["locked"]),
             ("free stake", rep["free"]), ("unbonding", rep["unbonding"]),
-            ("claimable from market", rep["claimable"])]
+            ("claimable from market", rep["claimable"]), ("earned: payments", rep["earned"]["paid"]),
+            ("earned: green premiums", rep["earned"]["premium"]),
+            ("earned: green bonuses", rep["earned"]["bonus"])]
     for label, value in rows:
         money.add_row(label, format_amount(value, d))
     if rep["unbonding"]:
@@ -335,11 +348,12 @@ def _print_status(rep: dict[str, Any]) -> None:
     console.print(green)
 
     jobs = Table(title=f"jobs ({len(rep['jobs'])})")
-    for col in ("job", "state", "payment", "collateral", "paid", "bonus", "slashed", "energy Wh", "CO2 g"):
+    for col in ("job", "state", "payment", "collateral", "paid", "premium", "bonus", "slashed", "energy Wh",
+                "CO2 mg"):
         jobs.add_column(col, justify="right" if col != "state" else "left")
     for j in rep["jobs"]:
         jobs.add_row(str(j["job_id"]), j["state"], format_amount(j["payment"], d),
                      format_amount(j["collateral"], d), format_amount(j["paid"], d),
-                     format_amount(j["bonus"], d), format_amount(j["slashed"], d),
-                     f"{j['energy_mj'] / 3_600_000:.3f}", str(j["carbon_g"]))
+                     format_amount(j["premium"], d), format_amount(j["bonus"], d),
+                     format_amount(j["slashed"], d), f"{j['energy_mj'] / 3_600_000:.3f}", str(j["carbon_mg"]))
     console.print(jobs)

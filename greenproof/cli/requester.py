@@ -139,7 +139,13 @@ class PostPlan:
     deadline: int
     now: int
     min_green_bps: int
+    green_premium: int
     decimals: int
+
+    @property
+    def escrow(self) -> int:
+        """What ``post`` pulls into escrow: payment + verifier fee + green premium."""
+        return self.payment + self.verifier_fee + self.green_premium
 
 
 def _load_checked_spec(spec_path: Path, spec_uri: str | None) -> tuple[Any, str]:
@@ -180,11 +186,12 @@ def _load_checked_spec(spec_path: Path, spec_uri: str | None) -> tuple[Any, str]
 
 def _plan(gw: Gateway, spec: Any, uri: str, *, payment: Decimal, verifier_fee: Decimal,
           collateral: Decimal | None, deadline: int | None, duration: int | None,
-          audit_samples: int | None, min_green_bps: int) -> PostPlan:
+          audit_samples: int | None, min_green_bps: int, green_premium: Decimal) -> PostPlan:
     """Amounts and terms, checked against the market's parameters with the limit in every error."""
     decimals = gw.token_decimals()
     pay = to_base_units(payment, decimals, "--payment")
     fee = to_base_units(verifier_fee, decimals, "--verifier-fee")
+    premium = to_base_units(green_premium, decimals, "--green-premium")
     if pay == 0:
         raise click.ClickException("requester: --payment must be above 0")
     min_bps = gw.param("min_collateral_bps")
@@ -208,10 +215,14 @@ def _plan(gw: Gateway, spec: Any, uri: str, *, payment: Decimal, verifier_fee: D
     if due - now > longest:
         raise click.ClickException(
             f"requester: deadline too far: {due - now} s from now (max {longest} s)")
+    shortest = gw.param("min_job_duration")
+    if due - now < shortest:
+        raise click.ClickException(
+            f"requester: deadline too soon: {due - now} s from now (min {shortest} s)")
     return PostPlan(spec=spec, spec_hash=spec.spec_hash(), spec_uri=uri,
                     num_segments=int(spec.num_segments), audit_samples=samples, payment=pay,
                     verifier_fee=fee, collateral=coll, deadline=due, now=now,
-                    min_green_bps=min_green_bps, decimals=decimals)
+                    min_green_bps=min_green_bps, green_premium=premium, decimals=decimals)
 
 
 def _post_options(fn: Any) -> Any:
@@ -232,6 +243,10 @@ def _post_options(fn: Any) -> Any:
                           "see docs/economics.md)."),
         click.option("--min-green-bps", type=click.IntRange(0, 10_000), default=0, show_default=True,
                      help="Only providers with at least this attested green share (basis points)."),
+        click.option("--green-premium", type=AMOUNT, default=Decimal(0), show_default=True,
+                     help="Premium for green compute (tokens), escrowed with the job: a paid provider "
+                          "gets premium x its attested green share at commit, you get the rest back; "
+                          "refunded in full if the job does not pay."),
         click.option("--spec-uri", default=None,
                      help="Where providers fetch the spec (default: the spec itself as a data: URI); "
                           "fetched and checked against SPEC before anything is sent."),
@@ -244,8 +259,8 @@ def _post_options(fn: Any) -> Any:
 
 def _prepare(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
              deadline: int | None, duration: int | None, audit_samples: int | None,
-             min_green_bps: int, spec_uri: str | None, network: str, account: str | None,
-             deployment: Path | None, confirmations: int) -> tuple[Gateway, PostPlan]:
+             min_green_bps: int, green_premium: Decimal, spec_uri: str | None, network: str,
+             account: str | None, deployment: Path | None, confirmations: int) -> tuple[Gateway, PostPlan]:
     if deadline is not None and duration is not None:
         raise click.UsageError("give --deadline or --duration, not both")
     spec, uri = _load_checked_spec(spec_path, spec_uri)
@@ -253,14 +268,14 @@ def _prepare(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collatera
     try:
         plan = _plan(gw, spec, uri, payment=payment, verifier_fee=verifier_fee, collateral=collateral,
                      deadline=deadline, duration=duration, audit_samples=audit_samples,
-                     min_green_bps=min_green_bps)
+                     min_green_bps=min_green_bps, green_premium=green_premium)
         balance = gw.token_balance()
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    if balance < plan.payment + plan.verifier_fee:
+    if balance < plan.escrow:
         raise click.ClickException(
             f"requester: {gw.address} holds {_fmt(balance, plan.decimals)} tokens but the job "
-            f"escrows {_fmt(plan.payment + plan.verifier_fee, plan.decimals)} (payment + verifier fee)"
+            f"escrows {_fmt(plan.escrow, plan.decimals)} (payment + verifier fee + green premium)"
         )
     return gw, plan
 
@@ -269,8 +284,8 @@ def _prepare(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collatera
 @_post_options
 def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
          deadline: int | None, duration: int | None, audit_samples: int | None,
-         min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
-         account: str | None, deployment: Path | None, confirmations: int) -> None:
+         min_green_bps: int, green_premium: Decimal, spec_uri: str | None, as_json: bool,
+         network: str, account: str | None, deployment: Path | None, confirmations: int) -> None:
     """Validate SPEC (YAML or JSON), escrow the payment and post the job; prints the job id.
 
     Everything a provider will check is checked first, before any transaction:
@@ -278,13 +293,14 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
     and the amounts and deadline against the market's limits.
     """
     gw, plan = _prepare(spec_path, payment, verifier_fee, collateral, deadline, duration,
-                        audit_samples, min_green_bps, spec_uri, network, account, deployment,
-                        confirmations)
+                        audit_samples, min_green_bps, green_premium, spec_uri, network, account,
+                        deployment, confirmations)
     try:
         job_id, receipt = gw.post_job(
             spec_hash=plan.spec_hash, spec_uri=plan.spec_uri, num_segments=plan.num_segments,
             audit_samples=plan.audit_samples, payment=plan.payment, verifier_fee=plan.verifier_fee,
             collateral=plan.collateral, deadline=plan.deadline, min_green_bps=plan.min_green_bps,
+            green_premium=plan.green_premium,
         )
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
@@ -296,7 +312,9 @@ def post(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: D
         click.echo(
             f"job {job_id} posted: spec 0x{plan.spec_hash.hex()[:16]}…, {plan.num_segments} segments, "
             f"{plan.audit_samples} audited, payment {_fmt(plan.payment, d)} + fee {_fmt(plan.verifier_fee, d)}, "
-            f"collateral {_fmt(plan.collateral, d)}, deadline in {plan.deadline - plan.now} s"
+            f"collateral {_fmt(plan.collateral, d)}"
+            + (f", green premium {_fmt(plan.green_premium, d)}" if plan.green_premium else "")
+            + f", deadline in {plan.deadline - plan.now} s"
         )
         click.echo(str(job_id))
 
@@ -311,6 +329,7 @@ def _plan_json(plan: PostPlan) -> dict[str, Any]:
         "collateral": plan.collateral,
         "deadline": plan.deadline,
         "min_green_bps": plan.min_green_bps,
+        "green_premium": plan.green_premium,
     }
 
 
@@ -318,8 +337,8 @@ def _plan_json(plan: PostPlan) -> dict[str, Any]:
 @_post_options
 def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: Decimal | None,
           deadline: int | None, duration: int | None, audit_samples: int | None,
-          min_green_bps: int, spec_uri: str | None, as_json: bool, network: str,
-          account: str | None, deployment: Path | None, confirmations: int) -> None:
+          min_green_bps: int, green_premium: Decimal, spec_uri: str | None, as_json: bool,
+          network: str, account: str | None, deployment: Path | None, confirmations: int) -> None:
     """Dry run of `post`: check everything, send nothing, and say which providers would take it.
 
     Each provider known to the market (staked, or seen on a job) is judged with
@@ -330,8 +349,8 @@ def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: 
     from worker.policy import Offer, PolicyConfig, Standing, evaluate
 
     gw, plan = _prepare(spec_path, payment, verifier_fee, collateral, deadline, duration,
-                        audit_samples, min_green_bps, spec_uri, network, account, deployment,
-                        confirmations)
+                        audit_samples, min_green_bps, green_premium, spec_uri, network, account,
+                        deployment, confirmations)
     offer = Offer(job_id=0, payment=plan.payment, collateral=plan.collateral, deadline=plan.deadline,
                   min_green_bps=plan.min_green_bps, total_steps=plan.spec.total_steps,
                   memory_bytes=int(plan.spec.estimate_memory_bytes()))
@@ -378,7 +397,7 @@ def _job_table(jobs: list[Any], decimals: int) -> Any:
         table.add_column(col, justify="left" if col in ("state", "provider", "decision") else "right")
     for j in jobs:
         table.add_row(
-            str(j.job_id), j.state.value, (j.provider or "—")[:10],
+            str(j.job_id), j.state.value + (" (unaudited)" if j.unaudited else ""), (j.provider or "—")[:10],
             f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cell(j),
             _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
             f"{j.energy_wh:.4f}",
@@ -426,7 +445,9 @@ def _job_panel(job: Any, decimals: int) -> Any:
     from rich.text import Text
 
     lines = [
-        f"state        {job.state.value}",
+        f"state        {job.state.value}"
+        + (" — UNAUDITED: no committee seat proved a replay; the court paid optimistically"
+           if job.unaudited else ""),
         f"requester    {job.requester}",
         f"provider     {job.provider or '—'}",
         f"segments     {job.num_segments}, audit samples {job.audit_samples}",
@@ -436,11 +457,12 @@ def _job_panel(job: Any, decimals: int) -> Any:
         f"collateral {_fmt(job.collateral, decimals)}",
         f"result       {job.result_uri or '—'}",
         f"final hash   {job.final_state_hash or '—'}",
-        f"energy       {job.energy_wh:.4f} Wh, {job.carbon_g} g CO2",
+        f"energy       {job.energy_wh:.4f} Wh, {job.carbon_mg} mg CO2",
     ]
     if job.state.final:
         lines.append(
             f"outcome      {job.outcome or job.state.value}: paid {_fmt(job.paid, decimals)} "
+            f"+ green premium {_fmt(job.premium, decimals)} of {_fmt(job.green_premium, decimals)} "
             f"+ bonus {_fmt(job.bonus, decimals)}, slashed {_fmt(job.slashed, decimals)}"
         )
     return Panel(Text("\n".join(lines)), title=f"job {job.job_id}")
@@ -519,7 +541,8 @@ def watch(job_id: int, interval: float, timeout: float | None, network: str,
                 live.update(_job_panel(job, decimals))
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"job {job_id}: {job.state.value}")
+    click.echo(f"job {job_id}: {job.state.value}"
+               + (" (unaudited: no seat proved a replay)" if job.unaudited else ""))
 
 
 # --------------------------------------------------------------------------- cancel / withdraw
@@ -541,7 +564,53 @@ def cancel(job_id: int, network: str, account: str | None, deployment: Path | No
         gw.cancel_job(job_id)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"job {job_id} cancelled; payment and fee refunded")
+    click.echo(f"job {job_id} cancelled; payment, fee and green premium refunded")
+
+
+@requester.command()
+@click.argument("job_id", type=click.IntRange(min=0))
+@network_option
+@account_option
+@deployment_option
+@confirmations_option
+def close(job_id: int, network: str, account: str | None, deployment: Path | None,
+          confirmations: int) -> None:
+    """End JOB_ID if it waits past a deadline, with the exit anyone may call.
+
+    OPEN or ACCEPTED past its deadline: expire (an OPEN job is refunded, an ACCEPTED
+    one slashes its provider); COMMITTED past its draw deadline: slash as undrawn;
+    AUDITING past its open window: slash as unopened; VOTING past the round's reveal
+    end: finalize. Otherwise it says when the exit opens (docs/protocol.md §2.3.4).
+    """
+    from greenproof.chain.models import JobState
+
+    gw = _gateway(network, account, deployment, confirmations)
+    try:
+        job = gw.job(job_id)
+        if not job.exists:
+            raise click.ClickException(f"requester: job {job_id} does not exist on this deployment")
+        if job.state.final:
+            click.echo(f"job {job_id} is already final: {job.state.value}")
+            return
+        now = gw.chain.timestamp()
+        exits = {
+            JobState.OPEN: (job.deadline, "its deadline", gw.expire_job),
+            JobState.ACCEPTED: (job.deadline, "its deadline", gw.expire_job),
+            JobState.COMMITTED: (job.draw_deadline, "its draw deadline (until then anyone may draw it)",
+                                 gw.slash_undrawn),
+            JobState.AUDITING: (job.open_deadline, "its open window", gw.slash_unopened),
+            JobState.VOTING: (gw.voting_ends(job_id), "the court round's reveal end", gw.finalize),
+        }
+        due, what, call = exits[job.state]
+        if now < due:
+            raise click.ClickException(
+                f"requester: job {job_id} is {job.state.value} and waits for {what}: "
+                f"{due - now} s from now (chain time {now})")
+        call(job_id)
+        after = gw.job(job_id).state
+    except _tx_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"job {job_id}: {job.state.value} -> {after.value}")
 
 
 @requester.command()

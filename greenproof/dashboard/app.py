@@ -28,10 +28,14 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from greenproof.dashboard.rundata import RunDataStore
 from greenproof.indexer import (
@@ -103,7 +107,7 @@ class JobSummary(BaseModel):
     collateral: int
     min_green_bps: int
     energy_wh: float
-    carbon_g: int
+    carbon_mg: int
     outcome: str | None
     paid: int
     bonus: int
@@ -115,7 +119,7 @@ class JobSummary(BaseModel):
             **job.model_dump(
                 include={
                     "job_id", "state", "requester", "provider", "num_segments", "payment",
-                    "verifier_fee", "collateral", "min_green_bps", "carbon_g", "outcome",
+                    "verifier_fee", "collateral", "min_green_bps", "carbon_mg", "outcome",
                     "paid", "bonus", "slashed",
                 }
             ),
@@ -152,27 +156,53 @@ def _short(addr: str | None) -> str:
     return f"{addr[:6]}…{addr[-4:]}" if len(addr) > 12 else addr
 
 
-def _svg_polyline(values: list[float], width: int = 640, height: int = 220) -> str:
-    """An inline SVG line chart: no JavaScript, no external assets."""
+def _svg_polyline(values: list[float], width: int = 640, height: int = 240) -> str:
+    """An inline SVG line chart with labelled axes (training step, loss): no JavaScript,
+    no external assets."""
     if len(values) < 2:
         return ""
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
-    pad = 28
-    pts = " ".join(
-        f"{pad + i * (width - 2 * pad) / (len(values) - 1):.1f},"
-        f"{height - pad - (v - lo) * (height - 2 * pad) / span:.1f}"
-        for i, v in enumerate(values)
-    )
+    left, right, top, bottom = 64, 16, 16, 44
+    w, h = width - left - right, height - top - bottom
+    last = len(values) - 1
+
+    def x(i: float) -> float:
+        return left + i * w / last
+
+    def y(v: float) -> float:
+        return top + h - (v - lo) * h / span
+
+    pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+    ticks = []
+    for k in range(5):  # y ticks: loss
+        v = lo + span * k / 4
+        ticks.append(f'<line x1="{left - 4}" y1="{y(v):.1f}" x2="{left}" y2="{y(v):.1f}" stroke="#555"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>')
+    for k in range(5):  # x ticks: step
+        i = round(last * k / 4)
+        ticks.append(f'<line x1="{x(i):.1f}" y1="{top + h}" x2="{x(i):.1f}" y2="{top + h + 4}" stroke="#555"/>'
+                     f'<text x="{x(i):.1f}" y="{top + h + 16}" font-size="10" text-anchor="middle">{i}</text>')
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="loss curve">'
+        f'role="img" aria-label="loss curve: training loss against step">'
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa"/>'
-        f'<polyline fill="none" stroke="#2e7d32" stroke-width="1.6" points="{pts}"/>'
-        f'<text x="{pad}" y="16" font-size="11">max {hi:.4g}</text>'
-        f'<text x="{pad}" y="{height - 8}" font-size="11">min {lo:.4g} · {len(values)} steps</text>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#555"/>'
+        f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#555"/>'
+        + "".join(ticks)
+        + f'<polyline fill="none" stroke="#2e7d32" stroke-width="1.6" points="{pts}"/>'
+        f'<text x="{left + w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">training step</text>'
+        f'<text x="14" y="{top + h / 2:.1f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + h / 2:.1f})">loss</text>'
         "</svg>"
     )
+
+
+def _wants_html(request: Request) -> bool:
+    """A page route (HTML errors) rather than the JSON API or the OpenAPI docs."""
+    path = request.url.path
+    return not (path.startswith("/api") or path.startswith("/openapi") or path.startswith("/docs")
+                or path.startswith("/redoc") or "application/json" in request.headers.get("accept", ""))
 
 
 def _when(timestamp: int) -> str:
@@ -308,6 +338,22 @@ def create_app(
         when=_when,
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not _wants_html(request):
+            return await http_exception_handler(request, exc)
+        return templates.TemplateResponse(
+            request, "error.html", {"page": "", "status": exc.status_code, "message": exc.detail},
+            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if not _wants_html(request):
+            return await request_validation_exception_handler(request, exc)
+        return templates.TemplateResponse(
+            request, "error.html",
+            {"page": "", "status": 404, "message": f"no such page: {request.url.path}"}, status_code=404)
 
     @app.exception_handler(SourceUnavailable)
     async def _unavailable(request: Request, exc: SourceUnavailable) -> JSONResponse:

@@ -40,7 +40,7 @@ from greenproof.energy.base import (
     EnergyMeter,
     NVMLNotSupported,
     NVMLUnavailable,
-    carbon_grams,
+    carbon_milligrams,
     mj_to_wh,
     warn_once,
 )
@@ -85,7 +85,7 @@ __all__ = [
     "RaplDomain",
     "RaplMeter",
     "TDPEstimateMeter",
-    "carbon_grams",
+    "carbon_milligrams",
     "find_rapl_domains",
     "make_meter",
     "mj_to_wh",

@@ -70,18 +70,18 @@ def mj_to_wh(mj: int | float) -> float:
     return mj / MJ_PER_WH
 
 
-def carbon_grams(energy_mj: int, g_per_kwh: int) -> int:
-    """Grams of CO2e for ``energy_mj`` at a grid intensity of ``g_per_kwh``.
+def carbon_milligrams(energy_mj: int, g_per_kwh: int) -> int:
+    """Milligrams of CO2e for ``energy_mj`` at a grid intensity of ``g_per_kwh``.
 
-    The contract's integer formula, so Python and chain agree:
-    ``energy_mj * carbon_intensity // 3_600_000_000`` (floor).
+    The contract's integer formula, so Python and chain agree
+    (``JobFinalized.carbon_mg``): ``energy_mj * carbon_intensity // 3_600_000`` (floor).
     """
     for name, value in (("energy_mj", energy_mj), ("g_per_kwh", g_per_kwh)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"energy: {name} must be an int, got {type(value).__name__}")
         if value < 0:
             raise ValueError(f"energy: {name} must be >= 0, got {value}")
-    return energy_mj * g_per_kwh // MJ_PER_KWH
+    return energy_mj * g_per_kwh // (MJ_PER_KWH // 1000)
 
 
 # --------------------------------------------------------------------------- #

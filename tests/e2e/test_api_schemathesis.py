@@ -59,7 +59,8 @@ def _market() -> MarketIndex:
         return ev(JobPosted, block, job_id=job_id, requester="0x" + "aa" * 20,
                   spec_hash=b"\x01" * 32, spec_uri="data:application/json,{}", num_segments=4,
                   audit_samples=2, payment=10 * TOKEN, verifier_fee=TOKEN,
-                  collateral=5 * TOKEN, deadline=1_700_009_999, min_green_bps=5000)
+                  collateral=5 * TOKEN, deadline=1_700_009_999, min_green_bps=5000,
+                  green_premium=TOKEN)
 
     index = MarketIndex()
     index.apply_all([
@@ -70,17 +71,17 @@ def _market() -> MarketIndex:
            collateral=5 * TOKEN),
         ev(JobCancelled, 6, job_id=2, refund=11 * TOKEN),
         ev(ResultCommitted, 7, job_id=0, provider="0x" + "bb" * 20, root=b"\x04" * 32,
-           final_state_hash=b"\x05" * 32, energy_mj=1_234, result_uri="http://127.0.0.1:1/a",
-           seed_block=9),
-        ev(AuditDrawn, 10, job_id=0, seed=b"\x06" * 32, indices=[1, 3], open_deadline=1),
+           final_state_hash=b"\x05" * 32, energy_mj=1_234, move_total=800, green_bps=7_500,
+           result_uri="http://127.0.0.1:1/a", seed_block=9, draw_deadline=1_700_003_600),
+        ev(AuditDrawn, 10, job_id=0, seed=b"\x06" * 32, indices=[1], targets=[500], open_deadline=1),
         ev(PoolJoined, 1, dclass=CLASS, member=VERIFIER, seats=2, member_seats=2, pool_seats=2),
         ev(PoolJoined, 1, dclass=CLASS, member=NO_SHOW, seats=1, member_seats=1, pool_seats=3),
         ev(CaseOpened, 10, job_id=0, dclass=CLASS, committee_size=3, max_rounds=3,
            commit_window=60, reveal_window=30, voter_slash_bps=1_000, noshow_slash_bps=2_000),
         ev(SeatsDrawn, 10, job_id=0, round=0, voters=[VERIFIER, NO_SHOW, VERIFIER]),
         ev(SegmentOpened, 11, job_id=0, index=1, start_hash=b"\x07" * 32, start_energy_mj=300,
-           start_seal=b"\x09" * 32, end_hash=b"\x08" * 32, end_energy_mj=600,
-           end_seal=b"\x0a" * 32),
+           start_move=400, start_seal=b"\x09" * 32, end_hash=b"\x08" * 32, end_energy_mj=600,
+           end_move=600, end_seal=b"\x0a" * 32),
         ev(CourtVotingStarted, 11, job_id=0, round=0, commit_end=1_700_000_071,
            reveal_end=1_700_000_101),
         ev(VoteCommitted, 12, job_id=0, voter=VERIFIER, round=0, seats=2),
@@ -88,7 +89,7 @@ def _market() -> MarketIndex:
         ev(CaseDecided, 14, job_id=0, round=0, outcome=OK, drawn_seats=3, ok_seats=2, fraud_seats=0),
         ev(PotFixed, 14, job_id=0, pot=TOKEN, winning_seats=2, reward_per_seat=TOKEN // 2, remainder=0),
         ev(JobFinalized, 14, job_id=0, outcome=PAID, paid=10 * TOKEN, bonus=2 * TOKEN,
-           energy_mj=1_234, carbon_g=0),
+           premium=3 * TOKEN // 4, energy_mj=1_234, carbon_mg=0),
         ev(SeatSettled, 15, job_id=0, voter=VERIFIER, round=0, seats=2, reward=TOKEN, penalty=0),
         ev(SeatSettled, 15, job_id=0, voter=NO_SHOW, round=0, seats=1, reward=0, penalty=TOKEN // 5),
         ev(ProviderSlashed, 16, job_id=1, provider="0x" + "cc" * 20, amount=5 * TOKEN,
@@ -129,9 +130,17 @@ def test_the_api_reports_the_market_it_was_given() -> None:
     assert client.get("/api/jobs/99").status_code == 404
     assert client.get("/api/jobs/-1").status_code == 422
     assert client.get("/api/jobs/abc").status_code == 422
-    assert client.get("/jobs/99").status_code == 404
+    missing = client.get("/jobs/99")  # a page answers with a page, the API with JSON
+    assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+    assert "job 99 not found" in missing.text
+    bad = client.get("/jobs/abc")
+    assert bad.status_code == 404 and "text/html" in bad.headers["content-type"]
     page = client.get("/jobs/0").text
     assert "Job #0" in page and "<svg" in page and "verdict: ok" in page
+    assert "training step" in page and ">loss</text>" in page  # the curve has axes
+    assert "{'start_hash'" not in page and 'id="openings"' in page  # leaves as a table, not dict text
+    assert "audited segments: 1 · 2 samples (1 uniform, 1 by movement)" in page
+    assert "75.0 % green at commit" in page
     stats = client.get("/api/stats").json()
     assert stats["total_paid"] == 10 * TOKEN and stats["total_slashed"] == 5 * TOKEN
     providers = {p["address"]: p for p in client.get("/api/providers").json()}

@@ -113,7 +113,7 @@ def test_fetch_verifies_the_final_model_against_the_commitment(market: dict, tmp
     store = ArtifactStore(tmp_path / "store")
     final = store.put(init_state(load_spec(str(market["spec"]))))
     provider.accept_job(job_id, b"\x01" * 32)
-    provider.commit_result(job_id, b"\x02" * 32, final, 1_000, f"file://{store._dir}")
+    provider.commit_result(job_id, b"\x02" * 32, final, 1_000, 1_000, f"file://{store._dir}")
 
     out_path = tmp_path / "model.safetensors"
     code, out = requester_cli(market, "fetch", str(job_id), "--out", str(out_path), account=None)
@@ -184,3 +184,35 @@ def test_cancel_of_a_missing_job_and_fetch_of_a_cancelled_one_say_so(market: dic
     code, out = requester_cli(market, "fetch", str(job_id), "--out", str(tmp_path / "m.safetensors"),
                               account=None)
     assert code != 0 and f"job {job_id} is CANCELLED: there is no verified model" in out, out
+
+
+def test_green_premium_is_escrowed_and_a_bait_deadline_is_refused(market: dict) -> None:
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    before = gw.token_balance()
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "4",
+                              "--green-premium", "2.5", "--json")
+    assert code == 0, out
+    posted = json.loads(out)
+    assert posted["green_premium"] == 25 * TOKEN // 10
+    assert gw.token_balance() == before - 65 * TOKEN // 10  # payment + premium (no fee)
+    assert gw.job(posted["job_id"]).green_premium == 25 * TOKEN // 10
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "4", "--duration", "10")
+    assert code != 0 and "deadline too soon: 10 s from now (min 300 s)" in out, out
+
+
+def test_close_ends_an_open_job_past_its_deadline_with_a_refund(market: dict) -> None:
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "3",
+                              "--green-premium", "1", "--duration", "400", "--json")
+    assert code == 0, out
+    job_id = json.loads(out)["job_id"]
+    code, out = requester_cli(market, "close", str(job_id), account="green")  # anyone may call
+    assert code != 0 and "waits for its deadline" in out, out
+    gw = Gateway(connect(market["rpc"], market["actors"]["requester"].account, market["manifest"]))
+    gw.chain.w3.provider.make_request("evm_increaseTime", [401])
+    gw.chain.w3.provider.make_request("evm_mine", [])
+    before = gw.claimable()
+    code, out = requester_cli(market, "close", str(job_id), account="green")
+    assert code == 0 and "OPEN -> EXPIRED" in out, out
+    assert gw.claimable() == before + 4 * TOKEN  # payment + premium back to the requester
+    code, out = requester_cli(market, "close", str(job_id), account="green")
+    assert code == 0 and "already final" in out, out

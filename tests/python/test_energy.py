@@ -28,7 +28,7 @@ from greenproof.energy import (
     PynvmlAdapter,
     TDPEstimateMeter,
     base,
-    carbon_grams,
+    carbon_milligrams,
     make_meter,
     mj_to_wh,
     rapl,
@@ -635,13 +635,14 @@ def test_lifecycle_errors_are_explicit(no_powercap: str) -> None:
 def test_units_and_carbon_follow_the_contract_formula() -> None:
     assert SOURCES == ("nvml-energy", "nvml-power", "rapl", "tdp-estimate", "none", "fake")
     assert mj_to_wh(3_600_000) == 1.0
-    assert carbon_grams(3_600_000_000, 400) == 400  # 1 kWh at 400 g/kWh
-    assert carbon_grams(3_599_999_999, 1) == 0  # integer floor, as on chain
-    assert carbon_grams(10**30, 475) == 10**30 * 475 // 3_600_000_000  # no float rounding
+    assert carbon_milligrams(3_600_000_000, 400) == 400_000  # 1 kWh at 400 g/kWh
+    assert carbon_milligrams(3_600_000, 400) == 400  # 1 Wh: 400 mg
+    assert carbon_milligrams(3_599_999, 1) == 0  # integer floor, as on chain
+    assert carbon_milligrams(10**30, 475) == 10**30 * 475 // 3_600_000  # no float rounding
     with pytest.raises(ValueError, match="energy_mj must be >= 0"):
-        carbon_grams(-1, 400)
+        carbon_milligrams(-1, 400)
     with pytest.raises(TypeError, match="g_per_kwh must be an int"):
-        carbon_grams(1, 400.0)  # type: ignore[arg-type]
+        carbon_milligrams(1, 400.0)  # type: ignore[arg-type]
 
 
 def test_fake_source_is_forced_by_the_environment_for_daemons_under_test(monkeypatch) -> None:

@@ -54,7 +54,7 @@ def posted(job_id: int, block: int, min_green_bps: int = 0) -> tuple[Event, int]
         JobPosted, block, job_id=job_id, requester=REQUESTER, spec_hash=b"\x11" * 32,
         spec_uri="data:application/json,{}", num_segments=4, audit_samples=2,
         payment=100 * TOKEN, verifier_fee=5 * TOKEN, collateral=50 * TOKEN,
-        deadline=10_000, min_green_bps=min_green_bps,
+        deadline=10_000, min_green_bps=min_green_bps, green_premium=0,
     )
 
 
@@ -65,8 +65,8 @@ def accepted(job_id: int, block: int, provider: str) -> tuple[Event, int]:
 
 def committed(job_id: int, block: int, provider: str, energy_mj: int) -> tuple[Event, int]:
     return ev(ResultCommitted, block, job_id=job_id, provider=provider, root=b"\xaa" * 32,
-              final_state_hash=b"\xbb" * 32, energy_mj=energy_mj,
-              result_uri="http://127.0.0.1:9001/artifacts", seed_block=block + 1)
+              final_state_hash=b"\xbb" * 32, energy_mj=energy_mj, move_total=0, green_bps=0,
+              result_uri="http://127.0.0.1:9001/artifacts", seed_block=block + 1, draw_deadline=9_999)
 
 
 def joined(block: int, member: str, seats: int, member_seats: int, pool_seats: int) -> tuple[Event, int]:
@@ -126,12 +126,12 @@ def story() -> MarketIndex:
         ev(JobCancelled, 15, job_id=3, refund=105 * TOKEN),
         committed(1, 20, HONEST, 7_200_000),
         committed(2, 21, CHEATER, 3_600_000),
-        ev(AuditDrawn, 25, job_id=1, seed=b"\x05" * 32, indices=[0, 3], open_deadline=2_000),
+        ev(AuditDrawn, 25, job_id=1, seed=b"\x05" * 32, indices=[0, 3], targets=[], open_deadline=2_000),
         case_opened(1, 25),
         drawn(1, 25, 0, VERIFIER_A, VERIFIER_B, VERIFIER_A),
         ev(SegmentOpened, 26, job_id=1, index=0, start_hash=b"\x00" * 32, start_energy_mj=0,
-           start_seal=b"\x0a" * 32, end_hash=b"\x01" * 32, end_energy_mj=1_800_000,
-           end_seal=b"\x0b" * 32),
+           start_move=0, start_seal=b"\x0a" * 32, end_hash=b"\x01" * 32, end_energy_mj=1_800_000,
+           end_move=500, end_seal=b"\x0b" * 32),
         voting(1, 27),
         vote(1, 30, VERIFIER_A, 2),
         vote(1, 30, VERIFIER_B, 1),
@@ -141,10 +141,10 @@ def story() -> MarketIndex:
         ev(PotFixed, 40, job_id=1, pot=5 * TOKEN, winning_seats=2, reward_per_seat=5 * TOKEN // 2,
            remainder=0),
         ev(JobFinalized, 40, job_id=1, outcome=PAID, paid=100 * TOKEN, bonus=20 * TOKEN,
-           energy_mj=7_200_000, carbon_g=0),
+           premium=0, energy_mj=7_200_000, carbon_mg=0),
         settled(1, 41, VERIFIER_A, 2, reward=5 * TOKEN),
         settled(1, 41, VERIFIER_B, 1, penalty=NOSHOW_PENALTY),
-        ev(AuditDrawn, 42, job_id=2, seed=b"\x06" * 32, indices=[1, 1], open_deadline=2_000),
+        ev(AuditDrawn, 42, job_id=2, seed=b"\x06" * 32, indices=[1, 1], targets=[], open_deadline=2_000),
         case_opened(2, 42),
         drawn(2, 42, 0, VERIFIER_B, VERIFIER_A, VERIFIER_A),
         voting(2, 43),
@@ -156,7 +156,7 @@ def story() -> MarketIndex:
         ev(ProviderSlashed, 50, job_id=2, provider=CHEATER, amount=50 * TOKEN, reason="fraud"),
         ev(PotFixed, 50, job_id=2, pot=25 * TOKEN, winning_seats=3, reward_per_seat=25 * TOKEN // 3,
            remainder=25 * TOKEN % 3),
-        ev(JobFinalized, 50, job_id=2, outcome=SLASHED, paid=0, bonus=0, energy_mj=0, carbon_g=0),
+        ev(JobFinalized, 50, job_id=2, outcome=SLASHED, paid=0, bonus=0, premium=0, energy_mj=0, carbon_mg=0),
         settled(2, 51, VERIFIER_A, 2, reward=2 * (25 * TOKEN // 3)),
     ])
     return index
@@ -184,7 +184,7 @@ def test_jobs_end_in_the_states_their_events_say() -> None:
 def test_a_job_votes_once_its_court_round_starts() -> None:
     index = MarketIndex()
     index.apply_all([posted(1, 1), accepted(1, 2, HONEST), committed(1, 3, HONEST, 1),
-                     ev(AuditDrawn, 4, job_id=1, seed=b"\x05" * 32, indices=[0], open_deadline=9),
+                     ev(AuditDrawn, 4, job_id=1, seed=b"\x05" * 32, indices=[0], targets=[], open_deadline=9),
                      case_opened(1, 4), drawn(1, 4, 0, VERIFIER_A)])
     assert index.snapshot().jobs[0].state is JobState.AUDITING
     index.apply(*voting(1, 5))
@@ -301,6 +301,17 @@ def test_no_decision_and_a_dropped_case() -> None:
     assert no_decision is not None and dropped is not None
     assert no_decision.rounds[0].seats[0].result == "neutral"
     assert dropped.state is JobState.SLASHED and dropped.rounds[0].seats[0].result == "dropped"
+    # the court paid job 1 optimistically: no seat proved a replay, so it is flagged unaudited
+    index.apply(*ev(JobFinalized, 10, job_id=1, outcome=PAID, paid=TOKEN, bonus=0, premium=0,
+                    energy_mj=1, carbon_mg=0))
+    assert index.snapshot().job(1).unaudited
+    assert not dropped.unaudited
+
+
+def test_a_job_paid_on_counted_ok_votes_is_audited() -> None:
+    paid = story().snapshot().job(1)
+    assert paid is not None and paid.state is JobState.PAID and paid.rounds[0].ok_seats > 0
+    assert not paid.unaudited
 
 
 def test_an_expired_job_counts_as_expired_not_slashed() -> None:
@@ -346,7 +357,7 @@ def test_indexer_merges_both_contracts_events_in_chain_order() -> None:
         return item[0].model_copy(update={"log_index": log_index})
 
     market = [at(posted(1, 3), 0), at(accepted(1, 3, HONEST), 1), at(committed(1, 4, HONEST, 1), 0),
-              at(ev(AuditDrawn, 5, job_id=1, seed=b"\x05" * 32, indices=[0], open_deadline=9), 0)]
+              at(ev(AuditDrawn, 5, job_id=1, seed=b"\x05" * 32, indices=[0], targets=[], open_deadline=9), 0)]
     court = [at(case_opened(1, 5), 1), at(drawn(1, 5, 0, VERIFIER_A), 2)]
     chain = SimpleNamespace(block_number=lambda: 5, timestamp=lambda block: 1_000 + block)
     gateway = SimpleNamespace(
@@ -370,7 +381,7 @@ def test_indexer_starts_at_the_manifest_deployment_block() -> None:
 
     deployment = Deployment(chain_id=31337, token="0x" + "11" * 20, stake_manager="0x" + "22" * 20,
                             green_registry="0x" + "33" * 20, job_market="0x" + "44" * 20,
-                            verifier_court="0x" + "66" * 20,
+                            verifier_court="0x" + "66" * 20, audit_rules="0x" + "77" * 20,
                             deployment_block=4_242, deployer="0x" + "55" * 20)
     gateway = SimpleNamespace(deployment=deployment)
     assert Indexer(gateway).next_block == 4_242  # type: ignore[arg-type]
