@@ -62,9 +62,10 @@ browser:
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -p no:ape_test tests/fuzz -q
 
-# Each benchmark prints a table and writes bench/results/NAME.json.
+# Each benchmark prints a table and writes bench/results/NAME.json. extrapolate computes from
+# overhead's results; bench/gpu_check.py needs a CUDA GPU and is run by hand (docs/engine.md).
 bench: setup
-	for b in gas hashing overhead replay verify tolerance; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in gas hashing overhead disk extrapolate replay verify tolerance; do $(BIN)/python bench/$$b.py || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check .

@@ -44,10 +44,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, figures: dict[str, float], rows: list[dict[str, Any]]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    doc = {"bench": name, "machine": machine_info(), "figures": figures, "rows": rows}
+def write_result(name: str, figures: dict[str, float], rows: list[dict[str, Any]], note: str | None = None,
+                 path: Path | None = None) -> Path:
+    """``bench/results/NAME.json`` (or ``path``): the bench, the machine (with ``note``), figures, rows."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    machine = machine_info() | ({"note": note} if note else {})
+    doc = {"bench": name, "machine": machine, "figures": figures, "rows": rows}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
 

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
+from safetensors.torch import save_file as st_save_file
 
 from greenproof.statehash import state_hash
 from greenproof.uri import FetchLimits, download
@@ -80,9 +81,33 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
+def _atomic_save_file(path: Path, state: TrainState) -> None:
+    """Write ``state`` as safetensors straight to a temporary file (safetensors' ``save_file``:
+    the same bytes as :func:`checkpoint_bytes`, without a second copy of the state in memory
+    and without holding Python's GIL for seconds, which would starve a GPU training thread;
+    bench/overhead.py measured 2.1 s held by ``save`` on 0.69 GB against 12 ms here), then
+    fsync, rename and fsync the directory as :func:`_atomic_write` does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        st_save_file(_to_cpu(state), tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 def save_checkpoint(state: TrainState, path: str | Path) -> None:
     """Write ``state`` as a safetensors file, atomically."""
-    _atomic_write(Path(path), checkpoint_bytes(state))
+    _atomic_save_file(Path(path), state)
 
 
 def load_checkpoint(path: str | Path) -> TrainState:
@@ -155,7 +180,10 @@ class ArtifactStore:
         """Hash and store ``state``; returns its state hash (no-op if already stored)."""
         h = state_hash(state)
         if not self.has(h):
-            self.put_bytes(h, checkpoint_bytes(state))
+            if self._local:
+                _atomic_save_file(Path(self.path(h)), state)
+            else:
+                self.put_bytes(h, checkpoint_bytes(state))
             log.debug("stored checkpoint %s", h.hex())
         return h
 

@@ -153,3 +153,18 @@ def test_the_size_cap_is_the_specs_state_size(tmp_path, served):
     s.path(h).write_bytes(checkpoint_bytes(state) + b" " * cap)  # same tensors, a bloated file
     with pytest.raises(FetchTooLarge, match=f"Content-Length .* exceeds the {format_bytes(cap)} size cap"):
         fetch_state(url, h, spec=spec)
+
+
+def test_a_stored_checkpoint_has_exactly_the_serialized_bytes(tmp_path) -> None:
+    """``put`` writes with safetensors' ``save_file`` (no GIL-holding bytes copy); the file
+    must still be byte for byte what ``checkpoint_bytes`` gives, since verifiers check the
+    hash of what they fetch and the same state must always make the same file."""
+    import torch
+
+    from greenproof.store import ArtifactStore, checkpoint_bytes
+
+    state = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "step": torch.tensor(7)}
+    store = ArtifactStore(tmp_path / "store")
+    h = store.put(state)
+    assert store.path(h).read_bytes() == checkpoint_bytes(state)
+    assert not list((tmp_path / "store").glob(".*.tmp"))  # nothing left half written
