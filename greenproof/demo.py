@@ -336,8 +336,8 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
             slashed=j.slashed, bonus=j.bonus,
             premium=j.premium, green_premium=j.green_premium, green_bps=j.green_bps,
             energy_wh=j.energy_wh,
-            co2_g=(j.carbon_mg / 1000 if j.state is JobState.PAID
-                   else j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0)),
+            co2_g=j.energy_wh / 1000 * intensity.get((j.provider or "").lower(), 0),
+            carbon_mg_onchain=j.carbon_mg,
             wall_s=j.wall_s if j.wall_s is not None else 0.0, decision=decision,
             decided_round=decided_round, committee=committee,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
@@ -354,7 +354,7 @@ def _summary_table(report: Report) -> Table:
     t = Table(title=f"greenproof demo — {report.wall_s:.0f} s", box=box.SIMPLE_HEAD,
               collapse_padding=True, pad_edge=False)
     for col, just in (("job", "right"), ("task", "left"), ("provider", "left"),
-                      ("outcome", "left"), ("paid/slashed", "right"), ("premium", "right"),
+                      ("outcome", "left"), ("paid", "right"), ("premium", "right"),
                       ("bonus", "right"),
                       ("Wh", "right"), ("CO2 mg", "right"), ("wall s", "right")):
         t.add_column(col, justify=just, min_width=len(col))  # type: ignore[arg-type]
@@ -465,7 +465,16 @@ def _wait_for_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str]
                    children: list[Any], cfg: DemoConfig, started: float) -> None:
     from rich.live import Live
 
-    with Live(console=console, refresh_per_second=2) as live:
+    try:
+        _follow_jobs(indexer, jobs, labels, children, cfg, started, Live)
+    finally:
+        if not console.is_terminal:  # redirected: end the last frame's line before the summary
+            console.print()
+
+
+def _follow_jobs(indexer: Indexer, jobs: list[DemoJob], labels: dict[str, str],
+                 children: list[Any], cfg: DemoConfig, started: float, live_cls: Any) -> None:
+    with live_cls(console=console, refresh_per_second=2) as live:
         while True:
             snap = indexer.snapshot(live=False)
             live.update(_progress_table(snap, jobs, labels))

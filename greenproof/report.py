@@ -58,7 +58,8 @@ class ReportJob(BaseModel):
     green_premium: int = Field(0, description="green premium the requester escrowed")
     green_bps: int = Field(0, description="the provider's attested green share at commit (bps)")
     energy_wh: float = 0.0
-    co2_g: float = Field(0.0, description="CO2 in grams (the chain's carbon_mg / 1000 for paid jobs)")
+    co2_g: float = Field(0.0, description="CO2 in grams: energy x the provider's grid intensity, unrounded")
+    carbon_mg_onchain: int = Field(0, description="JobFinalized.carbon_mg: the same in whole mg (floor), 0 if slashed")
     wall_s: float = Field(0.0, description="post to final state, seconds")
     decision: str = Field("—", description="the court's outcome: OK, FRAUD, NO_DECISION, DROPPED, "
                                            "pending, or — without a case")
@@ -124,7 +125,7 @@ def _plot_energy(jobs: list[ReportJob], path: Path) -> None:
 
 def _plot_money(report: Report, path: Path) -> None:
     flows = [f for f in report.money if f.amount > 0 and f.kind == "out"]
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * max(len(flows), 1)), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.45 * max(len(flows), 1)), dpi=100)
     labels = [f.label for f in flows]
     values = [report.tokens(f.amount) for f in flows]
     ax.barh(labels, values, color="#1565c0")
@@ -170,7 +171,8 @@ def render_report(report: Report, out_dir: Path) -> Path:
         f"<td>{report.tokens(j.premium):,.2f} of {report.tokens(j.green_premium):,.2f}"
         f" ({j.green_bps / 100:g} % green)</td>"
         f"<td>{report.tokens(j.bonus):,.2f}</td><td>{j.energy_wh:.4f}</td>"
-        f"<td>{j.co2_g * 1000:.3f}</td><td>{j.wall_s:.0f}</td></tr>"
+        f"<td>{j.co2_g * 1000:.3f}{f' (on chain {j.carbon_mg_onchain})' if j.outcome.startswith('PAID') else ''}</td>"
+        f"<td>{j.wall_s:.0f}</td></tr>"
         for j in report.jobs
     )
     committee_rows = "\n".join(

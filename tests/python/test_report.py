@@ -40,7 +40,7 @@ def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "cheater &lt;b&gt;" in page and "<b>" not in page.split("<body>")[1].split("<h2>")[0]
     assert "100.00" in page and "SLASHED" in page and "123 s" in page
-    assert "<th>CO₂ (mg)</th>" in page and "<td>10.000</td>" in page  # 0.01 g, shown in milligrams
+    assert "<th>CO₂ (mg)</th>" in page and "<td>10.000 (on chain 0)</td>" in page  # 0.01 g, shown in milligrams
     assert "OK in round 0" in page and "<td>2 ok</td><td class='won'>won</td>" in page
     assert "<td class='no-show'>no-show</td><td>0.0000</td><td>0.0200</td>" in page
     assert Report.model_validate_json((tmp_path / "out" / "summary.json").read_text()) == report
