@@ -341,6 +341,7 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
             wall_s=j.wall_s if j.wall_s is not None else 0.0, decision=decision,
             decided_round=decided_round, committee=committee,
             losses=extra.losses, segment_energy_wh=[mj_to_wh(e) for e in extra.segment_energy_mj],
+            segment_steps=_segment_steps(dj), failed_segments=_failed_segments(extra.evidence),
         ))
     ledger = build_ledger([j for dj in jobs if (j := snap.job(dj.job_id)) is not None] if jobs else [],
                           share_bps or {})
@@ -348,6 +349,21 @@ def _summarize(snap: MarketSnapshot, jobs: list[DemoJob], labels: dict[str, str]
                     + [MoneyFlow(label=k, amount=v, kind="out") for k, v in ledger.outgoing.items()])
     report.notes.append(f"cheating provider ran with --cheat {cfg.cheat}")
     return report
+
+
+def _segment_steps(job: DemoJob) -> int:
+    from greenproof.spec import load_spec
+
+    try:
+        return int(load_spec(str(job.spec)).segment_steps)
+    except Exception:  # a missing spec file only costs the mark on the curve
+        return 0
+
+
+def _failed_segments(evidence: list[dict[str, Any]]) -> list[int]:
+    """Segments any verifier's evidence report judged fraudulent."""
+    return sorted({int(s["index"]) for doc in evidence for s in doc.get("segments", [])
+                   if isinstance(s, dict) and s.get("verdict") == "fraud" and "index" in s})
 
 
 def _summary_table(report: Report) -> Table:

@@ -67,6 +67,9 @@ class ReportJob(BaseModel):
     committee: list[ReportSeat] = Field(default_factory=list, description="every round's seats")
     losses: list[float] = Field(default_factory=list)
     segment_energy_wh: list[float] = Field(default_factory=list)
+    segment_steps: int = Field(0, description="training steps per segment (to place segments on the loss curve)")
+    failed_segments: list[int] = Field(default_factory=list,
+                                       description="segments a verifier's evidence found fraudulent")
 
 
 class MoneyFlow(BaseModel):
@@ -96,6 +99,11 @@ class Report(BaseModel):
 def _plot_loss(job: ReportJob, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     ax.plot(range(1, len(job.losses) + 1), job.losses, color="#2e7d32", linewidth=1.4)
+    for k in job.failed_segments if job.segment_steps else []:
+        lo, hi = k * job.segment_steps + 0.5, (k + 1) * job.segment_steps + 0.5
+        ax.axvspan(lo, hi, color="#c62828", alpha=0.18, label=f"segment {k}: fraud")
+    if job.failed_segments and job.segment_steps:
+        ax.legend(fontsize=8)
     ax.set_title(f"job {job.job_id} ({job.task}) — {job.outcome}")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
@@ -106,13 +114,19 @@ def _plot_loss(job: ReportJob, path: Path) -> None:
 
 
 def _plot_energy(jobs: list[ReportJob], path: Path) -> None:
+    """Energy per segment of each job; the shaded part under a line is the green share
+    (the provider's attested ``green_bps``), the rest grid power."""
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
     for job in jobs:
         if job.segment_energy_wh:
             xs = range(len(job.segment_energy_wh))
-            ax.plot(xs, job.segment_energy_wh, marker="o", label=f"job {job.job_id} ({job.task})")
+            (line,) = ax.plot(xs, job.segment_energy_wh, marker="o",
+                              label=f"job {job.job_id} ({job.task}), {job.green_bps / 100:g} % green")
+            if job.green_bps:
+                ax.fill_between(xs, [e * job.green_bps / 10_000 for e in job.segment_energy_wh],
+                                color=line.get_color(), alpha=0.25)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("energy per segment")
+    ax.set_title("energy per segment (shaded: green)")
     ax.set_xlabel("segment")
     ax.set_ylabel("Wh")
     ax.grid(alpha=0.3)

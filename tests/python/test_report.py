@@ -44,3 +44,19 @@ def test_report_folder_has_page_plots_and_numbers(tmp_path: Path) -> None:
     assert "OK in round 0" in page and "<td>2 ok</td><td class='won'>won</td>" in page
     assert "<td class='no-show'>no-show</td><td>0.0000</td><td>0.0200</td>" in page
     assert Report.model_validate_json((tmp_path / "out" / "summary.json").read_text()) == report
+
+
+def test_a_slashed_jobs_failed_segment_and_the_green_share_are_drawn(tmp_path) -> None:
+    from greenproof.demo import _failed_segments
+    from greenproof.report import Report, ReportJob, render_report
+
+    evidence = [{"verdict": "fraud", "segments": [{"index": 1, "verdict": "fraud"}, {"index": 0, "verdict": "ok"}]},
+                {"verdict": "ok", "segments": [{"index": 2, "verdict": "ok"}]}]
+    assert _failed_segments(evidence) == [1]
+    report = Report(jobs=[ReportJob(job_id=7, task="cnn", provider="cheater", outcome="SLASHED",
+                                    losses=[2.0, 1.8, 1.7, 1.5, 1.4, 1.2], segment_steps=2,
+                                    failed_segments=[1], green_bps=8_000,
+                                    segment_energy_wh=[0.1, 0.1, 0.1])])
+    render_report(report, tmp_path)
+    assert (tmp_path / "loss_7.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "energy.png").read_bytes()[:4] == b"\x89PNG"
