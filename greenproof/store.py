@@ -180,12 +180,17 @@ class ArtifactStore:
         """Hash and store ``state``; returns its state hash (no-op if already stored)."""
         h = state_hash(state)
         if not self.has(h):
-            if self._local:
-                _atomic_save_file(Path(self.path(h)), state)
-            else:
-                self.put_bytes(h, checkpoint_bytes(state))
+            self.put_state(h, state)
             log.debug("stored checkpoint %s", h.hex())
         return h
+
+    def put_state(self, h: bytes, state: TrainState) -> None:
+        """Store ``state`` whose hash the caller computed: a local store writes it with
+        safetensors' ``save_file`` (:func:`_atomic_save_file`), others upload its bytes."""
+        if self._local:
+            _atomic_save_file(Path(self.path(h)), state)
+        else:
+            self.put_bytes(h, checkpoint_bytes(state))
 
     def open_bytes(self, h: bytes | str) -> BinaryIO:
         """A binary file object with artifact ``h``'s bytes (unverified; for serving)."""

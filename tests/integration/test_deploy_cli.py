@@ -77,7 +77,7 @@ def test_param_bounds_match_the_contracts(anvil, tmp_path: Path) -> None:
     """PARAM_BOUNDS (the preflight's table) is what the setters enforce: each bound is accepted,
     one past it is refused."""
     from greenproof.chain.errors import ChainError
-    from greenproof.chain.models import MARKET_PARAMS, PARAM_BOUNDS
+    from greenproof.chain.models import MARKET_PARAMS, PARAM_BOUNDS, PARAM_DEFAULTS
 
     manifest = tmp_path / "d.json"
     assert runner_ok(["deploy", "--network", anvil.rpc_url, "--account", "TEST::0", "--out", str(manifest),
@@ -98,7 +98,7 @@ def test_param_bounds_match_the_contracts(anvil, tmp_path: Path) -> None:
                 assert "out of bounds" in str(exc), (name, bad, exc)
             else:
                 raise AssertionError(f"{name}={bad} accepted by the contract")
-        for good in (lo, hi):
+        for good in (lo, hi, PARAM_DEFAULTS[name]):  # back to the default: cross-rules hold for the next
             gw._send(role, f"set_{name}", good, what=f"set {name}")
 
 

@@ -216,13 +216,13 @@ def test_segment_hook_sees_every_segment_and_can_cheat(spec, tmp_path):
 
 
 class SlowStore(ArtifactStore):
-    def put_bytes(self, h, raw):
+    def put_state(self, h, state):
         time.sleep(random.uniform(0, 0.02))
-        super().put_bytes(h, raw)
+        super().put_state(h, state)
 
 
 class BrokenStore(ArtifactStore):
-    def put_bytes(self, h, raw):
+    def put_state(self, h, state):
         raise OSError("disk full")
 
 
