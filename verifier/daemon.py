@@ -61,7 +61,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenproof.chain.clock import ChainClock
+from greenproof.chain.clock import ChainClock, chain_time
 from greenproof.chain.errors import ChainError, TxError
 from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import (
@@ -360,8 +360,8 @@ class Verifier:
             if "not auditing" in str(exc):
                 return
             raise
-        log.warning("job %d: the provider did not open its audited segments by %d; slashed it, the case "
-                    "is dropped", job_id, job.open_deadline)
+        log.warning("job %d: the provider did not open its audited segments by %s; slashed it, the case "
+                    "is dropped", job_id, chain_time(job.open_deadline))
 
     def _vote(self, seat: SeatRecord, case: CaseView, now: int) -> None:
         """Our seat in the current round: audit and commit, reveal, or record a missed window."""
@@ -427,8 +427,8 @@ class Verifier:
         facts, _ = read_job_facts(self.gw, job_id)
         self.pool.submit(AuditTask(facts, budget, self.settings, journal=self.journal, audit=self.audit,
                                    replay_lock=self.pool.replay_lock))
-        log.info("job %d: auditing %d segment(s) within %.0f s (round %d's commit window ends at %d)",
-                 job_id, len(facts.segments()), budget.remaining(), case.round, case.commit_end)
+        log.info("job %d: auditing %d segment(s) within %.0f s (round %d's commit window ends at %s)",
+                 job_id, len(facts.segments()), budget.remaining(), case.round, chain_time(case.commit_end))
 
     def _budget(self, case: CaseView) -> Budget:
         """Until the round's ``commit_end`` less the margin (at most a quarter of the window), in chain time."""

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+
+
+def chain_time(timestamp: int) -> str:
+    """A chain timestamp as logs and tables show it: ``2026-11-29 12:00:05 UTC (1795953605)``."""
+    return f"{datetime.fromtimestamp(int(timestamp), tz=UTC):%Y-%m-%d %H:%M:%S} UTC ({int(timestamp)})"
 
 
 class ChainClock:

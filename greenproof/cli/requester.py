@@ -582,6 +582,7 @@ def close(job_id: int, network: str, account: str | None, deployment: Path | Non
     AUDITING past its open window: slash as unopened; VOTING past the round's reveal
     end: finalize. Otherwise it says when the exit opens (docs/protocol.md §2.3.4).
     """
+    from greenproof.chain.clock import chain_time
     from greenproof.chain.models import JobState
 
     gw = _gateway(network, account, deployment, confirmations)
@@ -605,7 +606,7 @@ def close(job_id: int, network: str, account: str | None, deployment: Path | Non
         if now < due:
             raise click.ClickException(
                 f"requester: job {job_id} is {job.state.value} and waits for {what}: "
-                f"{due - now} s from now (chain time {now})")
+                f"{due - now} s from now, at {chain_time(due)}")
         call(job_id)
         after = gw.job(job_id).state
     except _tx_errors() as exc:

@@ -137,3 +137,9 @@ def test_an_event_is_built_from_a_web3_log() -> None:
              "blockNumber": 9, "logIndex": 3, "transactionHash": HexBytes(b"\xcd" * 32)}
     ev = CourtVotingStarted.from_log(entry)
     assert (ev.job_id, ev.round, ev.block_number, ev.tx_hash) == (4, 1, 9, "0x" + "cd" * 32)
+
+
+def test_chain_times_read_as_dates_in_logs() -> None:
+    from greenproof.chain.clock import chain_time
+
+    assert chain_time(1_795_953_605) == "2026-11-29 12:00:05 UTC (1795953605)"
