@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlparse
@@ -62,36 +63,15 @@ def state_from_bytes(raw: bytes) -> TrainState:
         raise ArtifactError(f"not a safetensors checkpoint: {e}") from None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _atomic_save_file(path: Path, state: TrainState) -> None:
-    """Write ``state`` as safetensors straight to a temporary file (safetensors' ``save_file``:
-    the same bytes as :func:`checkpoint_bytes`, without a second copy of the state in memory
-    and without holding Python's GIL for seconds, which would starve a GPU training thread;
-    bench/overhead.py measured 2.1 s held by ``save`` on 0.69 GB against 12 ms here), then
-    fsync, rename and fsync the directory as :func:`_atomic_write` does."""
+def _atomic(path: Path, fill: Callable[[str], None]) -> None:
+    """Create ``path`` atomically: ``fill`` writes a temporary file beside it, which is
+    fsynced and renamed over ``path``, then the directory is fsynced; a crash never
+    leaves a half-written file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        st_save_file(_to_cpu(state), tmp)
+        fill(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -103,6 +83,18 @@ def _atomic_save_file(path: Path, state: TrainState) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _atomic_save_file(path: Path, state: TrainState) -> None:
+    """Write ``state`` as safetensors straight to the file (safetensors' ``save_file``: the
+    same bytes as :func:`checkpoint_bytes`, without a second copy of the state in memory and
+    without holding Python's GIL for seconds, which would starve a GPU training thread;
+    bench/overhead.py measured 2.1 s held by ``save`` on 0.69 GB against 12 ms here)."""
+    _atomic(path, lambda tmp: st_save_file(_to_cpu(state), tmp))
 
 
 def save_checkpoint(state: TrainState, path: str | Path) -> None:
