@@ -18,7 +18,8 @@ between any two boundaries the triangle check may compare. Then ``--draws``
 audit draws (random seed and job id from a seeded RNG; the contract's draw:
 half the samples uniform over segments, half over the claimed movement,
 ``greenproof.sampling``) decide "caught" (:func:`greenproof.adversaries.simulate.draw_outcome`):
-an audited segment is fraudulent, or the verifier's triangle check
+a checked segment is fraudulent (an audited one, or a bridged one: not drawn, both of its
+boundaries known, which the verifier replays too), or the verifier's triangle check
 (:func:`verifier.movement.check_triangle`) fails over the known boundaries (0,
 both ends of every audited segment, N): a consecutive pair with
 ``fixed(dist) > move_b - move_a + (b - a) + 1`` or a decreasing movement. The honest run is simulated the same way (false positives).
@@ -33,7 +34,7 @@ several weight floors (the trained states are shared; only the metric changes;
 ``0.1/single`` is one floor for every tensor, second moments included).
 
 Usage: python bench/forgery.py [--families mlp,cnn,gpt] [--segments 64] [--segment-steps 8]
-       [--samples 32] [--draws 1000] [--honest] [--sweep 0.03,0.3,0.1/single]
+       [--samples 48] [--draws 1000] [--honest] [--sweep 0.03,0.3,0.1/single]
 Figures: min_caught (the least detection rate over forgers, claim modes and
 boundaries), min_caught_<forger>_<mode>, honest_false_positive_rate (simulated
 draws on the honest run), honest_segments_audited and honest_fraud_verdicts
@@ -322,7 +323,7 @@ def main() -> None:
                     "headline figures, the others min_caught_<family>)")
     ap.add_argument("--segments", type=int, default=64)
     ap.add_argument("--segment-steps", type=int, default=8)
-    ap.add_argument("--samples", type=int, default=32, help="audit samples (the market's default)")
+    ap.add_argument("--samples", type=int, default=48, help="audit samples (the market's default max_audit_samples)")
     ap.add_argument("--draws", type=int, default=1000, help="simulated audit draws per configuration")
     ap.add_argument("--boundaries", default=None, help="forged boundaries (default: 1, N/2, 3N/4, N-1)")
     ap.add_argument("--honest", action="store_true", help="also audit honest runs of the three families")

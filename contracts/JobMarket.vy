@@ -396,7 +396,7 @@ open_window: public(uint256)
 #         hash is out of reach, the job is slashed as undrawn. Default 3600,
 #         bounds [60, 604800]. Fixed per job at acceptance.
 draw_window: public(uint256)
-# @notice Most audit samples a job may ask for. Default 32, bounds [1, 64].
+# @notice Most audit samples a job may ask for. Default 48, bounds [1, 64].
 max_audit_samples: public(uint256)
 # @notice Least collateral, in bps of the payment. Default 10000 (collateral
 #         >= payment), bounds [1000, 100000].
@@ -453,7 +453,7 @@ def __init__(token_: address, stake_manager_: address, registry_: address, court
     audit_rules = AuditRules.__interface__(audit_rules_)
     self.seed_lookahead = 2
     self.open_window = 3600
-    self.max_audit_samples = 32
+    self.max_audit_samples = 48
     self.min_collateral_bps = 10_000
     self.requester_share_bps = 5_000
     self.max_job_duration = 7 * 86400

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -63,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from greenproof.spec import JobSpec
 from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, TriangleCheck, Verdict
-from verifier.movement import check_segment_movement, check_triangle, known_boundaries
+from verifier.movement import bridged_segments, check_segment_movement, check_triangle, known_boundaries
 
 if TYPE_CHECKING:
     from greenproof.energy import EnergyMeter
@@ -139,6 +140,9 @@ class AuditConfig:
     check_final: bool = True
     #: check the movement claims between the known boundaries (needs ``move_total``)
     check_triangle: bool = True
+    #: also replay every segment not drawn whose two boundaries are known (boundary 0, an
+    #: opened boundary, boundary N): docs/protocol.md §4, bridged segments
+    check_bridged: bool = True
     #: show rich progress bars
     progress: bool = False
     #: on CPU, replay with the thread count whose determinism class is the
@@ -505,6 +509,44 @@ def triangle_check(job: AuditJob, fetch: Fetch | None = None) -> TriangleCheck |
 # --------------------------------------------------------------------------- a whole job
 
 
+@functools.lru_cache(maxsize=8)
+def _init_hash(spec_json: bytes) -> bytes:
+    from greenproof.engine import init_state
+    from greenproof.spec import parse_spec
+    from greenproof.statehash import state_hash
+
+    return state_hash(init_state(parse_spec(json.loads(spec_json)), "cpu"))
+
+
+def bridged(job: AuditJob) -> list[OpenedSegment]:
+    """The job's bridged segments (:func:`verifier.movement.bridged_segments`) as openings: each
+    boundary's hash, cumulative energy, seal and movement from the opening that reveals it,
+    boundary 0 from the spec (hash of ``init_state``; energy, movement 0; seal of ``w_0 = 0``)
+    and boundary N from the committed result (no seal: the replay's end hash is still checked).
+    Not a chain job (no committed movement): none. Builds the spec's initial state once per
+    spec (call it where ``init_state`` may run: under the daemon's replay lock)."""
+    from greenproof.merkle import boundary0_seal
+
+    spec, n = job.spec, job.spec.num_segments
+    if job.move_total is None or job.final_state_hash is None:
+        return []
+    opened = [s for s in _unique(job.opened) if 0 <= s.index < n]
+    bounds: dict[int, tuple[bytes, int, bytes | None, int | None]] = {
+        n: (job.final_state_hash, job.energy_mj or 0, None, job.move_total)}
+    for seg in reversed(opened):  # the lower opening wins a disagreement (the triangle reports it)
+        bounds[seg.index + 1] = (seg.end_hash, seg.end_energy_mj, seg.end_seal, seg.end_move)
+        bounds[seg.index] = (seg.start_hash, seg.start_energy_mj, seg.start_seal, seg.start_move)
+    todo = bridged_segments([0, *bounds], [s.index for s in opened], n)
+    if 0 in todo:
+        bounds[0] = (_init_hash(spec.canonical_json()), 0, boundary0_seal(job.job_id), 0)
+    out = []
+    for k in todo:
+        (sh, se, ss, sm), (eh, ee, es, em) = bounds[k], bounds[k + 1]
+        out.append(OpenedSegment(index=k, start_hash=sh, start_energy_mj=se, end_hash=eh, end_energy_mj=ee,
+                                 start_seal=ss, end_seal=es, start_move=sm, end_move=em))
+    return out
+
+
 def _unique(opened: Sequence[OpenedSegment]) -> list[OpenedSegment]:
     seen: dict[int, OpenedSegment] = {}
     for seg in opened:
@@ -553,6 +595,8 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
             c.fraud("opened", f"index outside 0..{spec.num_segments - 1}")
             checks.append(c)
     segments = [s for s in segments if 0 <= s.index < spec.num_segments]
+    extra = bridged(job) if config.check_bridged else []
+    segments += extra
 
     progress = _progress(config.progress)
     task = progress.add_task(f"job {job.job_id}: replaying", total=len(segments)) if progress else None
@@ -586,6 +630,8 @@ def audit_job(job: AuditJob, config: AuditConfig | None = None, fetch: Fetch | N
     finally:
         if progress:
             progress.stop()
+    for c in checks:
+        c.bridged = any(c.index == s.index for s in extra)
     report.segments = sorted(checks, key=lambda c: c.index)
     if config.check_triangle:
         report.triangle = triangle_check(job, fetch)

@@ -54,6 +54,7 @@ from verifier.audit import (
     Fetch,
     OpenedSegment,
     audit_job,
+    bridged,
     check_final,
     triangle_check,
 )
@@ -259,7 +260,8 @@ class AuditTask:
         """Check the segments ``max_parallel`` at a time, journaling each; False when the
         budget ran out (or the task was abandoned) first."""
         self._enter(Phase.REPLAY)
-        config = dataclasses.replace(self.settings.audit, check_final=False, check_triangle=False)
+        config = dataclasses.replace(self.settings.audit, check_final=False, check_triangle=False,
+                                     check_bridged=False)
         fetch = self._local()
         job = self.facts.audit_job(spec)
         step = max(1, config.max_parallel)
@@ -276,6 +278,40 @@ class AuditTask:
             finally:
                 self.replay_lock.release()
             for check in part.segments:
+                self._record(check)
+            if self._fraud_found():
+                return True
+        return self._replay_bridged(job, config, fetch)
+
+    def _replay_bridged(self, job: AuditJob, config: AuditConfig, fetch: Fetch) -> bool:
+        """Then the bridged segments (not drawn, both boundaries known: docs/protocol.md §4), one at
+        a time while the budget leaves room for twice the slowest replay so far: they add
+        detection, never an abstention (a drawn segment's verdict does not wait for them)."""
+        if not self.settings.audit.check_bridged or self.abandoned.is_set():
+            return True
+        if not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
+            return True
+        try:
+            extra = [s for s in bridged(job) if s.index not in self._checks]
+        finally:
+            self.replay_lock.release()
+        for seg in extra:
+            with self._lock:
+                slowest = max((c.replay_seconds or 0.0 for c in self._checks.values()), default=0.0)
+            if self.abandoned.is_set() or self.budget.remaining() < 2 * slowest + 1.0:
+                log.info("job %d: bridged segment %d not replayed: %.0f s of the budget left", self.job_id,
+                         seg.index, self.budget.remaining())
+                return True
+            if not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
+                return True
+            try:
+                part = self.audit(job.model_copy(update={
+                    "audit_indices": [seg.index], "opened": [seg], "final_state_hash": None,
+                }), config, fetch)
+            finally:
+                self.replay_lock.release()
+            for check in part.segments:
+                check.bridged = True
                 self._record(check)
             if self._fraud_found():
                 break

@@ -46,6 +46,9 @@ class SegmentCheck(BaseModel):
     end_hash: str
     start_energy_mj: int
     end_energy_mj: int
+    #: not drawn: replayed because both its boundaries are known (a "bridged" segment, §4);
+    #: its fraud counts like a drawn segment's, an ok vote reveals no digest for it
+    bridged: bool = False
     start_fetched: bool = False
     end_fetched: bool = False
     replay_hash: str | None = None

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -140,6 +140,17 @@ def known_boundaries(init_hash: bytes, opened: Sequence[Opened], num_segments: i
     return known
 
 
+def bridged_segments(known: Iterable[int], audited: Iterable[int], num_segments: int) -> list[int]:
+    """The segments no draw audited whose two boundaries are both known (boundary 0, an opened
+    boundary, boundary N): a verifier replays them too (docs/protocol.md §4, "bridged segments").
+
+    A forger at boundary ``k*`` is wrong only on segment ``k* - 1``; besides its own draw, that
+    segment is now checked whenever the draw opens both its neighbours (or, for ``k* = 1``, just
+    segment 1, since boundary 0 is the spec's)."""
+    have, drawn = set(known), set(audited)
+    return [k for k in range(num_segments) if k not in drawn and k in have and k + 1 in have]
+
+
 def check_triangle(spec: JobSpec, known: dict[int, Known], load: LoadState, check: TriangleCheck,
                    distance: Distance | None = None) -> TriangleCheck:
     """Every consecutive pair of known boundaries (see the module docstring); loads each
@@ -188,5 +199,6 @@ def _pair(check: TriangleCheck, distance: Distance, a: int, move_a: int, sa: Sta
             "claiming it")
 
 
-__all__ = ["SEGMENT_TOLERANCE", "Distance", "Known", "check_segment_movement", "check_triangle", "job_metric",
+__all__ = ["SEGMENT_TOLERANCE", "Distance", "Known", "bridged_segments", "check_segment_movement", "check_triangle",
+           "job_metric",
            "known_boundaries"]

@@ -34,7 +34,7 @@ from greenproof.run import MemoryCheckpoints, Meter, ZeroMeter, train_run
 from greenproof.spec import JobSpec
 from verifier.audit import AuditJob, OpenedSegment
 from verifier.evidence import TriangleCheck
-from verifier.movement import check_triangle, known_boundaries
+from verifier.movement import bridged_segments, check_triangle, known_boundaries
 from verifier.sampling import audited_segments
 
 
@@ -168,8 +168,10 @@ class Distances:
 def draw_outcome(run: SimulatedRun, failing: Collection[int], seed: bytes, samples: int,
                  distance: Distances | None = None) -> tuple[bool, bool]:
     """One audit draw (``seed``, ``samples`` as JobMarket draws them over the run's claimed
-    movements): ``(an audited segment is in failing, the triangle check fails)``; the
-    triangle is only checked when no audited segment failed."""
+    movements): ``(a checked segment is in failing, the triangle check fails)``, where the
+    checked segments are the audited ones and the bridged ones (not drawn, both boundaries
+    known: :func:`verifier.movement.bridged_segments`, which the verifier replays too); the
+    triangle is only checked when no checked segment failed."""
     audited = run.audited(seed, samples)
     if set(audited) & set(failing):
         return True, False
@@ -177,6 +179,8 @@ def draw_outcome(run: SimulatedRun, failing: Collection[int], seed: bytes, sampl
     n = run.spec.num_segments
     known = known_boundaries(run.hashes[0], [run.opened(i) for i in audited], n, run.hashes[-1], run.moves[-1],
                              check)
+    if set(bridged_segments(known, audited, n)) & set(failing):
+        return True, False
     dist = distance or Distances(metric_for(run.spec))
 
     def load(k: int, h: bytes) -> tuple[TrainState | None, str | None]:

@@ -58,7 +58,7 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
 #: The values a fresh deployment starts from (the contracts' constructors;
 #: ``min_class_stake`` defaults to three seats).
 PARAM_DEFAULTS: dict[str, int] = {
-    "seed_lookahead": 2, "open_window": 3_600, "max_audit_samples": 32,
+    "seed_lookahead": 2, "open_window": 3_600, "max_audit_samples": 48,
     "min_collateral_bps": 10_000, "requester_share_bps": 5_000, "max_job_duration": 7 * 86_400,
     "min_job_duration": 300, "draw_window": 3_600, "committee_size": 3, "max_rounds": 3,
     "commit_window": 3_600, "reveal_window": 3_600, "voter_slash_bps": 1_000,

@@ -13,7 +13,7 @@ TOKEN = 10**18
 PARAMS = {
     "seed_lookahead": (2, 1, 64),
     "open_window": (3_600, 10, 7 * DAY),
-    "max_audit_samples": (32, 1, 64),
+    "max_audit_samples": (48, 1, 64),
     "min_collateral_bps": (10_000, 1_000, 100_000),
     "requester_share_bps": (5_000, 0, 10_000),
     "max_job_duration": (7 * DAY, 300, 180 * DAY),  # low: at least min_job_duration (300)

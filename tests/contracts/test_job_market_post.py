@@ -73,7 +73,7 @@ def test_a_spec_travels_as_a_data_uri_of_up_to_max_uri_bytes(s, chain, requester
         ({"spec_hash": b"\0" * 32}, "market: empty spec hash"),
         ({"num_segments": 0}, "market: zero segments"),
         ({"audit_samples": 0}, "market: zero audit samples"),
-        ({"audit_samples": 33}, "market: too many audit samples"),
+        ({"audit_samples": 49}, "market: too many audit samples"),
         ({"payment": 0}, "market: zero payment"),
         ({"payment": 2**128, "collateral": 2**129}, "market: amount too large"),
         ({"verifier_fee": 2**128}, "market: amount too large"),

@@ -185,7 +185,7 @@ class FakeGateway:
                                           "next_open_index": p.get("next_index", 0)})
 
     def param(self, name: str) -> int:
-        return {"max_audit_samples": 32, "open_window": OPEN_WINDOW}[name]
+        return {"max_audit_samples": 48, "open_window": OPEN_WINDOW}[name]
 
     def audit_indices(self, job_id: int) -> list[int]:
         self._node()

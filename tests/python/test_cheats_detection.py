@@ -3,7 +3,7 @@ matches 1-(1-f)^s, honest segments are never voted fraud across determinism clas
 
 Sampling uses the contract's formula ``keccak(abi_encode(seed, job_id, j)) % N``
 (:func:`verifier.sampling.audit_indices`) with random seeds, and the market's
-default number of samples (``JobMarket.max_audit_samples`` = 32, which the
+default number of samples (``JobMarket.max_audit_samples`` = 48, which the
 requester CLI uses by default).
 """
 
@@ -27,7 +27,7 @@ from verifier.sampling import audit_indices, detection_probability, wilson_inter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SAMPLES = 32  # JobMarket's default max_audit_samples
+DEFAULT_SAMPLES = 48  # JobMarket's default max_audit_samples
 OTHER_CLASS = b"\x22" * 32
 
 

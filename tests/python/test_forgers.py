@@ -198,6 +198,36 @@ def test_every_single_boundary_forger_is_caught(name, at):
         assert by_triangle > 0  # nothing claims the jump: only the triangle sees it when segment k*-1 is missed
 
 
+def test_bridged_segments_are_the_undrawn_ones_between_two_known_boundaries():
+    from verifier.movement import bridged_segments
+
+    assert bridged_segments([0, 2, 3, 8], [2], 8) == []  # segment 2 drawn; 0-2 and 3-8 are gaps
+    assert bridged_segments([0, 1, 2, 8], [1], 8) == [0]  # boundary 0 is the spec's
+    assert bridged_segments([0, 3, 4, 5, 6, 8], [3, 5], 8) == [4]
+    assert bridged_segments([0, 6, 7, 8], [6], 8) == [7]  # boundary N is the committed result
+
+
+def test_a_forged_boundary_1_is_caught_by_the_bridged_segment_0_and_only_by_it():
+    """Collapse at boundary 1, the jump claimed on segment 0, honest from there; the draw opens
+    segment 1 (exact). The verifier replays the bridged segment 0 and finds the forgery; without
+    that replay the same audit would pass, and an ok vote never reveals a bridged digest."""
+    from verifier.votes import ballot_of
+
+    run = simulate_run(spec_of(8), cheat=make_forger("forge_collapse", at=1), measure_energy=False)
+    job = run.audit_job([1])
+    found = audit_job(job, CONFIG, fetch=run.fetch)
+    assert found.verdict is Verdict.FRAUD and found.reasons[0].startswith("segment 0: ")
+    assert [(c.index, c.bridged, c.verdict) for c in found.segments] == [
+        (0, True, Verdict.FRAUD), (1, False, Verdict.OK)]
+    missed = audit_job(job, AuditConfig(measure_energy=False, check_bridged=False), fetch=run.fetch)
+    assert missed.verdict is Verdict.OK and [c.index for c in missed.segments] == [1]
+    honest_run = simulate_run(spec_of(8), measure_energy=False)
+    ok = audit_job(honest_run.audit_job([1, 6]), CONFIG, fetch=honest_run.fetch)
+    assert ok.verdict is Verdict.OK and [c.index for c in ok.segments if c.bridged] == [0, 7]
+    ballot = ballot_of(ok)
+    assert ballot.segments == [1, 6] and len(ballot.digests) == 2
+
+
 # ---------------------------------------------------------------------------- honest runs of every family
 
 FAMILIES = {

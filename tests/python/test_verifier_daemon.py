@@ -602,6 +602,35 @@ def test_a_jump_claimed_nowhere_gets_a_fraud_vote_from_the_triangle_before_any_r
     assert any(r.startswith("triangle: boundaries 1 and 3 are") for r in report.reasons)
 
 
+def test_a_forged_first_boundary_is_found_by_replaying_the_bridged_segment_0(serve, tmp_path, daemons):
+    """A provider collapsed the weights at boundary 1, claimed the jump on segment 0 and trained
+    honestly from there; the draw opened segment 1 only, which replays exactly. Boundaries 0
+    (the spec's) and 1 (segment 1's opening) are both known, so the verifier replays segment 0
+    too, after the drawn one, and votes fraud."""
+    from greenproof.adversaries.forgers import make_forger
+
+    clock = FixedClock()
+    market = FakeMarket(clock, commit_window=60, reveal_window=60)
+    forger = simulate_run(tiny_spec(), cheat=make_forger("forge_collapse", at=1), measure_energy=False)
+    server = serve({"/artifacts/": checkpoints(forger)}, prefix=True)
+    post(market, 1, forger, f"{server.url}/artifacts/1", [1])
+    replays: list[int] = []
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        replays.extend(s.index for s in job.opened)
+        return quiet_audit(job, config, fetch)
+
+    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    drive(daemon, lambda: committed(market, 1), "the fraud vote")
+    assert voted_fraud(daemon, 1) and replays == [1, 0]
+    report = report_of(daemon, 1)
+    drawn, bridged = report.segments[1], report.segments[0]
+    assert (drawn.index, drawn.bridged, drawn.verdict) == (1, False, Verdict.OK)
+    assert (bridged.index, bridged.bridged, bridged.verdict) == (0, True, Verdict.FRAUD)
+    assert bridged.checks["comparison"].startswith("fraud")
+
+
 @pytest.mark.timeout(180)
 def test_a_commit_whose_receipt_was_lost_is_revealed_after_a_restart_with_the_journaled_digests(
         honest, serve, tmp_path, daemons):
