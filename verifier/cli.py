@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +42,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path(os.environ.get("GREENPROOF_VERIFIER_DIR", "~/.greenproof/verifier")).expanduser()
+#: The verifier's data directory, by the worker's convention (``./worker-data``): a folder in
+#: the working directory, ignored by git; ``GREENPROOF_VERIFIER_DIR`` or ``--data-dir`` move it.
+DEFAULT_DATA_DIR = Path("verifier-data")
 
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
     show_default=True, envvar="GREENPROOF_VERIFIER_DIR",
-    help="Vote journal (salts, cursor) and evidence reports.",
+    help="Vote journal (salts, cursor) and evidence reports; keep it across restarts.",
 )
 parallel_option = click.option(
     "--max-parallel", type=click.IntRange(min=1), default=1, show_default=True,
@@ -224,36 +225,30 @@ def verifier_status(gw: Gateway, who: str, recent: int = 10) -> dict[str, Any]:
     }
 
 
-def _print_status(rep: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_status(rep: dict[str, Any], console: Any = None) -> None:
+    from greenproof.cli.tables import Col, print_table
 
-    d, console = rep["decimals"], Console()
-    money = Table(title=f"verifier {rep['address']} (chain {rep['chain_id']})", show_header=False)
-    money.add_column("what", style="bold")
-    money.add_column("tokens", justify="right")
-    for label, key in [("staked", "staked"), ("locked (seats, jobs)", "locked"), ("free stake", "free"),
-                       ("unbonding", "unbonding"), ("claimable from market", "claimable"),
-                       ("stake per seat", "seat_stake")]:
-        money.add_row(label, format_amount(rep[key], d))
+    d = rep["decimals"]
+    money = [(label, format_amount(rep[key], d))
+             for label, key in [("staked", "staked"), ("locked (seats, jobs)", "locked"), ("free stake", "free"),
+                                ("unbonding", "unbonding"), ("claimable from market", "claimable"),
+                                ("stake per seat", "seat_stake")]]
     if rep["unbonding"]:
         ready = rep["unbonding_release"] <= rep["block_time"]
-        money.add_row("unbonding released", "now" if ready else _when(rep["unbonding_release"]))
-    console.print(money)
-    pools = Table(title=f"pools (jobs need {format_amount(rep['min_class_stake'], d)} of pool stake)")
-    for col in ("class", "free seats", "busy seats", "pool members", "pool seats", "pool stake"):
-        pools.add_column(col, justify="left" if col == "class" else "right")
-    for p in rep["pools"]:
-        pools.add_row(p["class"][:18] + "…", str(p["free_seats"]), str(p["busy_seats"]), str(p["pool_members"]),
-                      str(p["pool_seats"]), format_amount(p["pool_stake"], d))
-    console.print(pools)
-    seats = Table(title=f"recent seats ({len(rep['seats'])})")
-    for col in ("job", "round", "seats", "vote", "settled", "case"):
-        seats.add_column(col, justify="right" if col in ("job", "round", "seats") else "left")
-    for s in rep["seats"]:
-        seats.add_row(str(s["job_id"]), str(s["round"]), str(s["seats"]), s["vote"], "yes" if s["settled"] else "no",
-                      f"{s['outcome']} (round {s['case_round']})")
-    console.print(seats)
+        money.append(("unbonding released", "now" if ready else _when(rep["unbonding_release"])))
+    print_table(f"verifier {rep['address']} (chain {rep['chain_id']})",
+                [Col("what", key=True), Col("tokens", "right")], money, show_header=False, console=console)
+    pools = [(p["class"][:18] + "…", str(p["free_seats"]), str(p["busy_seats"]), str(p["pool_members"]),
+              str(p["pool_seats"]), format_amount(p["pool_stake"], d)) for p in rep["pools"]]
+    print_table(f"pools (a class takes jobs from {format_amount(rep['min_class_stake'], d)} of pool stake)",
+                [Col("class", key=True), *(Col(c, "right") for c in ("free", "busy", "members", "seats", "stake"))],
+                pools, caption="free, busy: your seats; members, seats, stake: the whole pool's",
+                console=console)
+    seats = [(str(s["job_id"]), str(s["round"]), str(s["seats"]), s["vote"], "yes" if s["settled"] else "no",
+              f"{s['outcome']} (round {s['case_round']})") for s in rep["seats"]]
+    print_table(f"recent seats ({len(rep['seats'])})",
+                [Col("job", "right", key=True), Col("round", "right"), Col("seats", "right"), Col("vote"),
+                 Col("settled"), Col("case")], seats, console=console)
 
 
 @verifier.command()

@@ -7,9 +7,11 @@ Checks, in order, and prints one line per check with what to do when it fails:
    its address, and the deployment block exists (a node reset to an earlier
    state, or another chain behind the same URL, shows up here);
 3. every journal in the given data dirs (a worker's ``journal.sqlite``, a
-   verifier's ``verifier.sqlite``) has its cursor at or below the head, and
-   belongs to this chain (a journal ahead of the chain makes a daemon ignore
-   every new job without a word);
+   verifier's ``verifier.sqlite``) follows this manifest's market, was bound to
+   this chain (its genesis and deployment block hashes: a chain reset and
+   redeployed at the same addresses has others, and the daemon refuses the
+   journal), and has its cursor at or below the head (a journal ahead of the
+   chain would make a daemon ignore every new job without a word);
 4. the account, when given: gas money, tokens, stake (free, locked,
    unbonding) and what the market owes it.
 
@@ -71,17 +73,41 @@ def _deployment(chain) -> list[Finding]:  # noqa: ANN001
     return out
 
 
-def _journal_cursors(path: Path) -> list[tuple[str, int]]:
-    """(what, cursor) pairs a journal file holds (worker: one; verifier: per market)."""
+@dataclass(frozen=True)
+class JournalCursor:
+    """One cursor a journal holds: whose it is, the market it follows, the last block it read,
+    and the chain identity (genesis and deployment block hashes) it was bound to, if any."""
+
+    what: str
+    market: str | None
+    cursor: int | None
+    identity: str | None
+
+
+def _journal_cursors(path: Path) -> list[JournalCursor]:
+    """The cursors a journal file holds (worker: one; verifier: one per chain and market)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "cursor" in tables:  # verifier: next block to scan, per (chain, market)
-            return [(f"chain {c} market {m}", int(n) - 1)
-                    for c, m, n in db.execute("SELECT chain_id, market, next_block FROM cursor")]
+            ids = {}
+            if "identity" in tables:
+                ids = {(int(c), m.lower()): i for c, m, i in
+                       db.execute("SELECT chain_id, market, identity FROM identity")}
+            rows = db.execute("SELECT chain_id, market, next_block FROM cursor").fetchall()
+            keys = dict.fromkeys([(int(c), m.lower()) for c, m, _ in rows] + list(ids))
+            nexts = {(int(c), m.lower()): int(n) for c, m, n in rows}
+            return [JournalCursor(f"verifier, chain {c}", m, nexts[(c, m)] - 1 if (c, m) in nexts else None,
+                                  ids.get((c, m))) for c, m in keys]
         if "meta" in tables:
-            row = db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
-            return [("worker", int(row[0]))] if row else []
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                return []
+            binding = meta.get("binding", "")  # chain:market:provider
+            market = binding.split(":")[1] if binding.count(":") == 2 else None
+            cursor = meta.get("cursor")
+            return [JournalCursor("worker", market, None if cursor is None else int(cursor),
+                                  meta.get("chain_identity"))]
         return []
     finally:
         db.close()
@@ -90,6 +116,8 @@ def _journal_cursors(path: Path) -> list[tuple[str, int]]:
 def _journals(chain, data_dirs: tuple[Path, ...]) -> list[Finding]:  # noqa: ANN001
     out = []
     head = chain.block_number()
+    market = chain.deployment.job_market.lower()
+    identity: str | None = None
     for d in data_dirs:
         files = [d / "journal.sqlite", d / "verifier.sqlite"]
         found = [f for f in files if f.exists()]
@@ -101,14 +129,38 @@ def _journals(chain, data_dirs: tuple[Path, ...]) -> list[Finding]:  # noqa: ANN
             except sqlite3.DatabaseError as exc:
                 out.append(Finding("fail", "journal", f"{f}: unreadable ({exc})", "move it away"))
                 continue
-            for what, cursor in cursors:
-                if cursor > head:
+            for jc in cursors:
+                where = f"{f} ({jc.what})"
+                if jc.market is not None and jc.market != market:
                     out.append(Finding(
-                        "fail", "journal", f"{f} ({what}) has read up to block {cursor}, the chain is "
+                        "warn", "journal", f"{where} follows market {jc.market}, not this manifest's "
+                        f"{market}", "a daemon started with this --data-dir and this manifest refuses "
+                        "to run (worker) or keeps a separate cursor (verifier): use one data dir per "
+                        "deployment"))
+                    continue
+                if jc.identity is not None:
+                    if identity is None:
+                        try:
+                            identity = chain.identity(chain.deployment.deployment_block)
+                        except Exception as exc:  # noqa: BLE001 - the manifest check says why
+                            identity = f"unreadable: {exc}"
+                    if jc.identity != identity:
+                        out.append(Finding(
+                            "fail", "journal", f"{where} was written on another chain with the same id "
+                            "and addresses (its genesis or deployment block hash differs): the chain "
+                            "was reset and redeployed", "its daemon refuses to start: move this data "
+                            "dir away, or start the daemon with a fresh --data-dir"))
+                        continue
+                if jc.cursor is None:
+                    out.append(Finding("ok", "journal", f"{where} has not read any block yet"))
+                elif jc.cursor > head:
+                    out.append(Finding(
+                        "fail", "journal", f"{where} has read up to block {jc.cursor}, the chain is "
                         f"at {head}", "the chain was reset under this data dir: its daemon would "
                         "ignore every new job; start it with a fresh --data-dir (or move this one away)"))
                 else:
-                    out.append(Finding("ok", "journal", f"{f} ({what}) at block {cursor} of {head}"))
+                    out.append(Finding("ok", "journal", f"{where} at block {jc.cursor} of {head}"
+                                       + (", bound to this chain" if jc.identity else "")))
     return out
 
 
@@ -135,10 +187,55 @@ def _account(chain) -> list[Finding]:  # noqa: ANN001
     return out
 
 
+MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+
+
+def _width() -> int | None:
+    """The terminal's width, or None when the output is piped (one line per finding then)."""
+    import shutil
+    import sys
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def _render(findings: list[Finding], width: int | None) -> list[str]:
+    """One line per finding (and one per fix), each wrapped under its own column on a
+    terminal of ``width`` columns; whole lines when ``width`` is None."""
+    import textwrap
+
+    out = []
+    for f in findings:
+        rows = [(f"{MARKS[f.level]} {f.what:9} ", f.detail)]
+        if f.fix and f.level != "ok":
+            rows.append((f"{'':15}-> ", f.fix))
+        for prefix, text in rows:
+            if width is None or width - len(prefix) < 20:
+                out.append(prefix + text)
+            else:
+                out += textwrap.wrap(text, width=width - 1, initial_indent=prefix,
+                                     subsequent_indent=" " * len(prefix), break_on_hyphens=False)
+    return out
+
+
+def _default_data_dirs() -> tuple[Path, ...]:
+    """The worker's and the verifier's default data dirs (``./worker-data``, ``./verifier-data``)
+    and the folders in them that hold a journal (the README's ``verifier-data/a``), where they exist."""
+    out = []
+    for root in (Path("worker-data"), Path("verifier-data")):
+        if not root.is_dir():
+            continue
+        if (root / "journal.sqlite").exists() or (root / "verifier.sqlite").exists():
+            out.append(root)
+        out += sorted(d for d in root.iterdir()
+                      if d.is_dir() and ((d / "journal.sqlite").exists() or (d / "verifier.sqlite").exists()))
+    return tuple(out)
+
+
 @click.command()
 @chain_options
 @click.option("--data-dir", "data_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="A worker's or verifier's data dir whose journal to check (repeatable).")
+              help="A worker's or verifier's data dir whose journal to check (repeatable; default: "
+                   "./worker-data and ./verifier-data, and the folders in them, where they exist).")
 def doctor(network: str, account: str | None, deployment: Path | None, confirmations: int,
            data_dirs: tuple[Path, ...]) -> None:
     """Check the node, the manifest against the chain, the journals and the account; say what to do."""
@@ -146,14 +243,11 @@ def doctor(network: str, account: str | None, deployment: Path | None, confirmat
                                  need_deployment=False, confirmations=confirmations)
     findings = _node(chain) + _deployment(chain)
     if chain.deployment is not None:
-        findings += _journals(chain, data_dirs)
+        findings += _journals(chain, data_dirs or _default_data_dirs())
         if chain.account is not None:
             findings += _account(chain)
-    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
-    for f in findings:
-        click.echo(f"{marks[f.level]} {f.what:9} {f.detail}")
-        if f.fix and f.level != "ok":
-            click.echo(f"     {'':9} -> {f.fix}")
+    for line in _render(findings, _width()):
+        click.echo(line)
     failed = sum(f.level == "fail" for f in findings)
     click.echo(f"{failed} problem(s) found" if failed else "all checks passed")
     raise SystemExit(1 if failed else 0)

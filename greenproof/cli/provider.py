@@ -311,49 +311,41 @@ def _when(ts: int) -> str:
     return datetime.fromtimestamp(int(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _print_status(rep: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_status(rep: dict[str, Any], console: Any = None) -> None:
+    from greenproof.cli.tables import Col, print_table
 
     d = rep["decimals"]
-    console = Console()
-    money = Table(title=f"provider {rep['address']} (chain {rep['chain_id']})", show_header=False)
-    money.add_column("what", style="bold")
-    money.add_column("tokens", justify="right")
+    pair = [Col("what", key=True), Col("tokens", "right")]
     rows = [("wallet balance", rep["balance"]), ("staked", rep["staked"]), ("locked by jobs", rep["locked"]),
             ("free stake", rep["free"]), ("unbonding", rep["unbonding"]),
             ("claimable from market", rep["claimable"]), ("earned: payments", rep["earned"]["paid"]),
             ("earned: green premiums", rep["earned"]["premium"]),
             ("earned: green bonuses", rep["earned"]["bonus"])]
-    for label, value in rows:
-        money.add_row(label, format_amount(value, d))
+    money = [(label, format_amount(value, d)) for label, value in rows]
     if rep["unbonding"]:
         ready = rep["unbonding_release"] <= rep["block_time"]
-        money.add_row("unbonding released", "now" if ready else _when(rep["unbonding_release"]))
-    console.print(money)
+        money.append(("unbonding released", "now" if ready else _when(rep["unbonding_release"])))
+    print_table(f"provider {rep['address']} (chain {rep['chain_id']})", pair, money, show_header=False,
+                console=console)
 
     g = rep["green"]
-    green = Table(title="green attestation", show_header=False)
-    green.add_column("what", style="bold")
-    green.add_column("value", justify="right")
+    green: list[tuple[str, str]] = []
     if g["nonce"] == 0:
-        green.add_row("attestation", "none (grid default applies)")
+        green.append(("attestation", "none (grid default applies)"))
     else:
-        green.add_row("in force", "[green]yes[/]" if g["in_force"] else "[red]no[/]")
-        green.add_row("green share", f"{g['attested_green_bps'] / 100:g} %")
-        green.add_row("region", g["region"])
-        green.add_row("valid", f"{_when(g['valid_from'])} → {_when(g['valid_until'])}")
-        green.add_row("attestor", str(g["attestor"]))
-    green.add_row("carbon intensity used", f"{g['carbon_g_per_kwh']} g/kWh")
-    console.print(green)
+        green += [("in force", "[green]yes[/]" if g["in_force"] else "[red]no[/]"),
+                  ("green share", f"{g['attested_green_bps'] / 100:g} %"), ("region", g["region"]),
+                  ("valid", f"{_when(g['valid_from'])} → {_when(g['valid_until'])}"),
+                  ("attestor", str(g["attestor"]))]
+    green.append(("carbon intensity used", f"{g['carbon_g_per_kwh']} g/kWh"))
+    print_table("green attestation", [Col("what", key=True), Col("value", "right")], green,
+                show_header=False, console=console)
 
-    jobs = Table(title=f"jobs ({len(rep['jobs'])})")
-    for col in ("job", "state", "payment", "collateral", "paid", "premium", "bonus", "slashed", "energy Wh",
-                "CO2 mg"):
-        jobs.add_column(col, justify="right" if col != "state" else "left")
-    for j in rep["jobs"]:
-        jobs.add_row(str(j["job_id"]), j["state"], format_amount(j["payment"], d),
-                     format_amount(j["collateral"], d), format_amount(j["paid"], d),
-                     format_amount(j["premium"], d), format_amount(j["bonus"], d),
-                     format_amount(j["slashed"], d), f"{j['energy_mj'] / 3_600_000:.3f}", str(j["carbon_mg"]))
-    console.print(jobs)
+    columns = [Col("job", "right", key=True), Col("state", key=True),
+               *(Col(c, "right") for c in ("payment", "collateral", "paid", "premium", "bonus", "slashed",
+                                           "Wh", "CO2 mg"))]
+    jobs = [(str(j["job_id"]), j["state"], format_amount(j["payment"], d), format_amount(j["collateral"], d),
+             format_amount(j["paid"], d), format_amount(j["premium"], d), format_amount(j["bonus"], d),
+             format_amount(j["slashed"], d), f"{j['energy_mj'] / 3_600_000:.3f}", str(j["carbon_mg"]))
+            for j in rep["jobs"]]
+    print_table(f"jobs ({len(rep['jobs'])})", columns, jobs, console=console)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_DURATION_S = 3600
+#: How often ``watch`` re-explains why an OPEN job waits (seconds; it reads every provider).
+WATCH_EXPLAIN_S = 15.0
 #: JobMarket's ``MAX_URI``: the longest ``spec_uri`` / ``result_uri`` it accepts (bytes).
 SPEC_URI_MAX = 4096
 
@@ -210,7 +212,10 @@ def _plan(gw: Gateway, spec: Any, uri: str, *, payment: Decimal, verifier_fee: D
     now = gw.chain.timestamp()
     due = deadline if deadline is not None else now + (duration or DEFAULT_DURATION_S)
     if due <= now:
-        raise click.ClickException(f"requester: deadline {due} is not after the chain's time {now}")
+        from greenproof.chain.clock import chain_time
+
+        raise click.ClickException(f"requester: deadline {chain_time(due)} is not after the chain's "
+                                   f"time, {chain_time(now)}")
     longest = gw.param("max_job_duration")
     if due - now > longest:
         raise click.ClickException(
@@ -346,7 +351,7 @@ def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: 
     standing: green share, free stake, and the deadline against an estimate of
     the training time. Providers with stricter settings may still refuse.
     """
-    from worker.policy import Offer, PolicyConfig, Standing, evaluate
+    from worker.policy import Offer
 
     gw, plan = _prepare(spec_path, payment, verifier_fee, collateral, deadline, duration,
                         audit_samples, min_green_bps, green_premium, spec_uri, network, account,
@@ -354,26 +359,100 @@ def quote(spec_path: Path, payment: Decimal, verifier_fee: Decimal, collateral: 
     offer = Offer(job_id=0, payment=plan.payment, collateral=plan.collateral, deadline=plan.deadline,
                   min_green_bps=plan.min_green_bps, total_steps=plan.spec.total_steps,
                   memory_bytes=int(plan.spec.estimate_memory_bytes()))
-    verdicts = []
     try:
-        providers = [p.address for p in _snapshot(gw).providers]
-        for who in providers:
-            standing = Standing(now=plan.now, green_bps=gw.green_bps(who), free_stake=gw.free_stake(who))
-            decision = evaluate(offer, standing, PolicyConfig())
-            verdicts.append({"provider": who, "accept": decision.accept, "reason": decision.reason})
+        snap = _snapshot(gw)
+        verdicts = _verdicts(gw, offer, plan.now, _known_providers(gw, snap))
+        court = _court_gap(gw, snap)
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(_plan_json(plan) | {"providers": verdicts}))
+        click.echo(json.dumps(_plan_json(plan) | {"providers": verdicts, "court": court}))
         return
     d = plan.decimals
     click.echo(f"ok to post: {plan.num_segments} segments, {plan.audit_samples} audited, payment "
                f"{_fmt(plan.payment, d)} + fee {_fmt(plan.verifier_fee, d)}, collateral "
                f"{_fmt(plan.collateral, d)}, deadline in {plan.deadline - plan.now} s (nothing sent)")
+    if court:
+        click.echo(court)
     if not verdicts:
         click.echo("no provider known to this market yet")
     for v in verdicts:
         click.echo(f"  {v['provider']}: {'would accept' if v['accept'] else 'would refuse'} ({v['reason']})")
+
+
+def _verdicts(gw: Gateway, offer: Any, now: int, providers: list[str]) -> list[dict[str, Any]]:
+    """The default worker policy (``worker.policy``) on ``offer`` for each provider, from its
+    on-chain standing: green share, free stake, the deadline against the training time."""
+    from worker.policy import PolicyConfig, Standing, evaluate
+
+    verdicts = []
+    for who in providers:
+        standing = Standing(now=now, green_bps=gw.green_bps(who), free_stake=gw.free_stake(who))
+        decision = evaluate(offer, standing, PolicyConfig())
+        verdicts.append({"provider": who, "accept": decision.accept, "reason": decision.reason})
+    return verdicts
+
+
+def _known_providers(gw: Gateway, snap: MarketSnapshot) -> list[str]:
+    """Providers known to the market: seen on a job, or holding stake (``Staked``) without
+    having joined a court pool (those are verifiers)."""
+    from eth_utils import to_checksum_address
+
+    known = {p.address.lower(): p.address for p in snap.providers}
+    verifiers = {v.address.lower() for v in snap.verifiers}
+    verifiers |= {m.address.lower() for pool in snap.pools for m in pool.members}
+    for entry in gw.chain.logs("Staked", gw.deployment.deployment_block, None, "stake"):
+        who = to_checksum_address(entry["args"]["account"])
+        if who.lower() not in verifiers:
+            known.setdefault(who.lower(), who)
+    return sorted(known.values(), key=str.lower)
+
+
+def _court_gap(gw: Gateway, snap: MarketSnapshot) -> str:
+    """Why no provider can accept any job, if that is so: no verifier pool holds the court's
+    ``min_class_stake`` (``accept_job`` reverts); empty when some pool does."""
+    need = gw.court_param("min_class_stake")
+    best = max((gw.pool_stake(bytes.fromhex(p.dclass.removeprefix("0x"))) for p in snap.pools), default=0)
+    if best >= need:
+        return ""
+    return (f"no provider can accept yet: no verifier pool holds the court's min_class_stake "
+            f"({_fmt(need, gw.token_decimals())} tokens; the fullest holds {_fmt(best, gw.token_decimals())}); "
+            "verifiers add stake with `greenproof verifier stake` and `greenproof verifier join`")
+
+
+def open_job_reasons(gw: Gateway, job: Any, snap: MarketSnapshot) -> list[str]:
+    """Why an OPEN job may still be waiting for a provider: its deadline, the court's pools,
+    and the default worker policy's verdict for each provider known to the market (the
+    workers' own limits may be stricter; their logs say why they skip a job)."""
+    from greenproof.chain.clock import chain_time
+    from greenproof.spec import JobSpecError, load_spec
+    from worker.policy import Offer
+
+    now = gw.chain.timestamp()
+    if job.deadline and now >= job.deadline:
+        return [f"its deadline passed {now - job.deadline} s ago: no provider can accept it; "
+                f"`greenproof requester close {job.job_id}` refunds it"]
+    lines = [f"no provider has accepted it yet; it can be accepted until its deadline, "
+             f"{job.deadline - now} s from now, at {chain_time(job.deadline)}"]
+    gap = _court_gap(gw, snap)
+    if gap:
+        lines.append(gap)
+    try:
+        spec = load_spec(job.spec_uri)
+        memory = int(spec.estimate_memory_bytes())
+    except (JobSpecError, ValueError) as exc:
+        return [*lines, f"its spec is unusable, every provider skips it: {exc}"]
+    offer = Offer(job_id=job.job_id, payment=job.payment, collateral=job.collateral, deadline=job.deadline,
+                  min_green_bps=job.min_green_bps, total_steps=spec.total_steps, memory_bytes=memory)
+    providers = _known_providers(gw, snap)
+    if not providers:
+        lines.append("no provider has staked on this market yet")
+    for v in _verdicts(gw, offer, now, providers):
+        lines.append(f"{v['provider'][:10]}… {'would accept' if v['accept'] else 'would refuse'}: {v['reason']}")
+    lines.append("(the default worker policy on each provider's on-chain standing: a provider whose "
+                 "worker is not running, or whose own limits are stricter, does not take it, and its "
+                 "log says why; `greenproof requester quote` checks new terms before posting)")
+    return lines
 
 
 # --------------------------------------------------------------------------- status / watch
@@ -388,21 +467,29 @@ def _court_cell(job: Any) -> tuple[str, str]:
     return seats, job.case.outcome.value if job.case.decided_round is not None else "—"
 
 
-def _job_table(jobs: list[Any], decimals: int) -> Any:
-    from rich.table import Table
+#: ``requester status``'s columns, short enough that the table keeps its headers at 80 columns
+JOB_COLUMNS = ("job", "state", "provider", "audit", "seats", "decision", "payment", "paid", "slashed", "Wh")
 
-    table = Table(title="jobs")
-    for col in ("job", "state", "provider", "audited/opened", "seats (ok/fraud)", "decision",
-                "payment", "paid+bonus", "slashed", "energy Wh"):
-        table.add_column(col, justify="left" if col in ("state", "provider", "decision") else "right")
-    for j in jobs:
-        table.add_row(
-            str(j.job_id), j.state.value + (" (unaudited)" if j.unaudited else ""), (j.provider or "—")[:10],
-            f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cell(j),
-            _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
-            f"{j.energy_wh:.4f}",
-        )
-    return table
+
+def print_jobs(jobs: list[Any], decimals: int, console: Any = None) -> None:
+    """The jobs table: rich on a terminal, plain aligned text when piped (greenproof.cli.tables)."""
+    from greenproof.cli.tables import Col, print_table
+
+    columns = [Col(c, "left" if c in ("state", "provider", "decision") else "right", key=c in ("job", "state", "provider"))
+               for c in JOB_COLUMNS]
+    rows = [
+        [str(j.job_id), j.state.value + ("*" if j.unaudited else ""),
+         f"{j.provider[:6]}…{j.provider[-4:]}" if j.provider else "—",
+         f"{len(set(j.audit_indices))}/{len(j.opened)}", *_court_cell(j),
+         _fmt(j.payment, decimals), _fmt(j.paid + j.bonus, decimals), _fmt(j.slashed, decimals),
+         f"{j.energy_wh:.4f}"]
+        for j in jobs
+    ]
+    notes = ["audit: segments drawn/opened; seats: the last round's seats (counted ok/fraud); "
+             "paid: payment + green bonus"]
+    if any(j.unaudited for j in jobs):
+        notes.append("*: unaudited, no committee seat proved a replay (the court paid optimistically)")
+    print_table(f"jobs ({len(jobs)})", columns, rows, caption="\n".join(notes), console=console)
 
 
 def _seat_line(seat: Any, decimals: int) -> str:
@@ -440,16 +527,16 @@ def _court_lines(job: Any, decimals: int) -> list[str]:
     return lines
 
 
-def _job_panel(job: Any, decimals: int) -> Any:
-    from rich.panel import Panel
-    from rich.text import Text
-
+def _job_lines(job: Any, decimals: int, waiting: list[str] | None = None) -> list[str]:
+    """What ``status JOB_ID`` and ``watch`` show of one job, line by line; ``waiting``: why an
+    OPEN job has no provider yet (:func:`open_job_reasons`)."""
     lines = [
         f"state        {job.state.value}"
         + (" — UNAUDITED: no committee seat proved a replay; the court paid optimistically"
            if job.unaudited else ""),
         f"requester    {job.requester}",
         f"provider     {job.provider or '—'}",
+        *(f"{'waiting' if i == 0 else '':13}{line}" for i, line in enumerate(waiting or [])),
         f"segments     {job.num_segments}, audit samples {job.audit_samples}",
         f"audited      {sorted(set(job.audit_indices)) or '—'}, opened {sorted(job.opened) or '—'}",
         *_court_lines(job, decimals),
@@ -465,7 +552,49 @@ def _job_panel(job: Any, decimals: int) -> Any:
             f"+ green premium {_fmt(job.premium, decimals)} of {_fmt(job.green_premium, decimals)} "
             f"+ bonus {_fmt(job.bonus, decimals)}, slashed {_fmt(job.slashed, decimals)}"
         )
-    return Panel(Text("\n".join(lines)), title=f"job {job.job_id}")
+    return lines
+
+
+def _job_panel(job: Any, decimals: int, waiting: list[str] | None = None) -> Any:
+    """The job's lines in a panel, as a two-column grid so that a long value wraps under
+    itself, not under the labels."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for line in _job_lines(job, decimals, waiting):
+        label, value = line[:12].rstrip(), line[13:]
+        if len(line) <= 13 or line[12] != " " or label.startswith(" "):
+            label, value = "", line.strip() if not line.startswith("  ") else "  " + line.strip()
+        grid.add_row(label, Text(value))
+    return Panel(grid, title=f"job {job.job_id}")
+
+
+def print_job(job: Any, decimals: int, waiting: list[str] | None = None, console: Any = None) -> None:
+    """One job: a panel on a terminal, plain lines (no border to wrap) when piped."""
+    from rich.console import Console
+
+    console = console or Console()
+    if console.is_terminal:
+        console.print(_job_panel(job, decimals, waiting))
+    else:
+        console.file.write("\n".join([f"job {job.job_id}", *_job_lines(job, decimals, waiting)]) + "\n")
+
+
+def _waiting(gw: Gateway, job: Any, snap: MarketSnapshot) -> list[str] | None:
+    """Why an OPEN job waits (:func:`open_job_reasons`), or None for any other job; a failing
+    read costs only the explanation."""
+    if job.state.value != "OPEN":
+        return None
+    try:
+        return open_job_reasons(gw, job, snap)
+    except Exception as exc:  # noqa: BLE001 - the explanation is a courtesy, the status is not
+        log.debug("cannot explain why job %d waits: %s", job.job_id, exc)
+        return ["no provider has accepted it yet (`greenproof requester quote` says which would)"]
+
 
 
 @requester.command()
@@ -477,9 +606,10 @@ def _job_panel(job: Any, decimals: int) -> Any:
 @deployment_option
 def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, account: str | None,
            deployment: Path | None) -> None:
-    """Show one job (JOB_ID) or this account's jobs (all jobs with --all or no --account)."""
-    from rich.console import Console
+    """Show one job (JOB_ID) or this account's jobs (all jobs with --all or no --account).
 
+    An OPEN job says why it may still wait: its deadline, whether any verifier pool can
+    judge a job, and the default worker policy's verdict for each known provider."""
     gw = _gateway(network, account, deployment, need_account=False)
     try:
         snap = _snapshot(gw)
@@ -493,7 +623,7 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
         if as_json:
             click.echo(job.model_dump_json(indent=2))
         else:
-            Console().print(_job_panel(job, decimals))
+            print_job(job, decimals, _waiting(gw, job, snap))
         return
     jobs = snap.jobs
     if account and not all_jobs:
@@ -502,7 +632,7 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
     else:
-        Console().print(_job_table(jobs, decimals))
+        print_jobs(jobs, decimals)
 
 
 @requester.command()
@@ -516,31 +646,64 @@ def status(job_id: int | None, all_jobs: bool, as_json: bool, network: str, acco
 def watch(job_id: int, interval: float, timeout: float | None, network: str,
           deployment: Path | None) -> None:
     """Follow JOB_ID live (state, audited/opened segments, the committee and its votes per
-    round, the decision) until it is final."""
+    round, the decision) until it is final. While it is OPEN it says why it may wait
+    (as `status JOB_ID` does). Piped or redirected, it prints a line per change of state
+    and the job once final, instead of redrawing a panel."""
     from rich.console import Console
     from rich.live import Live
 
     from greenproof.indexer import Indexer
 
     gw = _gateway(network, None, deployment, need_account=False)
+    console = Console()
     try:
         indexer = Indexer(gw)
         decimals = gw.token_decimals()
         started = time.monotonic()
-        job = indexer.snapshot(live=False).job(job_id)
+        snap = indexer.snapshot(live=False)
+        job = snap.job(job_id)
         if job is None:
             raise click.ClickException(f"requester: job {job_id} not found on this deployment")
-        with Live(_job_panel(job, decimals), console=Console(), refresh_per_second=4) as live:
-            while not job.state.final:
-                if timeout is not None and time.monotonic() - started > timeout:
-                    raise click.ClickException(
-                        f"requester: job {job_id} still {job.state.value} after {timeout:.0f} s"
-                    )
-                time.sleep(interval)
-                job = indexer.snapshot(live=False).job(job_id) or job
-                live.update(_job_panel(job, decimals))
+        waiting, explained = _waiting(gw, job, snap), time.monotonic()
+
+        def timed_out() -> bool:
+            return timeout is not None and time.monotonic() - started >= timeout
+
+        def refresh() -> None:
+            nonlocal snap, job, waiting, explained
+            time.sleep(interval)
+            snap = indexer.snapshot(live=False)
+            job = snap.job(job_id) or job
+            if job.state.value != "OPEN":
+                waiting = None
+            elif waiting is None or time.monotonic() - explained > WATCH_EXPLAIN_S:
+                waiting, explained = _waiting(gw, job, snap), time.monotonic()
+
+        if console.is_terminal:
+            with Live(_job_panel(job, decimals, waiting), console=console, refresh_per_second=4) as live:
+                while not job.state.final and not timed_out():
+                    refresh()
+                    live.update(_job_panel(job, decimals, waiting))
+        else:  # a transcript: one line per state, the reasons an OPEN job waits once
+            click.echo(f"job {job_id}: {job.state.value}")
+            for line in waiting or []:
+                click.echo(f"  {line}")
+            seen = job.state
+            while not job.state.final and not timed_out():
+                refresh()
+                if job.state != seen:
+                    seen = job.state
+                    click.echo(f"job {job_id}: {job.state.value}")
+            if job.state.final:
+                click.echo("")
+                print_job(job, decimals, console=console)
+                click.echo("")
     except _tx_errors() as exc:
         raise click.ClickException(str(exc)) from None
+    if not job.state.final:
+        raise click.ClickException(f"requester: job {job_id} still {job.state.value} after {timeout:.0f} s"
+                                   + (" (`greenproof requester status "
+                                      f"{job_id}` says why no provider took it)" if waiting else ""))
     click.echo(f"job {job_id}: {job.state.value}"
                + (" (unaudited: no seat proved a replay)" if job.unaudited else ""))
 

@@ -173,6 +173,23 @@ def test_quote_checks_everything_and_says_which_providers_would_take_the_job(mar
     assert gw.chain.w3.eth.get_transaction_count(gw.address) == nonce
 
 
+def test_status_of_an_open_job_says_which_providers_would_refuse_it_and_why(market: dict) -> None:
+    code, out = requester_cli(market, "post", str(market["spec"]), "--payment", "2", "--duration", "600",
+                              "--min-green-bps", "10000", "--json")
+    assert code == 0, out
+    job_id = json.loads(out)["job_id"]
+    code, out = requester_cli(market, "status", str(job_id), account=None)
+    assert code == 0, out
+    assert "waiting      no provider has accepted it yet" in out and "min_class_stake" not in out, out
+    # both staked providers are known (from their stake, whether or not they took a job) and refuse
+    for role in ("green", "cheater"):
+        who = market["actors"][role].address
+        assert f"{who[:10]}… would refuse: job needs green share 10000 bps" in out, out
+    code, out = requester_cli(market, "watch", str(job_id), "--timeout", "0", account=None)
+    assert code == 1 and out.startswith(f"job {job_id}: OPEN\n") and "would refuse" in out, out
+    assert requester_cli(market, "cancel", str(job_id))[0] == 0
+
+
 def test_cancel_of_a_missing_job_and_fetch_of_a_cancelled_one_say_so(market: dict, tmp_path: Path) -> None:
     code, out = requester_cli(market, "cancel", "999")
     assert code != 0 and "job 999 does not exist" in out, out
