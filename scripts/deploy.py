@@ -247,6 +247,7 @@ def cli(
         verifier_court=court.address,
         audit_rules=rules.address,
         deployment_block=first_block,
+        deployment_block_hash="0x" + bytes(chain.blocks[first_block].hash).hex(),
         deployer=account.address,
         abis={
             "Token": token_abi,

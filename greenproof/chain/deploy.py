@@ -300,6 +300,7 @@ def _manifest(chain: Chain, deployer: str, block: int, contracts: dict[str, tupl
         verifier_court=contracts["VerifierCourt"][0],
         audit_rules=contracts["AuditRules"][0],
         deployment_block=block,
+        deployment_block_hash="0x" + bytes(chain.w3.eth.get_block(block)["hash"]).hex(),
         deployer=deployer,
         abis={name: abi for name, (_, abi) in contracts.items()},
         parameters=params,

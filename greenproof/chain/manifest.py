@@ -75,6 +75,9 @@ class Deployment(BaseModel):
     verifier_court: str
     audit_rules: str
     deployment_block: int = Field(ge=0, description="first block to index events from")
+    deployment_block_hash: str | None = Field(
+        None, description="hash of deployment_block (0x…): a chain reset and redeployed at the same "
+        "addresses has another (older manifests have none)")
     deployer: str
     abis: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     parameters: dict[str, int] = Field(default_factory=dict)

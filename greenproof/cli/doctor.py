@@ -60,6 +60,13 @@ def _deployment(chain) -> list[Finding]:  # noqa: ANN001
         out.append(Finding("fail", "manifest", f"deployed at block {dep.deployment_block}, but the chain "
                            f"is at block {head}", "the node was reset: redeploy and move the old "
                            "deployments/ manifest and data dirs away"))
+    elif dep.deployment_block_hash is not None:
+        have = "0x" + bytes(chain.w3.eth.get_block(dep.deployment_block)["hash"]).hex()
+        if have.lower() != dep.deployment_block_hash.lower():
+            out.append(Finding("fail", "manifest", f"block {dep.deployment_block} on this chain is {have[:18]}…, the "
+                               f"manifest was deployed in {dep.deployment_block_hash[:18]}…",
+                               "the node was reset (and maybe redeployed at the same addresses): redeploy "
+                               "(`greenproof deploy --force`) and move the old data dirs away"))
     for name in dep.abis:
         address, _abi = dep.contract(name)
         code = chain.w3.eth.get_code(address)

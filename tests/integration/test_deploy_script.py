@@ -74,6 +74,7 @@ def test_deploy_script_writes_a_wired_manifest_and_refuses_to_overwrite(node, tm
     for name, address in d.addresses.items():
         assert len(w3.eth.get_code(address)) > 0, f"{name} has no code at {address}"
     assert d.deployment_block >= 1
+    assert d.deployment_block_hash is not None and len(d.deployment_block_hash) == 66
     contract = {
         name: w3.eth.contract(address=a, abi=d.abis[name]) for name, a in d.addresses.items()
     }

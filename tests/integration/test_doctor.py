@@ -38,3 +38,16 @@ def test_a_journal_ahead_of_the_chain_and_a_manifest_without_code_fail(anvil, de
     with Anvil(state_dir=tmp_path / "fresh") as other:  # same chain id, nothing deployed
         code, out = doctor(other.rpc_url, deployment_path)
     assert code == 1 and "has no code on this chain" in out, out
+
+
+def test_a_manifest_whose_deployment_block_hash_differs_names_the_reset(anvil, deployment, deployment_path,
+                                                                       tmp_path: Path) -> None:
+    """The manifest records its deployment block's hash; a chain reset and redeployed at the
+    same addresses (same code, same block number) has another one."""
+    assert deployment.deployment_block_hash is not None
+    moved = tmp_path / "moved.json"
+    moved.write_text(deployment.model_copy(update={"deployment_block_hash": "0x" + "ab" * 32}).model_dump_json())
+    code, out = doctor(anvil.rpc_url, moved)
+    assert code == 1 and "the node was reset" in out and "abababab" in out, out
+    code, out = doctor(anvil.rpc_url, deployment_path)
+    assert "the node was reset" not in out, out
