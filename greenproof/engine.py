@@ -284,8 +284,15 @@ def run_segment(
     k: int,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
+    progress_loss: bool = True,
 ) -> SegmentResult:
-    """Train steps ``k*segment_steps … (k+1)*segment_steps - 1`` from ``state`` (the start of segment k)."""
+    """Train steps ``k*segment_steps … (k+1)*segment_steps - 1`` from ``state`` (the start of segment k).
+
+    The step loop never synchronises with the device on its own: the per-step losses are
+    kept on the device and copied to the host once, after the last step. ``progress``,
+    when given, is called after every step with the loss (``loss.item()``, a host sync)
+    or, with ``progress_loss=False``, with NaN (no sync: a bar that does not show the loss).
+    """
     dev = select_device(device)
     configure_determinism(dev)
     if not 0 <= k < spec.num_segments:
@@ -303,12 +310,16 @@ def run_segment(
     autocast: AbstractContextManager = (
         torch.autocast("cuda", dtype=torch.bfloat16) if effective_precision(spec, dev) == "bf16" else nullcontext()
     )
-    losses: list[float] = []
+    # Per-step losses stay on the device and come to the host once, at the end of the
+    # segment: no host sync in the step loop unless a progress callback asks for the loss.
+    step_losses: list[torch.Tensor] = []
     model.train()
     with torch.random.fork_rng(devices=_rng_devices(dev)):
         for step in range(first, last):
             torch.manual_seed(derive_seed(rng_key, "step", step))  # dropout for this step
             x, y = task.batch(cfg, data, batch_indices(spec, n, step))
+            if dev.type == "cuda":  # pinned, so the copies below are truly asynchronous
+                x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             for group in opt.param_groups:
                 group["lr"] = lr_at(spec, step)
@@ -319,9 +330,11 @@ def run_segment(
             if spec.optimizer.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), spec.optimizer.grad_clip)
             opt.step()
-            losses.append(loss.item())
+            step_losses.append(loss.detach())
             if progress is not None:
-                progress(step + 1, losses[-1])
+                progress(step + 1, loss.item() if progress_loss else math.nan)
+    # the exact values ``loss.item()`` gives, step by step (same dtype, one copy)
+    losses: list[float] = torch.stack(step_losses).cpu().tolist() if step_losses else []
     return SegmentResult(state=_export(model, opt, names, last, state[RNG_KEY]), losses=losses, steps=last - first)
 
 

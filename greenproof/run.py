@@ -37,8 +37,14 @@ worker keeps them to itself until the job is final (:mod:`worker.records`).
 
 States handed to the writer are never mutated afterwards: ``run_segment`` copies
 its input into a fresh model and optimizer, so the writer reads them while the
-next segment trains without any extra copy on CPU (CUDA states are copied to the
-host by the writer thread).
+next segment trains without any extra copy on CPU. On CUDA the training thread
+enqueues non-blocking copies into pinned host buffers on a side stream and records
+an event (:class:`HostStager`); the writer waits on the event, then hashes and writes,
+while the next segment trains: the training thread never waits for the device at a
+boundary.
+
+Sparse checkpoints: with ``keep`` the writer writes only the boundaries ``keep(k)``
+selects and hashes the others (every boundary is still hashed, measured and reported).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -178,6 +184,72 @@ class Kept(NamedTuple):
     movement: int | None
 
 
+class HostCopy(NamedTuple):
+    """A boundary state on its way to the host: pinned CPU tensors being filled by
+    non-blocking copies on a side stream, and the CUDA event recorded after them."""
+
+    state: TrainState
+    ready: Any  # torch.cuda.Event
+
+    def wait(self) -> TrainState:
+        self.ready.synchronize()
+        return self.state
+
+
+def _is_cuda(state: TrainState) -> bool:
+    return any(t.device.type == "cuda" for t in state.values())
+
+
+class HostStager:
+    """Copies CUDA boundary states to pinned host memory off the training thread's critical path.
+
+    :meth:`stage` makes a side stream wait for the work queued so far on the current
+    stream (the segment that produced the state), enqueues ``non_blocking`` copies of
+    every tensor into freshly allocated pinned buffers (torch's caching host allocator
+    recycles them once the writer has dropped them) and records an event; it returns at
+    once, without synchronising the host with the device. ``record_stream`` keeps the
+    source tensors' memory from being reused before the copies finish, even if the
+    training thread drops them. The writer thread waits on the event (:class:`HostCopy`)
+    before it hashes and writes. Only built for a CUDA device (``torch.cuda.is_available()``).
+    """
+
+    def __init__(self, device: torch.device):
+        if device.type != "cuda" or not torch.cuda.is_available():
+            raise ValueError(f"HostStager needs a CUDA device, got {device}")
+        self.device = device
+        self.stream = torch.cuda.Stream(device=device)
+
+    def stage(self, state: TrainState) -> HostCopy:
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        host: TrainState = {}
+        with torch.cuda.stream(self.stream):
+            for name, t in state.items():
+                t = t.detach()
+                if t.device.type != "cuda":  # a CPU scalar (e.g. an optimizer step): copy as is
+                    host[name] = t.clone()
+                    continue
+                buf = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=True)
+                buf.copy_(t, non_blocking=True)
+                t.record_stream(self.stream)
+                host[name] = buf
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        return HostCopy(host, ready)
+
+
+def stage_to_host(state: TrainState, stager: HostStager | None) -> TrainState | HostCopy:
+    """What the training thread hands the writer: on CUDA (with a stager) a :class:`HostCopy`
+    in flight, otherwise ``state`` itself (CPU: today's path, no copy at all)."""
+    if stager is not None and _is_cuda(state):
+        return stager.stage(state)
+    return state
+
+
+Keep = Callable[[int], bool]
+"""``keep(k)``: whether boundary ``k``'s state is written to the sink (its hash is always computed)."""
+
+
 class CheckpointWriter:
     """Hashes and keeps boundary states (``store.put``) on one background thread, in submission order.
 
@@ -186,12 +258,18 @@ class CheckpointWriter:
     when ``maxsize`` states are waiting (back-pressure bounds memory). A failure in
     the writer is re-raised in the caller at the next ``submit``/``done``/``close``
     so a run never commits to a checkpoint that was not written.
+
+    ``keep`` (default: every boundary) says which boundaries are written: the others are
+    only hashed (sparse checkpoints, docs/worker.md). A submitted state may be a
+    :class:`HostCopy` (CUDA): the writer waits on its event before reading it.
     """
 
-    def __init__(self, store: CheckpointSink, maxsize: int = 2, metric: Metric | None = None):
+    def __init__(self, store: CheckpointSink, maxsize: int = 2, metric: Metric | None = None,
+                 keep: Keep | None = None):
         self.store = store
         self.metric = metric
-        self._todo: queue.Queue[tuple[int, TrainState] | None] = queue.Queue(maxsize)
+        self.keep = keep
+        self._todo: queue.Queue[tuple[int, TrainState | HostCopy] | None] = queue.Queue(maxsize)
         self._done: queue.Queue[Kept] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="greenproof-checkpoints", daemon=True)
@@ -202,8 +280,10 @@ class CheckpointWriter:
         while (item := self._todo.get()) is not None:
             k, state = item
             try:
+                if isinstance(state, HostCopy):
+                    state = state.wait()
                 cpu = {n: t.detach().cpu() for n, t in state.items()}
-                h = self.store.put(cpu)
+                h = self.store.put(cpu) if self.keep is None or self.keep(k) else state_hash(cpu)
                 moved = None
                 if self.metric is not None and previous is not None:
                     moved = self.metric.fixed(previous, cpu)
@@ -221,7 +301,7 @@ class CheckpointWriter:
         if self._error is not None:
             raise RuntimeError(f"checkpoint writer failed: {self._error}") from self._error
 
-    def submit(self, k: int, state: TrainState) -> None:
+    def submit(self, k: int, state: TrainState | HostCopy) -> None:
         self._check()
         self._todo.put((k, state))
 
@@ -378,6 +458,7 @@ def train_run(
     segment_hook: SegmentHook | None = None,
     progress: bool | Progress = True,
     show_loss: bool = True,
+    keep: Keep | None = None,
 ) -> RunRecord:
     """Train segments ``start_k … num_segments-1`` and return the run's commitment data.
 
@@ -388,6 +469,16 @@ def train_run(
     ``progress``: True draws a progress bar (with the loss unless ``show_loss``
     is False: a worker never shows a job's losses), False nothing, a callable
     gets ``(steps done in total, loss)`` after every step.
+
+    ``keep(k)`` (default: every boundary) says which boundary states the writer puts in
+    ``store``; the others are hashed, measured and reported exactly the same, but never
+    written (a worker's sparse checkpoints regenerate them on demand by replay,
+    :mod:`worker.checkpoints`).
+
+    On a CUDA device each boundary state is copied to pinned host memory with
+    non-blocking copies on a side stream (:class:`HostStager`); the writer waits on the
+    copy's event, so the training thread goes on to the next segment without waiting for
+    the device. On CPU the writer reads the state itself (``run_segment`` never mutates it).
 
     Resuming needs the state at boundary ``start_k`` (e.g. from the store) and
     ``history``: what ``on_boundary`` reported for boundaries ``0 … start_k``
@@ -437,8 +528,11 @@ def train_run(
     bar = _Bar(spec, start_k * spec.segment_steps, show_loss) if progress is True else None
     step_cb = bar.step if bar else (progress if callable(progress) else None)
 
+    # the per-step callback gets the loss (a host sync per step) only if it shows it
+    wants_loss = callable(progress) if bar is None else show_loss
+
     def segment(spec_: JobSpec, state_: TrainState, k_: int) -> SegmentResult:
-        return run_segment(spec_, state_, k_, dev, progress=step_cb)
+        return run_segment(spec_, state_, k_, dev, progress=step_cb, progress_loss=wants_loss)
 
     def report(done: list[Kept]) -> None:
         for k, h, moved in done:
@@ -454,12 +548,15 @@ def train_run(
             if on_boundary is not None:
                 on_boundary(k, h, energies[k], digests[k], moves[k])
 
-    writer = CheckpointWriter(store, metric=metric)
+    stager = HostStager(dev) if dev.type == "cuda" and torch.cuda.is_available() else None
+    # on CUDA each queued state is a pinned host copy: one queued (plus the one being written
+    # and the writer's previous one, for movement) bounds the pinned memory a run holds
+    writer = CheckpointWriter(store, metric=metric, keep=keep, maxsize=1 if stager else 2)
     t0 = time.perf_counter()
     finished = False
     meter.start()
     try:
-        writer.submit(start_k, state)
+        writer.submit(start_k, stage_to_host(state, stager))
         for k in range(start_k, spec.num_segments):
             ts = time.perf_counter()
             result = hook(spec, state, k, segment)
@@ -470,7 +567,7 @@ def train_run(
                 bar.energy(energies[k + 1])
             record.losses.extend(result.losses)
             state = result.state
-            writer.submit(k + 1, state)
+            writer.submit(k + 1, stage_to_host(state, stager))
             report(writer.done())
         writer.close()
         report(writer.done())

@@ -31,6 +31,12 @@ def worker() -> None:
               help="Refuse jobs with more total steps.")
 @click.option("--max-memory-gb", type=click.FloatRange(min=0, min_open=True), default=8.0,
               show_default=True, help="Refuse jobs estimated to need more memory.")
+@click.option("--disk-budget-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Checkpoint disk per job, GiB (default: unlimited, every boundary kept). With a budget "
+                   "the worker keeps every m-th boundary and the last, m the smallest with "
+                   "(ceil(N/m) + 2) x state size <= budget, regenerates audited boundaries by replay "
+                   "before opening them, and refuses jobs that do not fit even at m = N or whose "
+                   "worst-case regeneration exceeds half the open window.")
 @click.option("--steps-per-second", type=click.FloatRange(min=0, min_open=True), default=20.0,
               show_default=True,
               help="Throughput assumed for a model family before the worker has measured it.")
@@ -61,6 +67,7 @@ def run(
     min_price_per_step: int,
     max_steps: int,
     max_memory_gb: float,
+    disk_budget_gb: float | None,
     steps_per_second: float,
     host: str,
     port: int,
@@ -94,6 +101,7 @@ def run(
                 min_price_per_step=min_price_per_step,
                 max_steps=max_steps,
                 max_memory_gb=max_memory_gb,
+                disk_budget_gb=disk_budget_gb,
                 steps_per_second=steps_per_second,
             ),
             host=host,

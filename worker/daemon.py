@@ -84,7 +84,8 @@ class Worker:
             from_block=deployment.deployment_block, on_queued=self.trainer.wake.set,
         )
         self.lifecycle = Lifecycle(self.gateway, self.journal, self.clock, retries,
-                                   result_base=config.base_url(), records=self.trainer.records)
+                                   result_base=config.base_url(), records=self.trainer.records,
+                                   prepare=self.trainer.ensure_states)
         self._handled_any = False
 
     @property

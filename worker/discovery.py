@@ -29,9 +29,10 @@ from greenproof.chain.gateway import Gateway
 from greenproof.chain.models import JobPosted, JobState, OnchainJob
 from greenproof.chain.retries import JobRetries, describe, is_node_failure
 from greenproof.spec import JobSpec, JobSpecError, load_spec
+from greenproof.store import state_size_cap
 from worker.config import WorkerConfig
 from worker.journal import JobRow, Journal, Phase
-from worker.policy import Offer, Standing, evaluate
+from worker.policy import Offer, Standing, checkpoint_interval, evaluate
 from worker.trainer import Throughput, job_spec
 
 log = logging.getLogger("greenproof.worker")
@@ -108,7 +109,7 @@ class Discovery:
         job = self.gateway.job(posted.job_id)
         try:
             spec = self._usable_spec(posted, job)
-            reason = self._decide(job, spec)
+            reason, keep = self._decide(job, spec)
             dclass = engine.determinism_class(spec, self.config.device)
             self._check_court(dclass)
         except Refused as refusal:
@@ -124,6 +125,7 @@ class Discovery:
             posted_block=posted.block_number,
         ):
             return
+        self.journal.set_keep_every(posted.job_id, keep)  # before the accept: a restart keeps it
         log.info("job %d: accepting (%s)", posted.job_id, reason)
         self.accept(posted.job_id, dclass)
 
@@ -144,11 +146,14 @@ class Discovery:
             raise Refused(f"spec has {spec.num_segments} segments, job says {job.num_segments}")
         return spec
 
-    def _decide(self, job: OnchainJob, spec: JobSpec) -> str:
-        """The accept policy on this job and our standing; returns why it is taken."""
+    def _decide(self, job: OnchainJob, spec: JobSpec) -> tuple[str, int]:
+        """The accept policy on this job and our standing; returns why it is taken and the
+        job's sparse checkpoint interval ``m`` (1: every boundary, without a disk budget)."""
         try:
             memory = int(spec.estimate_memory_bytes())
-        except JobSpecError as exc:
+            # the exact checkpoint size, needed only to size sparse checkpoints
+            state_bytes = state_size_cap(spec) if self.config.policy.disk_budget_gb is not None else 0
+        except (JobSpecError, ValueError) as exc:
             raise Refused(f"spec unusable: {exc}") from None
         offer = Offer(
             job_id=job.job_id,
@@ -159,6 +164,11 @@ class Discovery:
             total_steps=spec.total_steps,
             memory_bytes=memory,
             steps_per_second=self.throughput.get(spec.task),
+            num_segments=spec.num_segments,
+            segment_steps=spec.segment_steps,
+            state_bytes=state_bytes,
+            audit_samples=job.audit_samples,
+            open_window_s=job.open_window,
         )
         standing = Standing(
             now=self.clock.now(),
@@ -169,7 +179,7 @@ class Discovery:
         decision = evaluate(offer, standing, self.config.policy)
         if not decision:
             raise Refused(decision.reason)
-        return decision.reason
+        return decision.reason, checkpoint_interval(offer, self.config.policy) or 1
 
     def _check_court(self, dclass: bytes) -> None:
         """The court must be able to judge this class: its verifier pool holds at least

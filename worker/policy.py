@@ -1,7 +1,9 @@
 """The accept policy: which posted jobs this worker takes.
 
 A pure function of the job on offer, the provider's own on-chain standing and
-the operator's limits, so that it can be tested without a chain and a reason is
+the operator's limits (including the per-job checkpoint disk budget, which fixes the
+sparse checkpoint interval m and refuses jobs whose audited boundaries could not be
+regenerated within a safe share of the open window, :mod:`worker.checkpoints`), so that it can be tested without a chain and a reason is
 always given for a refusal (the daemon logs it and journals it).
 """
 
@@ -35,6 +37,22 @@ class PolicyConfig(BaseModel):
     commit_margin_s: int = Field(
         60, ge=0, description="seconds kept free before the deadline for the commit transaction"
     )
+    disk_budget_gb: float | None = Field(
+        None,
+        gt=0,
+        description="checkpoint disk per job, GiB (None: keep every boundary); sets the sparse "
+        "checkpoint interval m (worker.checkpoints)",
+    )
+    regen_window_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the open window the worst-case regeneration of audited boundaries may take",
+    )
+
+    @property
+    def disk_budget_bytes(self) -> float | None:
+        return None if self.disk_budget_gb is None else self.disk_budget_gb * GIB
 
 
 class Offer(BaseModel):
@@ -50,6 +68,12 @@ class Offer(BaseModel):
     total_steps: int
     memory_bytes: int
     steps_per_second: float | None = None  # measured for this model family, if known
+    # sparse checkpoints (only looked at with a disk budget)
+    num_segments: int = 0
+    segment_steps: int = 0
+    state_bytes: int = 0  # greenproof.store.state_size_cap(spec)
+    audit_samples: int = 0  # the job's audit sample count (segments opened at most)
+    open_window_s: int = 0  # seconds between the audit draw and the open deadline
 
 
 class Standing(BaseModel):
@@ -78,6 +102,51 @@ def estimated_seconds(offer: Offer, config: PolicyConfig) -> float:
     return offer.total_steps / rate * config.safety_factor
 
 
+def checkpoint_interval(offer: Offer, config: PolicyConfig) -> int | None:
+    """The job's sparse checkpoint interval ``m`` under ``--disk-budget-gb`` (1 without a
+    budget; None when even ``m = N`` does not fit), :func:`worker.checkpoints.keep_every`."""
+    from worker.checkpoints import keep_every
+
+    return keep_every(offer.num_segments, offer.state_bytes, config.disk_budget_bytes)
+
+
+def sparse_checkpoint_refusal(offer: Offer, config: PolicyConfig) -> str | None:
+    """Why the job's sparse checkpoints do not work out under the disk budget, or None.
+
+    Refused: a job whose ``ceil(N/m) + 2`` states exceed the budget even at ``m = N``,
+    and one whose worst-case regeneration after the draw, ``min(samples, ceil(N/m)) *
+    (m - 1)`` segment replays at the estimated seconds per segment (safety factor
+    applied), exceeds ``regen_window_fraction`` of the open window.
+    """
+    if config.disk_budget_bytes is None:
+        return None
+    from worker.checkpoints import states_on_disk, worst_replays
+
+    n = max(1, offer.num_segments)
+    m = checkpoint_interval(offer, config)
+    if m is None:
+        return (
+            f"checkpoints do not fit --disk-budget-gb {config.disk_budget_gb:g}: even keeping only the "
+            f"last of {n} boundaries needs {states_on_disk(n, n)} states x {offer.state_bytes / GIB:.3f} GiB "
+            f"= {states_on_disk(n, n) * offer.state_bytes / GIB:.3f} GiB"
+        )
+    replays = worst_replays(n, m, offer.audit_samples)
+    if replays == 0:
+        return None
+    rate = offer.steps_per_second or config.steps_per_second
+    segment_s = offer.segment_steps / rate * config.safety_factor
+    need = replays * segment_s
+    allowed = config.regen_window_fraction * offer.open_window_s
+    if need > allowed:
+        return (
+            f"openings cannot be regenerated in time: --disk-budget-gb {config.disk_budget_gb:g} gives "
+            f"m = {m} ({states_on_disk(n, m)} states of {offer.state_bytes / GIB:.3f} GiB), worst case "
+            f"{replays} segment replays x ~{segment_s:.1f}s = ~{need:.0f}s, more than "
+            f"{config.regen_window_fraction:g} of the {offer.open_window_s}s open window ({allowed:.0f}s)"
+        )
+    return None
+
+
 def evaluate(offer: Offer, standing: Standing, config: PolicyConfig) -> Decision:
     """Accept or refuse ``offer``; a refusal names the first rule that failed."""
     if offer.total_steps <= 0:
@@ -104,6 +173,8 @@ def evaluate(offer: Offer, standing: Standing, config: PolicyConfig) -> Decision
         return Decision(
             False, f"collateral {offer.collateral} exceeds free stake {standing.free_stake}"
         )
+    if (refusal := sparse_checkpoint_refusal(offer, config)) is not None:
+        return Decision(False, refusal)
     need = standing.queued_seconds + estimated_seconds(offer, config) + config.commit_margin_s
     available = offer.deadline - standing.now
     if need > available:
@@ -112,4 +183,7 @@ def evaluate(offer: Offer, standing: Standing, config: PolicyConfig) -> Decision
             f"deadline unreachable: need ~{need:.0f}s (queue + training + commit margin), "
             f"{available}s left",
         )
-    return Decision(True, f"price per step {price}, ~{need:.0f}s of {available}s to deadline")
+    sparse = ""
+    if config.disk_budget_bytes is not None:
+        sparse = f", checkpoints every {checkpoint_interval(offer, config)} of {offer.num_segments} boundaries"
+    return Decision(True, f"price per step {price}, ~{need:.0f}s of {available}s to deadline{sparse}")
