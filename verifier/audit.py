@@ -64,7 +64,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from greenproof.spec import JobSpec
 from verifier.evidence import AuditReport, FinalCheck, SegmentCheck, TriangleCheck, Verdict
-from verifier.movement import bridged_segments, check_segment_movement, check_triangle, known_boundaries
+from verifier.movement import (
+    bridged_segments,
+    check_segment_movement,
+    check_triangle,
+    known_boundaries,
+)
 
 if TYPE_CHECKING:
     from greenproof.energy import EnergyMeter
