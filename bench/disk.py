@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hashing import write_result  # noqa: E402
 from overhead import LARGE, SHARED_NOTE, bench_spec  # noqa: E402
 
+from greenproof.chain.models import PARAM_DEFAULTS  # noqa: E402
 from greenproof.spec import DEFAULT_SEGMENT_STEPS, JobSpec  # noqa: E402
 from greenproof.store import state_size_cap  # noqa: E402
 from worker.checkpoints import (  # noqa: E402
@@ -58,6 +59,9 @@ from worker.trainer import Throughput, Trainer  # noqa: E402
 
 JOB = 1
 
+
+#: the market's default audit samples (``max_audit_samples``): the worst opening a job asks for
+SAMPLES = PARAM_DEFAULTS["max_audit_samples"]
 
 def opening_replays(n: int, m: int) -> list[tuple[int, int, int]]:
     """Per segment ``i``: (i, the boundary its regeneration starts from, the last boundary
@@ -139,15 +143,15 @@ def measured_rows(spec: JobSpec, ms: list[int], tmp: str) -> tuple[list[dict[str
 
 def computed_rows(job_segments: int, ms: list[int], replay_s: float, large_bytes: int) -> list[dict[str, Any]]:
     """A job of ``job_segments`` segments: states kept, disk for the gpt50m state, worst regeneration
-    of one audited segment (m - 1 replays) and of 32 samples (``worst_replays``)."""
+    of one audited segment (m - 1 replays) and of the market's default samples (``worst_replays``)."""
     rows = []
     for m in ms:
         kept = job_segments + 1 if m == 1 else math.ceil(job_segments / m)  # m = 1: every boundary, 0 too
         rows.append({"m": m, "segments": job_segments, "kept": kept, "bound_states": job_segments / m + 2,
                      "budget_states": states_on_disk(job_segments, m),
                      "disk_gb_gpt50m": kept * large_bytes / 1e9, "replays": m - 1,
-                     "regen_s": (m - 1) * replay_s, "replays_32_samples": worst_replays(job_segments, m, 32),
-                     "regen_s_32_samples": worst_replays(job_segments, m, 32) * replay_s})
+                     "regen_s": (m - 1) * replay_s, "replays_default_samples": worst_replays(job_segments, m, SAMPLES),
+                     "regen_s_default_samples": worst_replays(job_segments, m, SAMPLES) * replay_s})
     return rows
 
 
@@ -183,10 +187,10 @@ def main() -> None:
               f"{r['replays']:>9}{r['regen_s']:>9.2f}  {r['match']}")
     print(f"\ncomputed: a job of {args.job_segments} segments; replay {replay_s:.2f} s per {args.family} segment "
           f"(measured above); disk for the {LARGE} state ({large_bytes / 1e9:.2f} GB)")
-    print(f"{'m':>5}{'kept':>7}{'N/m+2':>9}{'disk GB':>10}{'replays':>9}{'regen s':>10}{'32 samples s':>14}")
+    print(f"{'m':>5}{'kept':>7}{'N/m+2':>9}{'disk GB':>10}{'replays':>9}{'regen s':>10}{f'{SAMPLES} samples s':>14}")
     for r in job:
         print(f"{r['m']:>5}{r['kept']:>7}{r['bound_states']:>9.1f}{r['disk_gb_gpt50m']:>10.1f}{r['replays']:>9}"
-              f"{r['regen_s']:>10.1f}{r['regen_s_32_samples']:>14.1f}")
+              f"{r['regen_s']:>10.1f}{r['regen_s_default_samples']:>14.1f}")
 
     figures: dict[str, float] = {
         "disk_over_bound_max": max(r["kept"] / r["bound_states"] for r in rows + job),

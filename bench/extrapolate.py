@@ -3,7 +3,8 @@
 on this machine and from stated assumptions about the GPU machine.
 
 Measured here (bench/results/overhead.json, the gpt50m state, each part's slowest repetition):
-BLAKE3 hash, safetensors serialization, durable write, movement ``d_k``, the longest GIL hold;
+BLAKE3 hash, durable write, movement ``d_k``, the longest GIL hold of the store's write
+(safetensors ``save_file``, which has no separate serialization stage);
 this machine's disk is a shared VM disk, so the write is computed at an assumed NVMe speed. Assumed (ASSUMPTIONS below): the state
 layout (12 bytes per parameter: fp32 weights + AdamW's two moments; training also holds fp32
 gradients, 16 bytes per parameter), the device-to-host copy into pinned memory (PCIe 4.0 x16),
@@ -11,7 +12,7 @@ the NVMe write speed, and the GPU's training throughput (6 N T FLOPs per step of
 
 Usage: python bench/extrapolate.py [--tokens-per-step 65536] [--job-segments 1000]
 Figures: critical_ratio_<size> (device-to-host copy / 100-step segment), background_ratio_<size>
-(hash + serialize + write + movement / segment, < 1: the writer keeps up), gil_hold_ratio_<size>
+(hash + write + movement / segment, < 1: the writer keeps up), gil_hold_ratio_<size>
 (the writer's longest GIL hold, scaled linearly from the one measured, / segment), disk_gb_all_<size>.
 """
 
@@ -52,7 +53,8 @@ def slowest_throughputs(row: dict[str, Any]) -> dict[str, float]:
     runs = row["parts_runs_s"]
     return {"hash_gbps": gb / max(runs["hash"]), "serialize_gbps": gb / max(runs["serialize"]),
             "write_gbps": gb / max(runs["write"]), "movement_gbps": gb / max(runs["movement"]),
-            "gil_max_hold_s_per_gb": row["gil_max_s"] / gb}
+            # the store writes with safetensors' save_file (no serialization stage): its GIL hold
+            "gil_max_hold_s_per_gb": row.get("direct_gil_max_s", row["gil_max_s"]) / gb}
 
 
 def row_for(name: str, params: float, measured: dict[str, float], tokens: int, job_segments: int) -> dict[str, Any]:
@@ -60,7 +62,8 @@ def row_for(name: str, params: float, measured: dict[str, float], tokens: int, j
     gb = params * a["state_bytes_per_param"] / 1e9
     segment_s = DEFAULT_SEGMENT_STEPS * a["flops_per_param_token"] * params * tokens / (a["gpu_bf16_tflops"] * 1e12 * a["mfu"])
     d2h = gb / a["d2h_gbps"]
-    hash_s, serialize = gb / measured["hash_gbps"], gb / measured["serialize_gbps"]
+    # the store writes with save_file straight from the tensors: no serialization stage
+    hash_s, serialize = gb / measured["hash_gbps"], 0.0
     write_here, write_nvme = gb / measured["write_gbps"], gb / a["nvme_write_gbps"]
     movement = gb / measured["movement_gbps"]
     gil_hold = measured["gil_max_hold_s_per_gb"] * gb  # the writer's longest GIL hold, linear in size
@@ -76,7 +79,8 @@ def row_for(name: str, params: float, measured: dict[str, float], tokens: int, j
         "disk_gb_all": (job_segments + 1) * gb,
     }
     for m in MS[1:]:
-        row[f"disk_gb_m{m}"] = (math.ceil(job_segments / m) + 1) * gb
+        # the worker's sparse checkpoints (worker/checkpoints.py): ceil(N/m) kept + 2 in flight
+        row[f"disk_gb_m{m}"] = (math.ceil(job_segments / m) + 2) * gb
         row[f"regen_h_m{m}"] = (m - 1) * segment_s / 3600
     return row
 

@@ -7,7 +7,7 @@ the clipping bound, collapsed weights, another run's state) and trains honestly 
 forged state; it claims the jump's movement truthfully, on the next segment, or nowhere
 (:mod:`greenproof.adversaries.forgers`). Draws follow the contract (half the samples uniform
 over segments, half over the claimed movement); ``bench/forgery.py`` measures the rates at
-N = 64 with the market's 32 samples over 1 000 draws, these tests the same machinery smaller.
+N = 64 with the market's 48 samples over 1 000 draws, these tests the same machinery smaller.
 """
 
 from __future__ import annotations
