@@ -199,6 +199,32 @@ class ArtifactStore:
             raw = f.read()
         return verified(raw, hb, f"{self.root}/{hb.hex()}")
 
+    def delete(self, h: bytes | str) -> int | None:
+        """Remove artifact ``h``; returns the bytes freed, None when it was not there (deleting
+        twice is harmless). A local store fsyncs the directory, so a deletion that returned
+        survives a crash. The store is content addressed: the caller must know that nobody
+        else needs ``h`` (the worker checks every live job's journaled boundaries)."""
+        p = self.path(h)
+        if not self._local:
+            try:
+                size = int(self._fs.size(p))
+                self._fs.rm_file(p)
+            except FileNotFoundError:
+                return None
+            return size
+        path = Path(p)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return size
+
 
 def state_size_cap(spec: JobSpec) -> int:
     """The most bytes an honest checkpoint of ``spec``'s training state can take.

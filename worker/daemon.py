@@ -85,7 +85,7 @@ class Worker:
         )
         self.lifecycle = Lifecycle(self.gateway, self.journal, self.clock, retries,
                                    result_base=config.base_url(), records=self.trainer.records,
-                                   prepare=self.trainer.ensure_states)
+                                   prepare=self.trainer.ensure_states, store=self.store)
         self._handled_any = False
 
     @property

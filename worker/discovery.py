@@ -168,7 +168,8 @@ class Discovery:
             segment_steps=spec.segment_steps,
             state_bytes=state_bytes,
             audit_samples=job.audit_samples,
-            open_window_s=job.open_window,
+            # an OPEN job's terms are not fixed yet (zero): the accept fixes the market's current one
+            open_window_s=job.open_window or self.gateway.param("open_window"),
         )
         standing = Standing(
             now=self.clock.now(),

@@ -4,8 +4,9 @@ Everything the worker must not forget across a ``kill -9`` lives here: the
 event cursor, every job it has looked at (and why it skipped it), the phase and
 checkpoint interval ``m`` (meta ``keep_every:<job_id>``) of
 every job it accepted, each training boundary it reached (``k``, state hash,
-cumulative energy, work digest, cumulative movement) and every audited segment
-it opened.
+cumulative energy, work digest, cumulative movement), every audited segment
+it opened and each final job whose checkpoints are still to be freed (meta
+``prune:<job_id>``, :meth:`Journal.mark_prune`).
 
 The database runs in WAL mode with ``synchronous=FULL``, so a transaction that
 returned is on disk. Every public method is one transaction. The connection is
@@ -277,6 +278,45 @@ class Journal:
                        (f"keep_every:{job_id}", str(m)))
             row = db.execute("SELECT value FROM meta WHERE key = ?", (f"keep_every:{job_id}",)).fetchone()
         return int(row[0])
+
+    # ------------------------------------------------------------------ freeing a final job's checkpoints
+    def mark_prune(self, job_id: int) -> None:
+        """Journal that a final job's checkpoints are to be freed (meta ``prune:<job_id>``),
+        before its phase leaves the active ones: a crash in between marks it again."""
+        with self._tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO NOTHING",
+                       (f"prune:{job_id}",))
+
+    def pending_prunes(self) -> list[int]:
+        """The jobs marked by :meth:`mark_prune` whose checkpoints are not all freed yet, ascending."""
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM meta WHERE key LIKE 'prune:%'").fetchall()
+        return sorted(int(r[0].split(":", 1)[1]) for r in rows)
+
+    def clear_prune(self, job_id: int) -> None:
+        """The job's checkpoints are freed (every deletion returned)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"prune:{job_id}",))
+
+    def boundary_hashes(self, phases: Sequence[Phase]) -> set[bytes]:
+        """Every journaled boundary state hash of the jobs in ``phases``."""
+        marks = ",".join("?" * len(phases))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT DISTINCT b.state_hash FROM boundaries b JOIN jobs j ON b.job_id = j.job_id "
+                f"WHERE j.phase IN ({marks})", [str(p) for p in phases]
+            ).fetchall()
+        return {bytes.fromhex(r[0]) for r in rows}
+
+    def final_hashes(self) -> set[bytes]:
+        """The final state hash (boundary ``N``, and the committed one) of every job journaled."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.state_hash FROM boundaries b JOIN jobs j ON b.job_id = j.job_id "
+                "WHERE b.k = j.num_segments AND j.num_segments > 0 "
+                "UNION SELECT final_state_hash FROM jobs WHERE final_state_hash IS NOT NULL"
+            ).fetchall()
+        return {bytes.fromhex(r[0]) for r in rows}
 
     def bind(self, chain_id: int, market: str, provider: str, identity: str | None = None) -> None:
         """Tie this journal to one chain, market and provider account, and (``identity``,

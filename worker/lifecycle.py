@@ -24,7 +24,13 @@ the trainer's): the openings are sent only once every one of them is in the stor
 never when a replay does not reproduce a committed hash.
 Once a job is final on chain (PAID, SLASHED, EXPIRED, CANCELLED) its held run
 record, with the per-step losses, is published (:mod:`worker.records`); never
-before.
+before. Its checkpoints are then freed (:meth:`Lifecycle.free_checkpoints`): every
+boundary state of the job leaves the store except the final one (boundary ``N``, the
+model the requester fetches after PAID) and any state another job still needs (the
+store is content addressed: jobs that share a seed can share states). The job is
+marked in the journal (``prune:<job_id>``) before its phase leaves the active ones and
+unmarked once every deletion returned, so a restart after a partial prune finishes it;
+a file already gone counts as freed.
 
 Each job moves under its own :class:`~greenproof.chain.retries.JobRetries` streak: a
 transaction that keeps reverting for one job is logged with its reason and
@@ -35,8 +41,10 @@ The accept is :mod:`worker.discovery`'s, training :mod:`worker.trainer`'s.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from greenproof.chain.clock import ChainClock
 from greenproof.chain.errors import TxError
@@ -45,9 +53,22 @@ from greenproof.chain.models import JobState, OnchainJob, Opening
 from greenproof.chain.retries import JobRetries
 from greenproof.merkle import MerkleTree, commitment_tree, seal
 from greenproof.sampling import segments_to_open
+from greenproof.spec import parse_spec
 from worker.checkpoints import RegenerationError, needed_boundaries
-from worker.journal import Boundary, JobRow, Journal, Phase, UnsealedBoundaries, moves, work_digests
+from worker.journal import (
+    ACTIVE_PHASES,
+    Boundary,
+    JobRow,
+    Journal,
+    Phase,
+    UnsealedBoundaries,
+    moves,
+    work_digests,
+)
 from worker.records import RunRecords
+
+if TYPE_CHECKING:
+    from greenproof.store import ArtifactStore
 
 log = logging.getLogger("greenproof.worker")
 
@@ -72,6 +93,7 @@ class Lifecycle:
         result_base: str,
         records: RunRecords,
         prepare: Prepare | None = None,
+        store: ArtifactStore | None = None,
     ) -> None:
         self.gateway = gateway
         self.journal = journal
@@ -84,6 +106,10 @@ class Lifecycle:
         #: brings audited boundaries not kept on disk back before they are opened
         #: (``Trainer.ensure_states``; None: every boundary is on disk)
         self.prepare = prepare
+        #: the content-addressed checkpoint store a final job's checkpoints are freed from
+        #: (None: nothing is ever deleted)
+        self.store = store
+        self._deferred: set[int] = set()  # prunes waiting for a job that may share states (logged once)
 
     # ------------------------------------------------------------------ one pass
     def step(self, head: int) -> None:
@@ -93,6 +119,10 @@ class Lifecycle:
                 continue  # discovery's until the accept has landed
             self.retries.attempt(row.job_id, lambda row=row: self.advance(row, head))
         self.retries.attempt("withdraw", self.collect)
+        if self.store is not None:
+            for job_id in self.journal.pending_prunes():
+                self.retries.attempt(f"job {job_id}: freeing checkpoints",
+                                     lambda job_id=job_id: self.free_checkpoints(job_id))
 
     def advance(self, row: JobRow, head: int) -> None:
         """Move one job one action further, reconciling with its on-chain state."""
@@ -102,6 +132,7 @@ class Lifecycle:
             return
         if job.state in (JobState.EXPIRED, JobState.CANCELLED):
             self.records.publish(row.job_id, job.state)
+            self.journal.mark_prune(row.job_id)
             self.journal.set_phase(row.job_id, Phase.ABANDONED, f"job {job.state} on chain")
             log.warning("job %d: %s on chain; dropping it", row.job_id, job.state)
             return
@@ -114,6 +145,7 @@ class Lifecycle:
             self.commit(row, job)
         elif job.state in (JobState.PAID, JobState.SLASHED):
             self.records.publish(row.job_id, job.state)
+            self.journal.mark_prune(row.job_id)  # before the phase: a crash in between marks it again
             self.journal.set_phase(row.job_id, Phase.CLOSED, f"finalized: {job.state}")
             log.info("job %d: finalized on chain: %s", row.job_id, job.state)
         elif job.state is JobState.COMMITTED:
@@ -239,11 +271,63 @@ class Lifecycle:
             log.info("withdrawing %d owed by the market", owed)
             self.gateway.withdraw()
 
+    def free_checkpoints(self, job_id: int) -> bool:
+        """Delete a final job's boundary checkpoints from the store, but its final state and any
+        state a live job (an active phase) journaled or any job's final state; True once done.
+
+        Idempotent and crash safe: every deletion is durable when it returns, a missing file
+        counts as freed, and the journal's ``prune:<job_id>`` mark is cleared only at the end,
+        so a restart after a partial prune goes on where it stopped. While a job that could
+        reach the same states (the same seed: every state holds the seed's RNG key) is queued
+        or training, the prune waits: that job may have found a state in the store that it
+        has not journaled yet (``store.put`` writes nothing when the file is there).
+        """
+        if self.store is None:
+            return False
+        row = self.journal.job(job_id)
+        if row is None or row.phase in ACTIVE_PHASES:  # unknown, or live again: nothing to free
+            self.journal.clear_prune(job_id)
+            return False
+        seed = _seed_of(row)
+        sharing = [r.job_id for r in self.journal.jobs([Phase.QUEUED, Phase.TRAINING])
+                   if r.job_id != job_id and (seed is None or _seed_of(r) in (None, seed))]
+        if sharing:
+            if job_id not in self._deferred:
+                self._deferred.add(job_id)
+                log.info("job %d: freeing its checkpoints once job(s) %s, which may share its states, "
+                         "are trained", job_id, sharing)
+            return False
+        bounds = self.journal.boundaries(job_id)
+        keep = self.journal.boundary_hashes(ACTIVE_PHASES) | self.journal.final_hashes()
+        final = bounds[-1].state_hash if bounds and bounds[-1].k == row.num_segments else row.final_state_hash
+        if final is not None:
+            keep.add(final)
+        doomed = {b.state_hash for b in bounds} - keep
+        count = freed = 0
+        for h in sorted(doomed):
+            size = self.store.delete(h)
+            if size is not None:
+                count += 1
+                freed += size
+        self.journal.clear_prune(job_id)
+        self._deferred.discard(job_id)
+        log.info("job %d: final; freed %d checkpoint(s), %d bytes (%.1f MiB); kept %s", job_id, count, freed,
+                 freed / 2**20, f"the final state 0x{final.hex()[:16]}" if final is not None else "no final state")
+        return True
+
     def _reload(self, row: JobRow) -> JobRow:
         fresh = self.journal.job(row.job_id)
         if fresh is None:
             raise LifecycleError(f"worker: job {row.job_id} vanished from the journal")
         return fresh
+
+
+def _seed_of(row: JobRow) -> int | None:
+    """The seed of a journaled job's spec (None when it cannot be read: assume any)."""
+    try:
+        return parse_spec(json.loads(row.spec_json or "{}")).seed
+    except Exception:  # noqa: BLE001 - an unreadable spec only makes the prune more careful
+        return None
 
 
 def seals(job_id: int, bounds: Sequence[Boundary]) -> list[bytes]:

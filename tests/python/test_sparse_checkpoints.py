@@ -14,6 +14,10 @@ Stories:
 * through discovery and the lifecycle (fake market): the job is accepted with its m
   journaled, trained sparse, committed, and its audited segments' boundaries are
   regenerated, then opened against the committed root and served;
+* once a job is final its checkpoints are freed: all but the final state and the states
+  a live job journaled; a second pass frees nothing; a prune cut short by a crash is
+  finished by the restarted worker; a job that may reach the same states (same seed)
+  while it is queued or training holds the prune back until it has journaled them;
 * on CPU the CUDA staging path is never taken, and the step loop reads no loss back
   unless a progress callback shows it.
 """
@@ -21,13 +25,14 @@ Stories:
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-from fake_gateway import PROVIDER, FakeGateway, FixedClock
+from fake_gateway import PROVIDER, VOTE_WINDOWS, FakeGateway, FixedClock
 from fastapi.testclient import TestClient
 
 import greenproof.run as run_mod
@@ -94,7 +99,7 @@ class World:
         self.trainer = self.new_trainer(self.config)
         self.lifecycle = Lifecycle(self.market, self.journal, self.clock, self.retries,  # type: ignore[arg-type]
                                    result_base="http://worker.test", records=RunRecords(self.config.runs_dir),
-                                   prepare=self.trainer.ensure_states)
+                                   prepare=self.trainer.ensure_states, store=self.store)
 
     def new_trainer(self, config: WorkerConfig) -> Trainer:
         return Trainer(self.journal, self.store, config, self.clock, Throughput(self.journal),  # type: ignore[arg-type]
@@ -238,7 +243,9 @@ def test_discovery_journals_m_and_the_audited_boundaries_are_regenerated_opened_
 ) -> None:
     w = World(tmp_path, m=3)
     uri = "data:application/json;base64," + base64.b64encode(SPEC.canonical_json()).decode()
-    w.market.post(7, uri, 11, spec_hash=SPEC.spec_hash(), num_segments=N, audit_samples=2)
+    # an OPEN job's terms read zero on chain (the accept fixes the open window): the worker
+    # sizes its regeneration against the market's current open window
+    w.market.post(7, uri, 11, spec_hash=SPEC.spec_hash(), num_segments=N, audit_samples=2, open_window=0)
     w.market.draws[7] = [4, 1]  # segments 1 and 4: boundaries 1, 2, 4, 5 (none of them kept)
     discovery = Discovery(w.market, w.journal, w.config, w.clock, Throughput(w.journal),  # type: ignore[arg-type]
                           w.retries, from_block=10, on_queued=lambda: None)
@@ -278,6 +285,129 @@ def test_a_job_whose_regeneration_misses_its_commitment_is_not_opened(tmp_path: 
     assert w.market.state(2) is JobState.AUDITING
     assert w.market.open_calls == []
     assert "NOT OPENING" in caplog.text and "REGENERATION MISMATCH" in caplog.text
+
+
+# ---------------------------------------------------------------------------- once the job is final
+
+
+def live_job_sharing(w: World, job_id: int, shared: list[bytes]) -> None:
+    """A live job (voting, its vote windows far off) of another seed whose journaled
+    boundaries 1.. are the states ``shared`` (the store is content addressed)."""
+    other = SPEC.model_copy(update={"seed": SPEC.seed + 1})
+    w.market.add_job(job_id, num_segments=len(shared), provider=PROVIDER, state=JobState.VOTING,
+                     voting_start=w.clock.now() + 10**6)
+    w.journal.begin_accept(job_id, spec_json=other.canonical_json().decode(), spec_hash=other.spec_hash(),
+                           determinism_class=b"\1" * 32, deadline=w.clock.now() + 86_400,
+                           num_segments=len(shared), posted_block=1)
+    for k, h in enumerate([b"\x02" * 32, *shared]):
+        w.journal.record_boundary(job_id, k, h, k, b"\0" * 32 if k == 0 else bytes([k]) * 32, k)
+    w.journal.set_phase(job_id, Phase.VOTING)
+
+
+def paid(w: World, job_id: int) -> None:
+    """Commit, draw, regenerate and open; then the vote windows pass and the job is finalized."""
+    w.passes(3)
+    assert w.market.state(job_id) is JobState.VOTING
+    w.clock.t += VOTE_WINDOWS
+    w.passes(2)
+    assert w.market.state(job_id) is JobState.PAID
+
+
+def test_a_final_job_frees_its_checkpoints_but_the_final_state_and_those_a_live_job_needs(
+    tmp_path: Path, reference, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = World(tmp_path, m=3)
+    w.queued_job(1, draws=[4, 1])  # segments 1 and 4: boundaries 1, 2, 4, 5 regenerated
+    w.trainer.train(w.journal.job(1))  # type: ignore[arg-type]
+    ref = reference.state_hashes
+    live_job_sharing(w, 2, [ref[4], ref[6]])  # a regenerated state and a kept one
+    w.passes(3)
+    assert files(w.store) == {ref[k].hex() for k in (1, 2, 3, 4, 5, 6, 8)}
+    size = (Path(w.store.root) / ref[8].hex()).stat().st_size
+
+    w.clock.t += VOTE_WINDOWS
+    with caplog.at_level(logging.INFO, logger="greenproof.worker"):
+        w.passes(2)  # finalized, closed, checkpoints freed in the same pass
+
+    assert w.market.state(1) is JobState.PAID and w.journal.job(1).phase is Phase.CLOSED  # type: ignore[union-attr]
+    assert files(w.store) == {ref[8].hex(), ref[4].hex(), ref[6].hex()}  # final; job 2's
+    assert w.journal.pending_prunes() == []
+    assert f"job 1: final; freed 4 checkpoint(s), {4 * size} bytes" in caplog.text
+    server = TestClient(create_app(JournalIndex(w.journal, w.store)))
+    assert server.get("/artifacts/1/final").status_code == 200  # the requester's model
+    assert state_hash(state_from_bytes(server.get("/artifacts/1/final").content)) == ref[8]
+    assert server.get(f"/artifacts/1/{ref[1].hex()}").status_code == 404
+    assert server.get(f"/artifacts/2/{ref[4].hex()}").status_code == 200
+
+    # a second pass, and a second prune of the same job, change nothing
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="greenproof.worker"):
+        w.passes(1)
+        assert "freed" not in caplog.text
+        w.journal.mark_prune(1)
+        w.passes(1)
+    assert "job 1: final; freed 0 checkpoint(s), 0 bytes" in caplog.text
+    assert files(w.store) == {ref[8].hex(), ref[4].hex(), ref[6].hex()}
+
+    # once job 2 is final too, its states go; job 1's final model stays
+    w.market.jobs[2].update(state=JobState.PAID)
+    w.passes(1)
+    assert w.journal.job(2).phase is Phase.CLOSED  # type: ignore[union-attr]
+    assert files(w.store) == {ref[8].hex(), ref[6].hex()}  # job 2's boundary 2 is its final state
+
+
+def test_a_prune_cut_short_is_finished_by_the_restarted_worker(tmp_path: Path, reference,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(tmp_path, m=3)
+    w.queued_job(1, draws=[4, 1])
+    w.trainer.train(w.journal.job(1))  # type: ignore[arg-type]
+    ref = reference.state_hashes
+    delete = w.store.delete
+    gone: list[bytes] = []
+
+    def killed_after_two(h):  # kill -9 after two files are deleted
+        if len(gone) == 2:
+            raise SystemExit("kill -9")
+        size = delete(h)
+        if size is not None:
+            gone.append(h)
+        return size
+
+    monkeypatch.setattr(w.store, "delete", killed_after_two)
+    with pytest.raises(SystemExit):
+        paid(w, 1)
+    assert w.journal.pending_prunes() == [1] and len(files(w.store)) == 7 - 2
+    monkeypatch.undo()
+
+    # the restarted worker: a new lifecycle over the same journal and store
+    w.lifecycle = Lifecycle(w.market, w.journal, w.clock, JobRetries(1.0, 30.0, clock=lambda: 0.0),  # type: ignore[arg-type]
+                            result_base="http://worker.test", records=RunRecords(w.config.runs_dir),
+                            prepare=w.trainer.ensure_states, store=w.store)
+    w.passes(1)
+    assert w.journal.pending_prunes() == []
+    assert files(w.store) == {ref[8].hex()}
+
+
+def test_the_prune_waits_for_a_queued_job_of_the_same_seed_then_keeps_what_it_journaled(
+    tmp_path: Path, reference, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = World(tmp_path, m=3)
+    w.queued_job(1, draws=[4, 1])
+    w.trainer.train(w.journal.job(1))  # type: ignore[arg-type]
+    w.queued_job(3, draws=[0])  # the same spec: it trains through the very states of job 1
+    ref = reference.state_hashes
+    with caplog.at_level(logging.INFO, logger="greenproof.worker"):
+        paid(w, 1)
+    # job 3 may find job 1's states in the store (and write nothing) before it journals them
+    assert w.journal.pending_prunes() == [1]
+    assert "job 1: freeing its checkpoints once job(s) [3], which may share its states, are trained" in caplog.text
+    assert files(w.store) == {ref[k].hex() for k in (1, 2, 3, 4, 5, 6, 8)}
+
+    w.trainer.train(w.journal.job(3))  # type: ignore[arg-type]
+    w.passes(1)  # job 3 committed; job 1 pruned: every state it had is one job 3 journaled
+    assert w.journal.pending_prunes() == []
+    assert files(w.store) == {ref[k].hex() for k in (1, 2, 3, 4, 5, 6, 8)}
+    assert w.hashes(3) == ref
 
 
 # ---------------------------------------------------------------------------- off the critical path

@@ -18,7 +18,9 @@ Stories:
   before seals) is never committed: no seal is guessed;
 * a job trained by the real trainer journals the work digests a verifier's
   replay in the same class computes bit for bit, and its losses cannot be read
-  from the artifact server or the dashboard's data until the job is final.
+  from the artifact server or the dashboard's data until the job is final;
+* a job cancelled or expired on chain frees its checkpoints like a paid one: all
+  but its final state and the states a live job journaled, once.
 
 Time is the test's: chain time is a :class:`FixedClock`, the backoff runs on a
 counter the test advances; nothing sleeps.
@@ -397,3 +399,34 @@ def test_a_running_jobs_losses_cannot_be_read_until_it_is_final(
     logged = [r.getMessage().lower() for r in caplog.records if r.name.startswith("greenproof")]
     assert logged and not [m for m in logged if "loss" in m]  # the worker never logs one
     assert not [m for m in logged for x in losses if f"{x:.4f}" in m or repr(x) in m]
+
+
+@pytest.mark.parametrize("end", [JobState.CANCELLED, JobState.EXPIRED])
+def test_a_job_dropped_on_chain_frees_its_checkpoints_but_the_final_and_a_live_jobs(
+    world: World, end: JobState, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ArtifactStore(world.config.store_dir)
+    world.lifecycle.store = store
+    world.trained_job(1, segments=4)
+    world.trained_job(2, segments=4)
+    hashes = {k: boundary_hash(1, k) for k in range(5)}
+    for h in [*hashes.values(), boundary_hash(2, 1)]:
+        store.put_bytes(h, b"x" * 10)  # the store holds bytes; nothing here reads them back
+    # job 2 is live and (content addressed) shares job 1's boundary 2: journal it as its own
+    world.journal.set_phase(2, Phase.VOTING)
+    world.market.add_job(2, num_segments=4, provider=PROVIDER, state=JobState.VOTING,
+                         voting_start=world.clock.now() + 10**6)
+    with sqlite3.connect(world.config.journal_path) as db:
+        db.execute("UPDATE boundaries SET state_hash = ? WHERE job_id = '2' AND k = 3", (hashes[2].hex(),))
+    world.market.jobs[1].update(state=end)
+
+    with caplog.at_level(logging.INFO, logger="greenproof.worker"):
+        world.passes(1)
+    assert world.phase(1) is Phase.ABANDONED
+    assert {h for h in hashes.values() if store.has(h)} == {hashes[4], hashes[2]}  # final; job 2's
+    assert store.has(boundary_hash(2, 1))
+    assert "job 1: final; freed 3 checkpoint(s), 30 bytes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="greenproof.worker"):
+        world.passes(2)
+    assert "freed" not in caplog.text and world.journal.pending_prunes() == []
