@@ -420,9 +420,9 @@ def test_a_worker_under_a_disk_budget_keeps_every_mth_state_regenerates_the_audi
     # nobody mines until the commitment is seen: the audit (and any regeneration) needs blocks
     # past the seed block, so what the store holds now is what training left
     end = time.monotonic() + 150
-    while requester.job(job_id).state is not JobState.COMMITTED:
+    while (state := requester.job(job_id).state) is not JobState.COMMITTED:  # one read per pass
         daemons.check()
-        assert requester.job(job_id).state in (JobState.OPEN, JobState.ACCEPTED), daemons.log("worker")
+        assert state in (JobState.OPEN, JobState.ACCEPTED), daemons.log("worker")
         assert not worker.journal("SELECT reason FROM jobs WHERE phase = 'skipped'"), daemons.log("worker")
         assert time.monotonic() < end, daemons.log("worker")
         time.sleep(0.2)
