@@ -293,6 +293,9 @@ class AuditTask:
             return True
         try:
             extra = [s for s in bridged(job) if s.index not in self._checks]
+        except Exception as exc:  # noqa: BLE001 - bridged replays add detection; never cost the vote
+            log.warning("job %d: no bridged segments: %s: %s", self.job_id, type(exc).__name__, exc)
+            return True
         finally:
             self.replay_lock.release()
         for seg in extra:
