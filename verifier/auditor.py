@@ -266,22 +266,30 @@ class AuditTask:
         job = self.facts.audit_job(spec)
         step = max(1, config.max_parallel)
         for lo in range(0, len(todo), step):
-            chunk = todo[lo: lo + step]
-            if self.abandoned.is_set() or not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
+            if not self._check(job, todo[lo: lo + step], config, fetch):
                 return False
-            try:
-                if self.budget.expired():
-                    return False
-                part = self.audit(job.model_copy(update={
-                    "audit_indices": [s.index for s in chunk], "opened": chunk, "final_state_hash": None,
-                }), config, fetch)
-            finally:
-                self.replay_lock.release()
-            for check in part.segments:
-                self._record(check)
             if self._fraud_found():
                 return True
         return self._replay_bridged(job, config, fetch)
+
+    def _check(self, job: AuditJob, segments: list[OpenedSegment], config: AuditConfig, fetch: Fetch,
+               *, bridged: bool = False) -> bool:
+        """Check ``segments`` under the replay lock and journal each check; False when the task was
+        abandoned or the budget ran out before the lock was had."""
+        if self.abandoned.is_set() or not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
+            return False
+        try:
+            if self.budget.expired():
+                return False
+            part = self.audit(job.model_copy(update={
+                "audit_indices": [s.index for s in segments], "opened": segments, "final_state_hash": None,
+            }), config, fetch)
+        finally:
+            self.replay_lock.release()
+        for check in part.segments:
+            check.bridged = bridged
+            self._record(check)
+        return True
 
     def _replay_bridged(self, job: AuditJob, config: AuditConfig, fetch: Fetch) -> bool:
         """Then the bridged segments (not drawn, both boundaries known: docs/protocol.md §4), one at
@@ -305,18 +313,7 @@ class AuditTask:
                 log.info("job %d: bridged segment %d not replayed: %.0f s of the budget left", self.job_id,
                          seg.index, self.budget.remaining())
                 return True
-            if not self.replay_lock.acquire(timeout=max(0.0, self.budget.remaining())):
-                return True
-            try:
-                part = self.audit(job.model_copy(update={
-                    "audit_indices": [seg.index], "opened": [seg], "final_state_hash": None,
-                }), config, fetch)
-            finally:
-                self.replay_lock.release()
-            for check in part.segments:
-                check.bridged = True
-                self._record(check)
-            if self._fraud_found():
+            if not self._check(job, [seg], config, fetch, bridged=True) or self._fraud_found():
                 break
         return True
 

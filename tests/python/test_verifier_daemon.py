@@ -139,6 +139,19 @@ def quiet_audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport
     return audit_job(job, dataclasses.replace(config, measure_energy=False), fetch)
 
 
+def recording_verifier(market: FakeMarket, tmp_path: Path, daemons: list) -> tuple[Verifier, list[int]]:
+    """A verifier daemon on ``market`` whose audit records, in order, the segments it replays."""
+    replays: list[int] = []
+
+    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
+        replays.extend(s.index for s in job.opened)
+        return quiet_audit(job, config, fetch)
+
+    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    return daemon, replays
+
+
 def settings(tmp_path: Path, **over) -> VerifierConfig:
     base = {"data_dir": tmp_path / "verifier", "poll_s": 0.05, "progress": False, "fetch_attempts": 2,
             "fetch_backoff_s": 0.05, "commit_margin_s": 3.0, "retry_s": 0.1, "retry_max_s": 0.5}
@@ -584,14 +597,7 @@ def test_a_jump_claimed_nowhere_gets_a_fraud_vote_from_the_triangle_before_any_r
     server = serve({"/artifacts/": checkpoints(forger)}, prefix=True)
     target = forger.moves[3]  # segment 3's bracket holds it
     post(market, 1, forger, f"{server.url}/artifacts/1", [0, 3], targets=[target])
-    replays: list[int] = []
-
-    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
-        replays.extend(s.index for s in job.opened)
-        return quiet_audit(job, config, fetch)
-
-    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
-    daemons.append(daemon)
+    daemon, replays = recording_verifier(market, tmp_path, daemons)
     drive(daemon, lambda: committed(market, 1), "the fraud vote")
     assert voted_fraud(daemon, 1) and replays == []  # decided before any replay
     report = report_of(daemon, 1)
@@ -614,14 +620,7 @@ def test_a_forged_first_boundary_is_found_by_replaying_the_bridged_segment_0(ser
     forger = simulate_run(tiny_spec(), cheat=make_forger("forge_collapse", at=1), measure_energy=False)
     server = serve({"/artifacts/": checkpoints(forger)}, prefix=True)
     post(market, 1, forger, f"{server.url}/artifacts/1", [1])
-    replays: list[int] = []
-
-    def audit(job: AuditJob, config: AuditConfig, fetch: Fetch) -> AuditReport:
-        replays.extend(s.index for s in job.opened)
-        return quiet_audit(job, config, fetch)
-
-    daemon = Verifier(market, settings(tmp_path), audit=audit)  # type: ignore[arg-type]
-    daemons.append(daemon)
+    daemon, replays = recording_verifier(market, tmp_path, daemons)
     drive(daemon, lambda: committed(market, 1), "the fraud vote")
     assert voted_fraud(daemon, 1) and replays == [1, 0]
     report = report_of(daemon, 1)
